@@ -1,0 +1,48 @@
+"""Tailor: turn pretrained models into customized ones, offline, on a CPU.
+
+The Python API mirrors the CLI::
+
+    import tailor
+    ds = tailor.load_dataset("loans.csv")                  # ingest + validate
+    result = tailor.fine_tune("loans.csv", name="credit-risk")  # clean, split, fine-tune, evaluate, register
+    model = tailor.load_model("credit-risk@latest")
+    model.predict(["late payment on my card"])
+
+Heavy modules (torch, transformers) are imported only when a function needs them, so
+``import tailor`` and ``tailor --help`` stay fast. (The function is ``fine_tune`` because ``tailor.train`` is the training
+subpackage.)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "load_dataset", "fine_tune", "load_model", "evaluate"]
+
+
+def load_dataset(path, text_col=None, label_col=None, **kwargs):
+    """Read and validate a CSV/TSV/JSONL file of labelled texts; see :func:`tailor.data.ingest.read_dataset`."""
+    from tailor.data.ingest import read_dataset
+
+    return read_dataset(path, text_col=text_col, label_col=label_col, **kwargs)
+
+
+def fine_tune(data, **kwargs):
+    """Run a classification fine-tuning job end to end; see :func:`tailor.train.job.run_classification_job`."""
+    from tailor.train.job import run_classification_job
+
+    return run_classification_job(data, **kwargs)
+
+
+def load_model(ref: str):
+    """Load a registered model version (``name``, ``name:3``, ``name@alias``) ready to predict."""
+    from tailor.registry.service import load_classifier
+
+    return load_classifier(ref)
+
+
+def evaluate(ref: str, data, **kwargs):
+    """Evaluate a registered model on labelled data; see :func:`tailor.eval.run.evaluate_model`."""
+    from tailor.eval.run import evaluate_model
+
+    return evaluate_model(ref, data, **kwargs)

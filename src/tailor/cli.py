@@ -1,0 +1,327 @@
+"""The ``tailor`` command: a table of verbs, each wiring library calls (no logic lives here).
+
+Errors meant for the user print as one line on stderr with exit code 2 (bad input or usage) or 1
+(failure); ``--debug`` shows the traceback. ``--json`` prints one JSON object as the last line of stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+
+from tailor import __version__
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``10m``, ``1.5h``."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use e.g. 90s, 10m or 1h")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def _emit_json(obj) -> None:
+    print(json.dumps(obj, ensure_ascii=False, default=str))
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+# ---- data -------------------------------------------------------------------------------------------------
+def cmd_data_check(args) -> int:
+    from tailor.catalog import resolve_base
+    from tailor.data.clean import clean_dataset
+    from tailor.data.ingest import read_dataset
+    from tailor.data.report import build_data_report, format_data_report_text, render_data_report_html
+    from tailor.runtime import setup_torch
+    from tailor.settings import get_settings
+
+    settings = get_settings()
+    raw = read_dataset(args.file, args.text_col, args.label_col, max_bytes=settings.max_file_bytes)
+    eval_ds = None
+    if args.eval_file:
+        eval_ds = read_dataset(args.eval_file, args.text_col or raw.source.text_col,
+                               args.label_col or raw.source.label_col, max_bytes=settings.max_file_bytes)
+    cleaned = clean_dataset(raw, max_chars=settings.max_text_chars, eval_ds=eval_ds)
+    tokenizer = None
+    if not args.no_tokens:
+        setup_torch()
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(resolve_base(args.base).path)
+    report = build_data_report(raw, cleaned, eval_ds=eval_ds, tokenizer=tokenizer, max_length=args.max_length)
+    if args.report:
+        with open(args.report, "w", encoding="utf-8") as f:
+            f.write(render_data_report_html(report))
+    if args.json:
+        _emit_json(report)
+    else:
+        print(format_data_report_text(report))
+        if args.report:
+            print(f"HTML report: {args.report}")
+    return 0
+
+
+# ---- train ------------------------------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    from tailor.train.job import run_classification_job
+    from tailor.train.progress import ConsoleReporter
+
+    if args.task != "classify":
+        from tailor.errors import UsageError
+
+        raise UsageError(f"task {args.task!r} is not available yet; use --task classify")
+    overrides = {"base": args.base, "method": args.method, "epochs": args.epochs, "lr": args.lr,
+                 "batch_size": args.batch_size, "max_length": args.max_length, "seed": args.seed,
+                 "time_budget_s": args.time_budget, "device": args.device}
+    result = run_classification_job(
+        args.file, eval_file=args.eval_file, text_col=args.text_col, label_col=args.label_col, name=args.name,
+        preset=args.preset, search=args.search, resume=args.resume, reporter=ConsoleReporter(),
+        **{k: v for k, v in overrides.items() if v is not None})
+    summary = result.summary()
+    if args.json:
+        _emit_json(summary)
+    else:
+        from tailor.eval.report import format_eval_text
+
+        print(format_eval_text({"model": summary["model"], "data": args.eval_file or "test split",
+                                "metrics": result.metrics, "baseline": result.baseline,
+                                "base_model": summary["base_model"]}))
+        print(f"\nregistered {summary['model']}  (method {summary['method']}, {summary['timings']['total_s']}s)")
+    return 0
+
+
+# ---- eval / predict ---------------------------------------------------------------------------------------
+def cmd_eval(args) -> int:
+    from tailor.eval.report import format_eval_text
+    from tailor.eval.run import evaluate_model
+
+    evaluation = evaluate_model(args.ref, args.file, text_col=args.text_col, label_col=args.label_col,
+                                tenant=args.tenant, report_path=args.report)
+    if args.json:
+        _emit_json(evaluation)
+    else:
+        print(format_eval_text(evaluation))
+        if args.report:
+            print(f"HTML report: {args.report}")
+    return 0
+
+
+def _read_lines(path: str) -> list[str]:
+    from tailor.errors import DataError
+
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return [line.rstrip("\n") for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+
+
+def cmd_predict(args) -> int:
+    from tailor.errors import UsageError
+    from tailor.registry.service import load_classifier
+
+    texts = list(args.texts) + (_read_lines(args.file) if args.file else [])
+    if not texts:
+        raise UsageError("give texts to classify, or --file with one text per line")
+    classifier = load_classifier(args.ref, tenant=args.tenant)
+    predictions = classifier.predict(texts)
+    if args.json:
+        _emit_json({"model": classifier.version.ref, "predictions": [
+            {"text": t, "label": p.label, "score": p.score, "scores": p.scores} for t, p in zip(texts, predictions)]})
+    else:
+        for text, p in zip(texts, predictions):
+            print(f"{p.label}\t{p.score:.3f}\t{text}")
+    return 0
+
+
+# ---- models -----------------------------------------------------------------------------------------------
+def cmd_models_list(args) -> int:
+    from tailor.registry.service import open_registry
+
+    models = open_registry().store.list_models(None if args.all_tenants else args.tenant)
+    if args.json:
+        _emit_json({"models": [m.to_dict() for m in models]})
+        return 0
+    from rich.table import Table
+
+    table = Table("tenant", "name", "latest", "aliases", "created")
+    for m in models:
+        aliases = ", ".join(f"@{a}→{v}" for a, v in sorted(m.aliases.items()))
+        table.add_row(m.tenant, m.name, str(m.latest_version or "-"), aliases, m.created_at.strftime("%Y-%m-%d %H:%M"))
+    _console().print(table if models else "no models yet: run `tailor train FILE`")
+    return 0
+
+
+def cmd_models_show(args) -> int:
+    from tailor.registry.service import open_registry
+
+    registry = open_registry()
+    version = registry.store.resolve(args.tenant, args.ref)
+    info = version.to_dict() | {"artifact_dir": str(registry.artifact_dir(version))}
+    if args.json:
+        _emit_json(info)
+        return 0
+    test = version.metrics.get("test", {})
+    print(f"{version.ref}  task {version.task}  method {version.method}  base {version.base_model}")
+    print(f"aliases: {', '.join(version.aliases) or '-'}   created {info['created_at']}")
+    print(f"test: accuracy {test.get('accuracy')}  macro-F1 {test.get('macro_f1')}  "
+          f"weighted-F1 {test.get('weighted_f1')}")
+    dataset = (version.lineage.get("dataset") or {})
+    print(f"data: {dataset.get('path')} (sha256 {str(dataset.get('sha256'))[:16]}…)  rows {version.lineage.get('rows')}")
+    print(f"artifacts: {info['artifact_dir']}")
+    return 0
+
+
+def cmd_models_alias(args) -> int:
+    from tailor.registry.service import open_registry
+
+    store = open_registry().store
+    version = store.resolve(args.tenant, args.ref)
+    store.set_alias(args.tenant, version.name, args.alias, version.version)
+    if args.json:
+        _emit_json({"model": version.ref, "alias": f"{version.name}@{args.alias}"})
+    else:
+        print(f"{version.name}@{args.alias} → {version.ref}")
+    return 0
+
+
+def cmd_models_export(args) -> int:
+    from tailor.models.export import export_version
+
+    result = export_version(args.ref, args.format, args.out, tenant=args.tenant)
+    if args.json:
+        _emit_json(result)
+    else:
+        print(f"exported {result['model']} as {args.format} to {result['path']}: {', '.join(result['files'])}")
+    return 0
+
+
+def cmd_models_catalog(args) -> int:
+    from tailor.catalog import CATALOG
+
+    rows = [{"id": b.id, "task": b.task, "description": b.description} for b in CATALOG.values()]
+    if args.json:
+        _emit_json({"base_models": rows})
+    else:
+        for row in rows:
+            print(f"{row['id']:<14}{row['task']:<10}{row['description']}")
+    return 0
+
+
+# ---- parser -----------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tailor", description="Customize pretrained models on your own data, "
+                                                                "offline: check data, fine-tune, evaluate, register, predict.")
+    parser.add_argument("--version", action="version", version=f"tailor {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    def common(p, tenant=True):
+        p.add_argument("--json", action="store_true", help="print one JSON object on the last line of stdout")
+        if tenant:
+            p.add_argument("--tenant", default="default", help="the tenant that owns the models (default: default)")
+
+    def columns(p):
+        p.add_argument("--text-col", help="column (or JSON key) with the text; guessed when obvious")
+        p.add_argument("--label-col", help="column (or JSON key) with the label; guessed when obvious")
+
+    data = verbs.add_parser("data", help="inspect data").add_subparsers(dest="data_verb", metavar="VERB", required=True)
+    check = data.add_parser("check", help="validate, clean and report on a labelled file")
+    check.add_argument("file")
+    columns(check)
+    check.add_argument("--eval-file", help="a held-out file: checks train/eval leakage")
+    check.add_argument("--base", default="minilm-l6", help="base model whose tokenizer counts tokens")
+    check.add_argument("--max-length", type=int, default=128, help="token limit to report truncation against")
+    check.add_argument("--no-tokens", action="store_true", help="skip token counts (no tokenizer load)")
+    check.add_argument("--report", metavar="HTML", help="also write the report as an HTML page")
+    common(check, tenant=False)
+    check.set_defaults(func=cmd_data_check)
+
+    train = verbs.add_parser("train", help="fine-tune, evaluate and register a model")
+    train.add_argument("file")
+    train.add_argument("--task", default="classify", help="classify (text classification)")
+    columns(train)
+    train.add_argument("--eval-file", help="held-out labelled file for the test metrics (else a test split)")
+    train.add_argument("--base", help="base model: catalog id (minilm-l6) or a local Hugging Face directory")
+    train.add_argument("--method", choices=["auto", "full", "lora", "head"], help="default auto")
+    train.add_argument("--name", help="registry name (default: from the file name)")
+    train.add_argument("--preset", default="default", help="config preset: default, fast, quality")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--lr", type=float, help="peak learning rate (full fine-tuning)")
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--max-length", type=int, help="tokens per text")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--device", help="auto, cpu, cuda")
+    train.add_argument("--search", type=int, default=0, metavar="N", help="run N hyperparameter-search trials")
+    train.add_argument("--time-budget", type=parse_duration, metavar="DURATION", help="e.g. 10m: stop in time")
+    train.add_argument("--resume", action="store_true", help="resume the same job from its last checkpoint")
+    common(train)
+    train.set_defaults(func=cmd_train)
+
+    ev = verbs.add_parser("eval", help="evaluate a registered model on a labelled file")
+    ev.add_argument("ref", help="name, name:VERSION or name@ALIAS")
+    ev.add_argument("file")
+    columns(ev)
+    ev.add_argument("--report", metavar="HTML", help="write an HTML report")
+    common(ev)
+    ev.set_defaults(func=cmd_eval)
+
+    pr = verbs.add_parser("predict", help="classify texts with a registered model")
+    pr.add_argument("ref", help="name, name:VERSION or name@ALIAS")
+    pr.add_argument("texts", nargs="*", help="texts to classify")
+    pr.add_argument("--file", help="a file with one text per line")
+    common(pr)
+    pr.set_defaults(func=cmd_predict)
+
+    models = verbs.add_parser("models", help="the model registry").add_subparsers(dest="models_verb", metavar="VERB",
+                                                                                  required=True)
+    ls = models.add_parser("list", help="registered models")
+    ls.add_argument("--all-tenants", action="store_true", help="every tenant's models (operator view)")
+    common(ls)
+    ls.set_defaults(func=cmd_models_list)
+    show = models.add_parser("show", help="one version: metrics, lineage, artifacts")
+    show.add_argument("ref")
+    common(show)
+    show.set_defaults(func=cmd_models_show)
+    alias = models.add_parser("alias", help="point an alias (e.g. production) at a version")
+    alias.add_argument("ref")
+    alias.add_argument("alias")
+    common(alias)
+    alias.set_defaults(func=cmd_models_alias)
+    export = models.add_parser("export", help="write a version as a Hugging Face dir, a PEFT adapter or ONNX")
+    export.add_argument("ref")
+    export.add_argument("--format", required=True, choices=["hf", "peft", "onnx"])
+    export.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    common(export)
+    export.set_defaults(func=cmd_models_export)
+    catalog = models.add_parser("catalog", help="base models available to fine-tune")
+    common(catalog, tenant=False)
+    catalog.set_defaults(func=cmd_models_catalog)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tailor`` command."""
+    args = build_parser().parse_args(argv)
+    from tailor.errors import TailorError
+
+    try:
+        return args.func(args)
+    except TailorError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data stage: ingest, validate, clean, report and split labelled text."""

@@ -1,0 +1,41 @@
+"""Errors a user can act on.
+
+Everything Tailor raises on purpose derives from :class:`TailorError`; the CLI prints its message on one
+line and exits with :attr:`TailorError.exit_code` (2 for bad input or usage), without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class TailorError(Exception):
+    """An error whose message is meant for the user."""
+
+    exit_code = 1
+
+
+class UsageError(TailorError):
+    """The command or call was wrong (a bad flag value, a missing argument, an unknown model)."""
+
+    exit_code = 2
+
+
+class DataError(TailorError):
+    """The input data cannot be used. ``line`` and ``field`` locate the problem when known.
+
+    Args:
+        message: what is wrong, in words the user understands.
+        line: 1-based line number in the source file (the header is line 1 for CSV/TSV).
+        field: the column or JSON key concerned.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, line: int | None = None, field: str | None = None):
+        self.line = line
+        self.field = field
+        where = f"line {line}: " if line is not None else ""
+        super().__init__(f"{where}{message}")
+
+
+class NotFoundError(UsageError):
+    """A referenced model, version or alias does not exist."""

@@ -1,0 +1,60 @@
+"""``tailor eval``: score a registered version on a labelled file, attach the result to the version."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tailor.registry.store import DEFAULT_TENANT
+from tailor.settings import Settings, get_settings
+
+
+def evaluate_model(ref: str, data, *, text_col: str | None = None, label_col: str | None = None,
+                   tenant: str = DEFAULT_TENANT, report_path: str | Path | None = None,
+                   settings: Settings | None = None) -> dict:
+    """Evaluate the version ``ref`` on labelled ``data`` (a path or a TextDataset).
+
+    Rows with an empty text, or a label the model does not know, are left out and counted. The majority
+    baseline uses the training labels' most frequent class. The result is also stored in the version's
+    metrics under ``evaluations`` (keyed by the file's sha256 prefix).
+
+    Returns:
+        ``{"model", "data", "rows", "skipped_rows", "metrics", "baseline", "base_model", "created_at"}``.
+    """
+    from tailor.data.dataset import TextDataset
+    from tailor.data.ingest import read_dataset
+    from tailor.errors import DataError
+    from tailor.eval.metrics import classification_metrics, majority_baseline
+    from tailor.eval.report import render_eval_html
+    from tailor.registry.service import open_registry
+    from tailor.models.classifier import TextClassifier
+
+    settings = settings or get_settings()
+    registry = open_registry(settings)
+    version = registry.store.resolve(tenant, ref)
+    classifier = TextClassifier.from_dir(registry.artifact_dir(version))
+    ds = data if isinstance(data, TextDataset) else read_dataset(data, text_col, label_col,
+                                                                  max_bytes=settings.max_file_bytes)
+    keep = [i for i, (t, y) in enumerate(zip(ds.texts, ds.labels)) if t.strip() and y in classifier.labels]
+    if not keep:
+        raise DataError(f"no rows with a label that {version.ref} knows ({', '.join(classifier.labels[:8])})")
+    rows = ds.subset(keep)
+    proba = classifier.predict_proba(rows.texts)
+    predictions = [classifier.labels[i] for i in proba.argmax(1)]
+    train_counts = version.lineage.get("label_counts") or {}
+    train_labels = [label for label, n in train_counts.items() for _ in range(n)] or rows.labels
+    evaluation = {
+        "model": version.ref, "data": str(ds.source.path if ds.source else "dataset"), "rows": len(rows),
+        "skipped_rows": len(ds) - len(rows),
+        "metrics": classification_metrics(rows.labels, predictions, classifier.labels, proba),
+        "baseline": majority_baseline(train_labels, rows.labels, classifier.labels),
+        "base_model": version.base_model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    key = (ds.source.sha256[:12] if ds.source else "dataset")
+    evaluations = dict(version.metrics.get("evaluations", {}))
+    evaluations[key] = {k: evaluation[k] for k in ("data", "rows", "created_at")} | {
+        m: evaluation["metrics"][m] for m in ("accuracy", "macro_f1", "weighted_f1")}
+    registry.store.update_metrics(tenant, version.name, version.version, {"evaluations": evaluations})
+    if report_path:
+        Path(report_path).write_text(render_eval_html(evaluation), encoding="utf-8")
+    return evaluation

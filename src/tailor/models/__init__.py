@@ -1,0 +1,1 @@
+"""Model artifacts: build, save, load and export fine-tuned classifiers."""

@@ -1,0 +1,222 @@
+"""Text classifiers: build one per fine-tuning method, save it in standard layouts, load it to predict.
+
+Artifact layout of a classifier version (the directory the registry publishes)::
+
+    tailor_model.json          what to load: method, base model, labels, max_length, pooling
+    model/                     method full: a Hugging Face directory (config.json, model.safetensors, tokenizer)
+    adapter/                   method lora: a PEFT adapter (adapter_config.json, adapter_model.safetensors)
+                               plus the tokenizer; the classifier head is saved by PEFT as a module to save
+    head.safetensors           method head: the linear head over the frozen base's mean-pooled embeddings
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from tailor.catalog import ResolvedBase, resolve_base
+from tailor.errors import TailorError
+from tailor.runtime import pick_device, setup_torch
+
+SPEC_FILE = "tailor_model.json"
+LORA_TARGETS = ["query", "key", "value", "dense"]
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """The contents of ``tailor_model.json``."""
+
+    method: str
+    base_model: str
+    labels: list[str]
+    max_length: int
+    pooling: str = "mean"
+    task: str = "classify"
+    format_version: int = 1
+
+    def save(self, directory: Path) -> None:
+        (directory / SPEC_FILE).write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> "ClassifierSpec":
+        path = directory / SPEC_FILE
+        if not path.is_file():
+            raise TailorError(f"{directory} is not a Tailor classifier (no {SPEC_FILE})")
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def _torch_modules():
+    import torch
+    from torch import nn
+
+    return torch, nn
+
+
+def mean_pool(hidden, attention_mask):
+    """Average token states over real (unpadded) tokens: the sentence vector MiniLM was trained for."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+def build_pooled_head_model(encoder, num_labels: int):
+    """A frozen ``encoder`` followed by mean pooling, L2 normalisation and a linear layer."""
+    torch, nn = _torch_modules()
+
+    class PooledHeadClassifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+            self.classifier = nn.Linear(encoder.config.hidden_size, num_labels)
+            for p in self.encoder.parameters():
+                p.requires_grad_(False)
+
+        def embed(self, input_ids, attention_mask):
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return torch.nn.functional.normalize(mean_pool(hidden, attention_mask), dim=-1)
+
+        def forward(self, input_ids, attention_mask):
+            return self.classifier(self.embed(input_ids, attention_mask))
+
+    return PooledHeadClassifier()
+
+
+def build_model(method: str, base: ResolvedBase, labels: Sequence[str], *, lora_r: int = 16, lora_alpha: int = 32,
+                lora_dropout: float = 0.05, seed: int = 0):
+    """A fresh trainable model for ``method`` (``full``, ``lora`` or ``head``) over ``base``.
+
+    ``seed`` fixes the new head's (and LoRA's) initial weights.
+    """
+    setup_torch()
+    import torch
+
+    torch.manual_seed(seed)
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    if method == "head":
+        return build_pooled_head_model(AutoModel.from_pretrained(base.path), len(labels))
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base.path, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)})
+    if method == "full":
+        return model
+    if method == "lora":
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        config = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                            target_modules=LORA_TARGETS)
+        return get_peft_model(model, config)
+    raise ValueError(f"unknown method {method!r}")
+
+
+def forward_logits(model, batch: dict):
+    """Logits for a batch from any of the three model kinds."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    return out if not hasattr(out, "logits") else out.logits
+
+
+def save_classifier(model, tokenizer, spec: ClassifierSpec, directory: Path) -> None:
+    """Write ``model`` in its method's standard layout plus ``tailor_model.json`` into ``directory``."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if spec.method == "full":
+        model.save_pretrained(directory / "model")
+        tokenizer.save_pretrained(directory / "model")
+    elif spec.method == "lora":
+        model.save_pretrained(directory / "adapter")
+        tokenizer.save_pretrained(directory / "adapter")
+    elif spec.method == "head":
+        state = {k: v.detach().contiguous() for k, v in model.classifier.state_dict().items()}
+        save_file(state, str(directory / "head.safetensors"))
+    spec.save(directory)
+
+
+def load_model_for_inference(directory: Path, *, merge: bool = True):
+    """Load the trained module and tokenizer saved in ``directory``.
+
+    Returns:
+        ``(spec, model, tokenizer)`` with the model in eval mode; LoRA adapters are merged into the base
+        for speed unless ``merge`` is false.
+    """
+    setup_torch()
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    spec = ClassifierSpec.load(directory)
+    if spec.method == "full":
+        model = AutoModelForSequenceClassification.from_pretrained(directory / "model")
+        tokenizer = AutoTokenizer.from_pretrained(directory / "model")
+    elif spec.method == "lora":
+        from peft import PeftModel
+
+        base = resolve_base(spec.base_model)
+        backbone = AutoModelForSequenceClassification.from_pretrained(
+            base.path, num_labels=len(spec.labels), id2label=dict(enumerate(spec.labels)),
+            label2id={label: i for i, label in enumerate(spec.labels)})
+        model = PeftModel.from_pretrained(backbone, directory / "adapter")
+        if merge:
+            model = model.merge_and_unload()
+        tokenizer = AutoTokenizer.from_pretrained(directory / "adapter")
+    elif spec.method == "head":
+        from safetensors.torch import load_file
+
+        base = resolve_base(spec.base_model)
+        model = build_pooled_head_model(AutoModel.from_pretrained(base.path), len(spec.labels))
+        model.classifier.load_state_dict(load_file(str(directory / "head.safetensors")))
+        tokenizer = AutoTokenizer.from_pretrained(base.path)
+    else:
+        raise TailorError(f"{directory}: unknown method {spec.method!r} in {SPEC_FILE}")
+    model.eval()
+    return spec, model, tokenizer
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One text's predicted label, its probability and every label's probability."""
+
+    label: str
+    score: float
+    scores: dict[str, float]
+
+
+class TextClassifier:
+    """A loaded classifier that predicts labels for texts.
+
+    Texts are sorted by length and batched with dynamic padding; results come back in input order.
+    """
+
+    def __init__(self, model, tokenizer, spec: ClassifierSpec, device: str = "auto"):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.labels = list(spec.labels)
+        self.device = pick_device(device)
+        self.model.to(self.device)
+
+    @classmethod
+    def from_dir(cls, directory: Path | str, device: str = "auto") -> "TextClassifier":
+        """Load a classifier artifact directory (see the module docstring for its layout)."""
+        spec, model, tokenizer = load_model_for_inference(Path(directory))
+        return cls(model, tokenizer, spec, device)
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 64):
+        """Class probabilities, shape ``(len(texts), len(labels))``, columns in ``labels`` order."""
+        from tailor.train.batching import encode
+        from tailor.train.evaluate import predict_logits
+
+        logits = predict_logits(self.model, encode(self.tokenizer, texts, self.spec.max_length),
+                                self.tokenizer.pad_token_id, batch_size=batch_size, device=self.device)
+        import torch
+
+        return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+
+    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
+        """The most probable label of each text, with its probability and the full distribution."""
+        proba = self.predict_proba(texts, batch_size)
+        out = []
+        for row in proba:
+            best = int(row.argmax())
+            out.append(Prediction(self.labels[best], round(float(row[best]), 6),
+                                  {label: round(float(p), 6) for label, p in zip(self.labels, row)}))
+        return out

@@ -1,0 +1,128 @@
+"""``tailor models export``: a registered version as a Hugging Face directory, a PEFT adapter, or ONNX.
+
+Every export is written into a temporary sibling of the output directory and renamed into place at the
+end, so a failed export never leaves a half-written directory behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from tailor.errors import UsageError
+from tailor.models.classifier import SPEC_FILE, ClassifierSpec, load_model_for_inference
+from tailor.registry.store import DEFAULT_TENANT
+
+FORMATS = ("hf", "peft", "onnx")
+ONNX_TOLERANCE = 1e-3
+
+
+def _check_out_dir(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"output directory {out} exists and is not empty")
+
+
+def export_hf(artifact: Path, target: Path) -> None:
+    """A directory that ``AutoModelForSequenceClassification.from_pretrained`` loads (LoRA merged in)."""
+    spec = ClassifierSpec.load(artifact)
+    if spec.method == "head":
+        raise UsageError("a head-only version has no Hugging Face sequence-classification layout (its head reads "
+                         "mean-pooled embeddings); export it with --format onnx")
+    if spec.method == "full":
+        shutil.copytree(artifact / "model", target, dirs_exist_ok=True)
+        return
+    _, model, tokenizer = load_model_for_inference(artifact, merge=True)
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+
+
+def export_peft(artifact: Path, target: Path) -> None:
+    """The LoRA adapter in PEFT's layout, its ``base_model_name_or_path`` pointing at the local base."""
+    from tailor.catalog import resolve_base
+
+    spec = ClassifierSpec.load(artifact)
+    if spec.method != "lora":
+        raise UsageError(f"--format peft needs a LoRA version; this one was trained with method {spec.method}")
+    shutil.copytree(artifact / "adapter", target, dirs_exist_ok=True)
+    config_path = target / "adapter_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = resolve_base(spec.base_model).path
+    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+
+
+def export_onnx(artifact: Path, target: Path) -> None:
+    """``model.onnx`` (inputs ``input_ids``, ``attention_mask``; output ``logits``) plus the tokenizer.
+
+    The graph is checked against the PyTorch model with ONNX Runtime before the export is accepted.
+    """
+    import torch
+
+    spec, model, tokenizer = load_model_for_inference(artifact, merge=True)
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            out = self.inner(input_ids=input_ids, attention_mask=attention_mask)
+            return out if isinstance(out, torch.Tensor) else out.logits
+
+    wrapper = LogitsOnly(model).eval()
+    sample = tokenizer(["a short example", "a somewhat longer example sentence for the exporter"],
+                       return_tensors="pt", padding=True)
+    args = (sample["input_ids"], sample["attention_mask"])
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
+            "logits": {0: "batch"}}
+    with torch.inference_mode():
+        torch.onnx.export(wrapper, args, str(target / "model.onnx"), input_names=["input_ids", "attention_mask"],
+                          output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
+        expected = wrapper(*args).numpy()
+    tokenizer.save_pretrained(target)
+    spec.save(target)
+    _verify_onnx(target / "model.onnx", sample, expected)
+
+
+def _verify_onnx(path: Path, sample, expected) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(["logits"], {k: sample[k].numpy().astype(np.int64) for k in ("input_ids", "attention_mask")})[0]
+    diff = float(np.abs(got - expected).max())
+    if diff > ONNX_TOLERANCE:
+        raise UsageError(f"the ONNX graph differs from the model by {diff:.2e} (> {ONNX_TOLERANCE}); export refused")
+
+
+EXPORTERS = {"hf": export_hf, "peft": export_peft, "onnx": export_onnx}
+
+
+def export_artifact(artifact: Path, fmt: str, out: str | Path) -> list[str]:
+    """Export the classifier in ``artifact`` as ``fmt`` into ``out``; returns the file names written."""
+    if fmt not in EXPORTERS:
+        raise UsageError(f"unknown export format {fmt!r}; formats are: {', '.join(FORMATS)}")
+    out = Path(out).expanduser().resolve()
+    _check_out_dir(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        EXPORTERS[fmt](artifact, tmp)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+
+
+def export_version(ref: str, fmt: str, out: str | Path, *, tenant: str = DEFAULT_TENANT) -> dict:
+    """Export the registered version ``ref``; returns ``{"model", "format", "path", "files"}``."""
+    from tailor.registry.service import open_registry
+
+    registry = open_registry()
+    version = registry.store.resolve(tenant, ref)
+    files = export_artifact(registry.artifact_dir(version), fmt, out)
+    return {"model": version.ref, "format": fmt, "path": str(Path(out).expanduser().resolve()), "files": files}

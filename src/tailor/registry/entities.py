@@ -1,0 +1,75 @@
+"""Plain, immutable objects the registry hands out; no database row ever leaves the store."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+
+def _iso_utc(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat()
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A named model of one tenant; its versions are :class:`ModelVersion` objects.
+
+    Attributes:
+        latest_version: the highest existing version number, ``None`` while the model has none.
+        aliases: alias -> version number (``latest`` is implied and never listed).
+    """
+
+    id: int
+    tenant: str
+    name: str
+    description: str
+    created_at: datetime
+    latest_version: int | None
+    aliases: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict; ``created_at`` in ISO 8601 UTC."""
+        return {**asdict(self), "created_at": _iso_utc(self.created_at)}
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One immutable version of a registered model.
+
+    Attributes:
+        version: 1, 2, 3 ... per model; a number is never reused, even after its version is deleted.
+        artifact_path: the version's directory relative to the artifacts root.
+        params: the training configuration that produced it.
+        metrics: evaluation results; later evaluations are merged in.
+        lineage: where it came from (dataset hashes, parent model, job id).
+        aliases: the aliases pointing at this version, sorted.
+    """
+
+    id: int
+    tenant: str
+    name: str
+    version: int
+    task: str
+    base_model: str
+    method: str
+    artifact_path: str
+    params: dict
+    metrics: dict
+    lineage: dict
+    created_at: datetime
+    aliases: tuple[str, ...]
+
+    @property
+    def ref(self) -> str:
+        """The reference that always names this version: ``name:version``."""
+        return f"{self.name}:{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict with ``ref`` added; ``created_at`` in ISO 8601 UTC."""
+        return {
+            **asdict(self),
+            "ref": self.ref,
+            "aliases": list(self.aliases),
+            "created_at": _iso_utc(self.created_at),
+        }

@@ -1,0 +1,106 @@
+"""The registry as callers use it: a store of versions plus the artifact directories they point at."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from tailor.registry.artifacts import ArtifactStore
+from tailor.registry.entities import ModelVersion
+from tailor.registry.refs import validate_name, validate_tenant
+from tailor.registry.sql import SqlRegistryStore
+from tailor.registry.store import DEFAULT_TENANT, RegistryStore
+from tailor.settings import Settings, get_settings
+
+
+class Registry:
+    """Keeps rows and artifacts consistent: a version row exists only for a complete artifact.
+
+    Queries that touch no files go straight to :attr:`store`.
+    """
+
+    def __init__(self, store: RegistryStore, artifacts: ArtifactStore):
+        self.store = store
+        self.artifacts = artifacts
+
+    def publish_version(
+        self,
+        tenant: str,
+        name: str,
+        staged_dir: Path,
+        *,
+        task: str,
+        base_model: str,
+        method: str,
+        params: dict,
+        metrics: dict,
+        lineage: dict,
+        description: str = "",
+    ) -> ModelVersion:
+        """Publish ``staged_dir`` (from ``artifacts.stage()``) and register it as the next version of ``name``.
+
+        The directory is sealed and moved into place first; if the row cannot be written the directory
+        is removed again. A crash in between leaves only an orphan directory, never a row without files.
+
+        Raises:
+            UsageError: ``tenant`` or ``name`` breaks the naming rules.
+        """
+        validate_tenant(tenant)
+        validate_name(name)
+        relpath = f"{tenant}/{name.replace(':', '_')}/{uuid.uuid4().hex}"
+        self.artifacts.publish(staged_dir, relpath)
+        try:
+            return self.store.create_version(
+                tenant,
+                name,
+                task=task,
+                base_model=base_model,
+                method=method,
+                artifact_path=relpath,
+                params=params,
+                metrics=metrics,
+                lineage=lineage,
+                description=description,
+            )
+        except BaseException:
+            self.artifacts.remove(relpath)
+            raise
+
+    def artifact_dir(self, version: ModelVersion) -> Path:
+        """The absolute directory of a version's files. Raises TailorError if it is incomplete."""
+        return self.artifacts.path_for(version.artifact_path)
+
+    def delete_version(self, tenant: str, name: str, version: int) -> ModelVersion:
+        """Delete a version's row (and aliases), then its files; return the deleted version."""
+        deleted = self.store.delete_version(tenant, name, version)
+        self.artifacts.remove(deleted.artifact_path)
+        return deleted
+
+    def delete_model(self, tenant: str, name: str) -> list[ModelVersion]:
+        """Delete a model's rows, then every version's files; return the deleted versions."""
+        deleted = self.store.delete_model(tenant, name)
+        for version in deleted:
+            self.artifacts.remove(version.artifact_path)
+        return deleted
+
+
+def open_registry(settings: Settings | None = None) -> Registry:
+    """Open the registry at ``settings.registry_url`` with artifacts under ``settings.artifacts_dir``."""
+    settings = settings or get_settings()
+    return Registry(SqlRegistryStore(settings.registry_url), ArtifactStore(settings.artifacts_dir))
+
+
+def load_classifier(ref: str, tenant: str = DEFAULT_TENANT, settings: Settings | None = None):
+    """Resolve ``ref`` (``name``, ``name:3``, ``name@alias``) and load that version ready to predict.
+
+    Returns:
+        A :class:`tailor.models.classifier.TextClassifier` whose ``version`` attribute is the
+        :class:`ModelVersion` it came from.
+    """
+    from tailor.models.classifier import TextClassifier
+
+    registry = open_registry(settings)
+    version = registry.store.resolve(tenant, ref)
+    classifier = TextClassifier.from_dir(registry.artifact_dir(version))
+    classifier.version = version
+    return classifier

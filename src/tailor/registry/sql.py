@@ -1,0 +1,370 @@
+"""The registry store on SQLAlchemy Core: SQLite by default, PostgreSQL (or another server) by URL.
+
+Only portable SQL is used: JSON is kept as sorted-key text, timestamps as timezone-aware UTC, and no
+``RETURNING``. Rows are turned into entities before they leave this module.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    make_url,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+
+from tailor.errors import NotFoundError
+from tailor.registry.entities import ModelVersion, RegisteredModel
+from tailor.registry.migrations import migrate
+from tailor.registry.refs import validate_alias, validate_name
+from tailor.registry.store import RegistryStore
+
+T = TypeVar("T")
+_CONFLICT_ATTEMPTS = 5
+
+
+class _UtcDateTime(TypeDecorator):
+    """Aware UTC datetimes in and out; SQLite keeps no zone, so one is attached on the way out."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class _JsonText(TypeDecorator):
+    """A dict stored as JSON text with sorted keys, the same on every database."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: dict | None, dialect: Any) -> str | None:
+        return json.dumps(value, sort_keys=True) if value is not None else None
+
+    def process_result_value(self, value: str | None, dialect: Any) -> dict | None:
+        return json.loads(value) if value is not None else None
+
+
+# The current shape of the tables for queries; migrations.py creates them (the constraints live there).
+_metadata = MetaData()
+_models = Table(
+    "models",
+    _metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tenant", String(64)),
+    Column("name", String(200)),
+    Column("description", Text),
+    Column("last_version", Integer),
+    Column("created_at", _UtcDateTime),
+)
+_versions = Table(
+    "model_versions",
+    _metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer),
+    Column("version", Integer),
+    Column("task", String(50)),
+    Column("base_model", Text),
+    Column("method", String(50)),
+    Column("artifact_path", Text),
+    Column("params", _JsonText),
+    Column("metrics", _JsonText),
+    Column("lineage", _JsonText),
+    Column("created_at", _UtcDateTime),
+)
+_aliases = Table(
+    "aliases",
+    _metadata,
+    Column("model_id", Integer, primary_key=True),
+    Column("alias", String(32), primary_key=True),
+    Column("version", Integer),
+)
+
+
+def create_registry_engine(url: str) -> Engine:
+    """An engine for the registry database at ``url``.
+
+    For SQLite, the file's directory is created, foreign keys and WAL are switched on, and every
+    transaction is real (DDL included) and takes the write lock when it starts.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, connect_args={"timeout": 30})
+    event.listen(engine, "connect", _configure_sqlite_connection)
+    # Take the write lock when a transaction starts: a transaction that reads and then writes would
+    # otherwise fail at once with "database is locked" when another writer got in between (WAL mode).
+    # Reads queue too, which costs little: every registry transaction lasts milliseconds.
+    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    return engine
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    # SQLAlchemy emits BEGIN itself (above); the driver's own handling would leave DDL outside transactions.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.close()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _version_not_found(name: str, version: int) -> NotFoundError:
+    return NotFoundError(f"version {name}:{version} not found")
+
+
+def _find_model_id(conn: Connection, tenant: str, name: str) -> int:
+    model_id = conn.scalar(select(_models.c.id).where(_models.c.tenant == tenant, _models.c.name == name))
+    if model_id is None:
+        raise NotFoundError(f"model {name!r} not found")
+    return model_id
+
+
+def _select_models(conn: Connection, *where: Any) -> list[RegisteredModel]:
+    latest = (
+        select(_versions.c.model_id, func.max(_versions.c.version).label("latest"))
+        .group_by(_versions.c.model_id)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(_models, latest.c.latest)
+        .outerjoin(latest, latest.c.model_id == _models.c.id)
+        .where(*where)
+        .order_by(_models.c.tenant, _models.c.name)
+    ).all()
+    aliases: dict[int, dict[str, int]] = defaultdict(dict)
+    for model_id, alias, version in conn.execute(
+        select(_aliases.c.model_id, _aliases.c.alias, _aliases.c.version)
+        .join(_models, _models.c.id == _aliases.c.model_id)
+        .where(*where)
+        .order_by(_aliases.c.alias)
+    ):
+        aliases[model_id][alias] = version
+    return [
+        RegisteredModel(
+            id=row.id,
+            tenant=row.tenant,
+            name=row.name,
+            description=row.description,
+            created_at=row.created_at,
+            latest_version=row.latest,
+            aliases=aliases.get(row.id, {}),
+        )
+        for row in rows
+    ]
+
+
+def _select_versions(conn: Connection, *where: Any) -> list[ModelVersion]:
+    rows = conn.execute(
+        select(_versions, _models.c.tenant, _models.c.name)
+        .join(_models, _models.c.id == _versions.c.model_id)
+        .where(*where)
+        .order_by(_models.c.tenant, _models.c.name, _versions.c.version)
+    ).all()
+    aliases: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for model_id, alias, version in conn.execute(
+        select(_aliases.c.model_id, _aliases.c.alias, _aliases.c.version)
+        .join(_versions, and_(_versions.c.model_id == _aliases.c.model_id, _versions.c.version == _aliases.c.version))
+        .join(_models, _models.c.id == _versions.c.model_id)
+        .where(*where)
+        .order_by(_aliases.c.alias)
+    ):
+        aliases[(model_id, version)].append(alias)
+    return [
+        ModelVersion(
+            id=row.id,
+            tenant=row.tenant,
+            name=row.name,
+            version=row.version,
+            task=row.task,
+            base_model=row.base_model,
+            method=row.method,
+            artifact_path=row.artifact_path,
+            params=row.params,
+            metrics=row.metrics,
+            lineage=row.lineage,
+            created_at=row.created_at,
+            aliases=tuple(aliases.get((row.model_id, row.version), ())),
+        )
+        for row in rows
+    ]
+
+
+def _require_version(conn: Connection, model_id: int, name: str, version: int) -> ModelVersion:
+    found = _select_versions(conn, _versions.c.model_id == model_id, _versions.c.version == version)
+    if not found:
+        raise _version_not_found(name, version)
+    return found[0]
+
+
+class SqlRegistryStore(RegistryStore):
+    """A :class:`RegistryStore` in the database at ``url``, migrated to the current schema on open.
+
+    Args:
+        url: a SQLAlchemy URL, e.g. ``sqlite:////home/me/.tailor/tailor.db`` (the parent directory is
+            created) or ``postgresql+psycopg://user@host/tailor`` (needs that driver installed).
+    """
+
+    def __init__(self, url: str):
+        self._engine = create_registry_engine(url)
+        migrate(self._engine)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self._engine.dispose()
+
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one transaction, again if a concurrent writer took a unique key first."""
+        for _ in range(_CONFLICT_ATTEMPTS - 1):
+            try:
+                with self._engine.begin() as conn:
+                    return work(conn)
+            except IntegrityError:
+                pass
+        with self._engine.begin() as conn:
+            return work(conn)
+
+    def get_model(self, tenant: str, name: str) -> RegisteredModel:
+        with self._engine.connect() as conn:
+            return _select_models(conn, _models.c.id == _find_model_id(conn, tenant, name))[0]
+
+    def list_models(self, tenant: str | None = None) -> list[RegisteredModel]:
+        with self._engine.connect() as conn:
+            return _select_models(conn, *([] if tenant is None else [_models.c.tenant == tenant]))
+
+    def create_version(
+        self,
+        tenant: str,
+        name: str,
+        *,
+        task: str,
+        base_model: str,
+        method: str,
+        artifact_path: str,
+        params: dict,
+        metrics: dict,
+        lineage: dict,
+        description: str = "",
+    ) -> ModelVersion:
+        validate_name(name)
+
+        def work(conn: Connection) -> ModelVersion:
+            model_id = conn.scalar(select(_models.c.id).where(_models.c.tenant == tenant, _models.c.name == name))
+            if model_id is None:  # a concurrent creator makes this insert fail; the retry then finds its row
+                model_id = conn.execute(
+                    insert(_models).values(
+                        tenant=tenant, name=name, description=description, last_version=0, created_at=_now()
+                    )
+                ).inserted_primary_key[0]
+            # The update locks the model's row, so concurrent writers take their numbers in turn.
+            conn.execute(
+                update(_models).where(_models.c.id == model_id).values(last_version=_models.c.last_version + 1)
+            )
+            number = conn.scalar(select(_models.c.last_version).where(_models.c.id == model_id))
+            conn.execute(
+                insert(_versions).values(
+                    model_id=model_id,
+                    version=number,
+                    task=task,
+                    base_model=base_model,
+                    method=method,
+                    artifact_path=artifact_path,
+                    params=params,
+                    metrics=metrics,
+                    lineage=lineage,
+                    created_at=_now(),
+                )
+            )
+            return _require_version(conn, model_id, name, number)
+
+        return self._transaction(work)
+
+    def get_version(self, tenant: str, name: str, version: int) -> ModelVersion:
+        with self._engine.connect() as conn:
+            return _require_version(conn, _find_model_id(conn, tenant, name), name, version)
+
+    def list_versions(self, tenant: str, name: str) -> list[ModelVersion]:
+        with self._engine.connect() as conn:
+            return _select_versions(conn, _versions.c.model_id == _find_model_id(conn, tenant, name))
+
+    def set_alias(self, tenant: str, name: str, alias: str, version: int) -> None:
+        validate_alias(alias)
+
+        def work(conn: Connection) -> None:
+            model_id = _find_model_id(conn, tenant, name)
+            _require_version(conn, model_id, name, version)
+            where = (_aliases.c.model_id == model_id, _aliases.c.alias == alias)
+            if not conn.execute(update(_aliases).where(*where).values(version=version)).rowcount:
+                conn.execute(insert(_aliases).values(model_id=model_id, alias=alias, version=version))
+
+        self._transaction(work)
+
+    def delete_alias(self, tenant: str, name: str, alias: str) -> None:
+        validate_alias(alias)
+        with self._engine.begin() as conn:
+            model_id = _find_model_id(conn, tenant, name)
+            where = (_aliases.c.model_id == model_id, _aliases.c.alias == alias)
+            if not conn.execute(delete(_aliases).where(*where)).rowcount:
+                raise NotFoundError(f"alias {name}@{alias} not found")
+
+    def update_metrics(self, tenant: str, name: str, version: int, metrics: dict) -> ModelVersion:
+        with self._engine.begin() as conn:
+            model_id = _find_model_id(conn, tenant, name)
+            where = (_versions.c.model_id == model_id, _versions.c.version == version)
+            # FOR UPDATE (a no-op on SQLite, whose transactions hold the write lock) keeps a concurrent
+            # merge from being lost on PostgreSQL.
+            current = conn.scalar(select(_versions.c.metrics).where(*where).with_for_update())
+            if current is None:
+                raise _version_not_found(name, version)
+            conn.execute(update(_versions).where(*where).values(metrics={**current, **metrics}))
+            return _require_version(conn, model_id, name, version)
+
+    def delete_version(self, tenant: str, name: str, version: int) -> ModelVersion:
+        with self._engine.begin() as conn:
+            model_id = _find_model_id(conn, tenant, name)
+            deleted = _require_version(conn, model_id, name, version)
+            conn.execute(delete(_aliases).where(_aliases.c.model_id == model_id, _aliases.c.version == version))
+            conn.execute(delete(_versions).where(_versions.c.model_id == model_id, _versions.c.version == version))
+            return deleted
+
+    def delete_model(self, tenant: str, name: str) -> list[ModelVersion]:
+        with self._engine.begin() as conn:
+            model_id = _find_model_id(conn, tenant, name)
+            deleted = _select_versions(conn, _versions.c.model_id == model_id)
+            conn.execute(delete(_aliases).where(_aliases.c.model_id == model_id))
+            conn.execute(delete(_versions).where(_versions.c.model_id == model_id))
+            conn.execute(delete(_models).where(_models.c.id == model_id))
+            return deleted

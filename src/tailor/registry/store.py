@@ -1,0 +1,107 @@
+"""The registry store interface. Implementations hand out entities and raise the errors documented here.
+
+Every method takes the tenant first and sees only that tenant's objects; ``list_models(None)`` is the one
+operator-wide view.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from tailor.errors import NotFoundError
+from tailor.registry.entities import ModelVersion, RegisteredModel
+from tailor.registry.refs import parse_ref
+
+DEFAULT_TENANT = "default"
+
+
+class RegistryStore(abc.ABC):
+    """Registered models, their numbered versions and aliases.
+
+    Missing objects raise :class:`~tailor.errors.NotFoundError` with messages such as
+    ``model 'credit-risk' not found``, ``version credit-risk:7 not found`` and
+    ``alias credit-risk@prod not found``; bad names or aliases raise :class:`~tailor.errors.UsageError`.
+    """
+
+    @abc.abstractmethod
+    def get_model(self, tenant: str, name: str) -> RegisteredModel:
+        """Return the model ``name``. Raises NotFoundError."""
+
+    @abc.abstractmethod
+    def list_models(self, tenant: str | None = None) -> list[RegisteredModel]:
+        """Return the tenant's models by name; ``None`` lists every tenant's (for the operator)."""
+
+    @abc.abstractmethod
+    def create_version(
+        self,
+        tenant: str,
+        name: str,
+        *,
+        task: str,
+        base_model: str,
+        method: str,
+        artifact_path: str,
+        params: dict,
+        metrics: dict,
+        lineage: dict,
+        description: str = "",
+    ) -> ModelVersion:
+        """Add the next version of ``name``, creating the model (with ``description``) if absent.
+
+        The version number is allocated atomically: concurrent writers get distinct, consecutive numbers.
+
+        Raises:
+            UsageError: ``name`` breaks the naming rule.
+        """
+
+    @abc.abstractmethod
+    def get_version(self, tenant: str, name: str, version: int) -> ModelVersion:
+        """Return version ``version`` of ``name``. Raises NotFoundError."""
+
+    @abc.abstractmethod
+    def list_versions(self, tenant: str, name: str) -> list[ModelVersion]:
+        """Return the model's versions in ascending order. Raises NotFoundError for a missing model."""
+
+    @abc.abstractmethod
+    def set_alias(self, tenant: str, name: str, alias: str, version: int) -> None:
+        """Point ``alias`` at ``version``, moving it if it pointed elsewhere.
+
+        Raises:
+            UsageError: the alias is ``latest`` or malformed.
+            NotFoundError: the model or version does not exist.
+        """
+
+    @abc.abstractmethod
+    def delete_alias(self, tenant: str, name: str, alias: str) -> None:
+        """Remove ``alias``. Raises UsageError for ``latest``, NotFoundError for a missing alias."""
+
+    @abc.abstractmethod
+    def update_metrics(self, tenant: str, name: str, version: int, metrics: dict) -> ModelVersion:
+        """Merge ``metrics`` into the version's metrics (new keys win) and return the updated version."""
+
+    @abc.abstractmethod
+    def delete_version(self, tenant: str, name: str, version: int) -> ModelVersion:
+        """Delete a version and the aliases pointing at it; return it as it was. Raises NotFoundError."""
+
+    @abc.abstractmethod
+    def delete_model(self, tenant: str, name: str) -> list[ModelVersion]:
+        """Delete a model with its versions and aliases; return the deleted versions. Raises NotFoundError."""
+
+    def resolve(self, tenant: str, ref: str) -> ModelVersion:
+        """Return the version ``ref`` names: ``name`` or ``name@latest`` (highest), ``name:3``, ``name@alias``.
+
+        Raises:
+            UsageError: ``ref`` is malformed.
+            NotFoundError: the model, version or alias does not exist, or the model has no versions.
+        """
+        parsed = parse_ref(ref)
+        if parsed.version is not None:
+            return self.get_version(tenant, parsed.name, parsed.version)
+        model = self.get_model(tenant, parsed.name)
+        if parsed.alias is None:
+            if model.latest_version is None:
+                raise NotFoundError(f"model {parsed.name!r} has no versions")
+            return self.get_version(tenant, parsed.name, model.latest_version)
+        if parsed.alias not in model.aliases:
+            raise NotFoundError(f"alias {parsed.name}@{parsed.alias} not found")
+        return self.get_version(tenant, parsed.name, model.aliases[parsed.alias])

@@ -1,0 +1,1 @@
+"""Fine-tuning: typed config, batching, explicit training loops, method choice, search, checkpoints, jobs."""

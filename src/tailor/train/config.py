@@ -1,0 +1,95 @@
+"""Typed training configuration with named presets and validated overrides.
+
+A preset is a JSON file in ``tailor/train/presets/``; CLI flags and Python keyword arguments override its
+fields. Unknown keys and contradictory settings are rejected with a message, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tailor.errors import UsageError
+
+Method = Literal["auto", "full", "lora", "head"]
+
+
+class TrainConfig(BaseModel):
+    """Everything that decides how a classifier is fine-tuned.
+
+    Attributes are documented by their ``description``; ``tailor train --help`` shows the common ones.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base: str = Field("minilm-l6", description="catalog id, local Hugging Face directory or hub name")
+    method: Method = Field("auto", description="full fine-tune, LoRA, frozen encoder + linear head, or auto")
+    epochs: int = Field(4, ge=1, le=100, description="maximum epochs (early stopping may end sooner)")
+    lr: float = Field(1e-4, gt=0, lt=1, description="peak learning rate for full fine-tuning")
+    lora_lr: float = Field(1e-3, gt=0, lt=1, description="peak learning rate for LoRA")
+    head_lr: float = Field(1e-2, gt=0, lt=1, description="learning rate of the linear head (method head)")
+    head_epochs: int = Field(300, ge=1, le=10_000, description="full-batch steps for the linear head")
+    batch_size: int = Field(16, ge=1, le=1024)
+    max_length: int = Field(128, ge=8, le=8192, description="tokens per text; longer texts are truncated")
+    weight_decay: float = Field(0.01, ge=0, lt=1)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="share of steps with a linear warm-up")
+    grad_clip: float = Field(1.0, ge=0, description="gradient norm clip; 0 disables it")
+    patience: int = Field(2, ge=0, description="epochs without a validation macro-F1 gain before stopping; 0 = never")
+    class_weighting: Literal["auto", "balanced", "none"] = Field(
+        "auto", description="balanced loss weights; auto applies them when the largest class is 1.5x the smallest")
+    lora_r: int = Field(16, ge=1, le=512)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    val_size: float = Field(0.1, gt=0, lt=0.5, description="share of training rows held out for validation")
+    test_size: float = Field(0.1, ge=0, lt=0.5, description="share held out for the test set when no eval file")
+    seed: int = 42
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="bf16 autocast where the hardware runs it natively (auto), or force one")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    time_budget_s: float | None = Field(None, gt=0, description="wall-clock budget for training (and search)")
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> "TrainConfig":
+        if self.lora_alpha < self.lora_r / 8:
+            raise ValueError(f"lora_alpha={self.lora_alpha} is far below lora_r={self.lora_r}: updates would vanish")
+        return self
+
+    def with_overrides(self, **overrides) -> "TrainConfig":
+        """A copy with ``overrides`` applied (``None`` values are ignored), validated like a new config."""
+        values = self.model_dump()
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return build_config(values)
+
+
+def build_config(values: dict) -> TrainConfig:
+    """Validate ``values`` into a TrainConfig, turning pydantic's errors into one readable UsageError."""
+    try:
+        return TrainConfig(**values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "config"
+            msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(f"{where}: {msg}")
+        raise UsageError("invalid training config: " + "; ".join(problems)) from None
+
+
+def preset_names() -> list[str]:
+    """Names of the shipped presets, sorted."""
+    files = resources.files("tailor.train").joinpath("presets").iterdir()
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".json"))
+
+
+def load_preset(name: str = "default", **overrides) -> TrainConfig:
+    """Load a shipped preset and apply ``overrides``.
+
+    Raises:
+        UsageError: unknown preset, unknown key or invalid value.
+    """
+    if name not in preset_names():
+        raise UsageError(f"unknown preset {name!r}; presets are: {', '.join(preset_names())}")
+    text = resources.files("tailor.train").joinpath(f"presets/{name}.json").read_text(encoding="utf-8")
+    return build_config(json.loads(text)).with_overrides(**overrides)

@@ -1,0 +1,265 @@
+"""A classification fine-tuning job end to end: data → method → fit → evaluate → register.
+
+This is what ``tailor train`` and ``tailor.train()`` run. Every stage is a library call; this module only
+orders them, times them, and writes the version's artifacts into a staging directory that the registry
+publishes atomically, so a crash at any point leaves no version that looks whole.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import tailor
+from tailor.data.dataset import TextDataset
+from tailor.errors import DataError
+from tailor.registry.entities import ModelVersion
+from tailor.settings import Settings, get_settings
+from tailor.train.classify import FitOutcome
+from tailor.train.config import TrainConfig, load_preset
+from tailor.train.progress import RecordingReporter, Reporter
+
+
+@dataclass
+class TrainResult:
+    """What a finished job produced.
+
+    Attributes:
+        version: the registered model version.
+        metrics: test-set metrics (see :func:`tailor.eval.metrics.classification_metrics`).
+        baseline: the majority-class baseline on the same test set.
+        data_report: the data report (see :func:`tailor.data.report.build_data_report`).
+        method / method_reason: the method used and why (when ``auto`` chose it).
+        timings: seconds per stage and in total.
+        history: the training loop's per-epoch validation rows.
+        search_trials: one row per Optuna trial when ``search`` was used.
+    """
+
+    version: ModelVersion
+    metrics: dict
+    baseline: dict
+    data_report: dict
+    method: str
+    method_reason: str
+    config: dict
+    timings: dict
+    history: list[dict]
+    best_epoch: int
+    search_trials: list[dict] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """The one JSON object that ``tailor train --json`` prints."""
+        keep = ("accuracy", "macro_f1", "weighted_f1", "roc_auc", "ece")
+        return {"model": self.version.ref, "name": self.version.name, "version": self.version.version,
+                "method": self.method, "method_reason": self.method_reason, "base_model": self.version.base_model,
+                "metrics": {k: self.metrics.get(k) for k in keep},
+                "baseline": {k: self.baseline.get(k) for k in ("label", "accuracy", "macro_f1")},
+                "timings": self.timings, "rows": self.data_report["rows"]["kept"],
+                "best_epoch": self.best_epoch}
+
+
+def default_name(path: str | Path) -> str:
+    """A registry name from a file name: ``Loans 2024.csv`` → ``loans-2024``."""
+    stem = re.sub(r"[^a-z0-9._-]+", "-", Path(str(path)).stem.lower()).strip("-._")
+    return (stem or "model")[:64]
+
+
+def _load(data, text_col, label_col, settings: Settings) -> TextDataset:
+    from tailor.data.ingest import read_dataset
+
+    if isinstance(data, TextDataset):
+        return data
+    return read_dataset(data, text_col, label_col, max_bytes=settings.max_file_bytes)
+
+
+def _eval_rows(eval_ds: TextDataset, labels: list[str], reporter: Reporter) -> TextDataset:
+    """Eval rows usable for scoring: non-empty, with a label the model was trained on."""
+    keep = [i for i, (t, y) in enumerate(zip(eval_ds.texts, eval_ds.labels)) if t.strip() and y in labels]
+    unknown = sorted({y for y in eval_ds.labels if y and y not in labels})
+    if len(keep) < len(eval_ds):
+        reporter.message(f"eval file: {len(eval_ds) - len(keep)} rows left out (empty, or a label not in the "
+                         f"training data{': ' + ', '.join(unknown[:5]) if unknown else ''})")
+    if not keep:
+        raise DataError("the eval file has no rows with a label seen in the training data")
+    return eval_ds.subset(keep)
+
+
+def run_classification_job(data, *, eval_file=None, text_col: str | None = None, label_col: str | None = None,
+                           name: str | None = None, tenant: str = "default", preset: str = "default",
+                           search: int = 0, resume: bool = False, reporter: Reporter | None = None,
+                           settings: Settings | None = None, **overrides) -> TrainResult:
+    """Fine-tune a text classifier on ``data`` and register it.
+
+    Args:
+        data: a file path (CSV/TSV/JSONL) or a :class:`TextDataset`.
+        eval_file: a held-out labelled file for the test metrics; without one, a stratified test split is
+            cut from ``data``.
+        name: the registry name (default: from the file name).
+        preset: the config preset; ``overrides`` (``method``, ``epochs``, ``lr``, ``batch_size``, ``base``,
+            ``time_budget_s``, ``seed``, ...) replace its fields.
+        search: run this many Optuna trials and keep the best.
+        resume: continue the same job from its last epoch checkpoint after a crash.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        DataError: unusable data (the message names the line or column).
+        UsageError: a bad option.
+    """
+    from tailor.catalog import resolve_base
+    from tailor.data.clean import clean_dataset
+    from tailor.data.report import build_data_report
+    from tailor.data.split import stratified_split
+    from tailor.data.validate import check_trainable
+    from tailor.registry.refs import validate_name
+    from tailor.registry.service import open_registry
+    from tailor.runtime import pick_device, setup_torch, supports_bf16
+    from tailor.train.auto import choose_method
+    from tailor.train.checkpoint import Checkpointer, run_id_for
+
+    settings = settings or get_settings()
+    reporter = reporter or RecordingReporter()
+    cfg = load_preset(preset, **overrides)
+    name = validate_name(name or default_name(getattr(data, "source", None) and data.source.path or data))
+    t_start = time.monotonic()
+    deadline = t_start + cfg.time_budget_s if cfg.time_budget_s else None
+    timings: dict[str, float] = {}
+
+    raw = _load(data, text_col, label_col, settings)
+    eval_raw = None
+    if eval_file is not None:
+        src = raw.source
+        eval_raw = _load(eval_file, text_col or (src.text_col if src else None),
+                         label_col or (src.label_col if src else None), settings)
+    cleaned = clean_dataset(raw, max_chars=settings.max_text_chars, eval_ds=eval_raw)
+    check_trainable(cleaned.dataset)
+
+    setup_torch()
+    from transformers import AutoTokenizer
+
+    base = resolve_base(cfg.base)
+    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    report = build_data_report(raw, cleaned, eval_ds=eval_raw, tokenizer=tokenizer, max_length=cfg.max_length,
+                               seed=cfg.seed)
+    reporter.message(f"data: {report['rows']['read']} rows read, {report['rows']['kept']} kept, "
+                     f"{report['labels']['n_classes']} classes", rows=report["rows"])
+    for warning in report["warnings"]:
+        reporter.message(f"warning: {warning}")
+    timings["data_s"] = round(time.monotonic() - t_start, 2)
+
+    split = stratified_split(cleaned.dataset, val_size=cfg.val_size, test_size=0 if eval_raw else cfg.test_size,
+                             seed=cfg.seed)
+    labels = split.train.label_set
+    test = _eval_rows(eval_raw, labels, reporter) if eval_raw is not None else split.test
+    device = pick_device(cfg.device)
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and supports_bf16(device))
+
+    method, reason = cfg.method, "chosen by the user"
+    if method == "auto":
+        mean_tokens = (report["lengths"]["tokens"] or {}).get("mean", 32.0)
+        choice = choose_method(split.train.label_counts(), mean_tokens, cfg.epochs, device,
+                               None if deadline is None else deadline - time.monotonic())
+        method, reason = choice.method, choice.reason
+    reporter.message(f"method: {method} ({reason})", method=method, reason=reason)
+
+    label_id = {label: i for i, label in enumerate(labels)}
+    from tailor.train.batching import encode
+
+    train_enc = encode(tokenizer, split.train.texts, cfg.max_length, [label_id[y] for y in split.train.labels])
+    val_enc = encode(tokenizer, split.val.texts, cfg.max_length, [label_id[y] for y in split.val.labels])
+    sources = [raw.source.sha256 if raw.source else None, eval_raw.source.sha256 if eval_raw and eval_raw.source else None]
+    run_dir = settings.home / "runs" / run_id_for(sources, cfg.model_dump(), method, tenant, name)
+    checkpointer = Checkpointer(run_dir)
+
+    def fit(trial_cfg: TrainConfig, with_checkpoints: bool = False) -> tuple[object, FitOutcome]:
+        from tailor.models.classifier import build_model
+        from tailor.train.classify import fit_encoder, fit_head
+
+        model = build_model(method, base, labels, lora_r=trial_cfg.lora_r, lora_alpha=trial_cfg.lora_alpha,
+                            lora_dropout=trial_cfg.lora_dropout, seed=trial_cfg.seed)
+        common = dict(pad_id=tokenizer.pad_token_id, num_labels=len(labels), device=device, reporter=reporter)
+        if method == "head":
+            return model, fit_head(model, train_enc, val_enc, trial_cfg, **common)
+        lr = trial_cfg.lora_lr if method == "lora" else trial_cfg.lr
+        return model, fit_encoder(model, train_enc, val_enc, trial_cfg, lr=lr, bf16=bf16, deadline=deadline,
+                                  checkpointer=checkpointer if with_checkpoints else None, resume=resume, **common)
+
+    t_fit = time.monotonic()
+    trials: list[dict] = []
+    if search:
+        from tailor.train.search import run_search
+
+        found = run_search(search, cfg, method, fit, reporter, deadline)
+        cfg, model, outcome, trials = found.config, found.model, found.outcome, found.trials
+    else:
+        model, outcome = fit(cfg, with_checkpoints=True)
+    timings["train_s"] = round(time.monotonic() - t_fit, 2)
+    reporter.message(f"training done: best epoch {outcome.best_epoch}, valid macro-F1 {outcome.best_valid_f1:.4f} "
+                     f"({outcome.stop_reason})", stop_reason=outcome.stop_reason)
+
+    t_eval = time.monotonic()
+    metrics, baseline = _test_metrics(model, tokenizer, test, labels, split.train.labels, cfg, device)
+    timings["eval_s"] = round(time.monotonic() - t_eval, 2)
+    reporter.message(f"test: macro-F1 {metrics['macro_f1']:.4f}, accuracy {metrics['accuracy']:.4f} "
+                     f"(majority baseline macro-F1 {baseline['macro_f1']:.4f})")
+
+    registry = open_registry(settings)
+    lineage = {"dataset": raw.source.__dict__ if raw.source else None,
+               "eval_dataset": eval_raw.source.__dict__ if eval_raw is not None and eval_raw.source else None,
+               "rows": {"train": len(split.train), "valid": len(split.val), "test": len(test)},
+               "label_counts": split.train.label_counts(),
+               "base_model": base.name, "method": method, "method_reason": reason,
+               "tailor_version": tailor.__version__, "timings": timings, "stop_reason": outcome.stop_reason,
+               "resumed_from_epoch": outcome.resumed_from, "device": device, "precision": "bf16" if bf16 else "fp32"}
+    timings["total_s"] = round(time.monotonic() - t_start, 2)
+    with registry.artifacts.stage() as staged:
+        _write_artifacts(staged, model, tokenizer, method, base.name, labels, cfg, metrics, baseline, report,
+                         outcome, trials, name)
+        version = registry.publish_version(
+            tenant, name, staged, task="classify", base_model=base.name, method=method, params=cfg.model_dump(),
+            metrics={"test": metrics, "baseline": baseline, "valid_macro_f1": outcome.best_valid_f1},
+            lineage=lineage)
+    checkpointer.clear()
+    reporter.message(f"registered {version.ref}", model=version.ref)
+    return TrainResult(version, metrics, baseline, report, method, reason, cfg.model_dump(), timings,
+                       outcome.history, outcome.best_epoch, trials)
+
+
+def _test_metrics(model, tokenizer, test: TextDataset, labels, train_labels, cfg: TrainConfig, device: str):
+    import torch
+
+    from tailor.eval.metrics import classification_metrics, majority_baseline
+    from tailor.train.batching import encode
+    from tailor.train.evaluate import predict_logits
+
+    logits = predict_logits(model, encode(tokenizer, test.texts, cfg.max_length), tokenizer.pad_token_id,
+                            device=device)
+    proba = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+    predictions = [labels[i] for i in np.argmax(proba, axis=1)]
+    return (classification_metrics(test.labels, predictions, labels, proba),
+            majority_baseline(train_labels, test.labels, labels))
+
+
+def _write_artifacts(directory: Path, model, tokenizer, method: str, base_name: str, labels, cfg: TrainConfig,
+                     metrics: dict, baseline: dict, report: dict, outcome: FitOutcome, trials, name: str) -> None:
+    from tailor.data.report import render_data_report_html
+    from tailor.eval.report import render_eval_html
+    from tailor.models.classifier import ClassifierSpec, save_classifier
+
+    save_classifier(model, tokenizer, ClassifierSpec(method, base_name, list(labels), cfg.max_length), directory)
+    evaluation = {"model": name, "data": "test split", "metrics": metrics, "baseline": baseline,
+                  "base_model": base_name}
+    files = {"train_config.json": cfg.model_dump(), "metrics.json": {"test": metrics, "baseline": baseline},
+             "history.json": {"epochs": outcome.history, "search_trials": trials,
+                              "stop_reason": outcome.stop_reason},
+             "data_report.json": report}
+    for filename, content in files.items():
+        (directory / filename).write_text(json.dumps(content, indent=2, ensure_ascii=False), encoding="utf-8")
+    (directory / "data_report.html").write_text(render_data_report_html(report), encoding="utf-8")
+    (directory / "eval_report.html").write_text(render_eval_html(evaluation), encoding="utf-8")

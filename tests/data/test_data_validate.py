@@ -1,0 +1,40 @@
+"""Refusing data that cannot train a classifier, and naming classes that are too small."""
+
+import pytest
+
+from tailor.data.dataset import TextDataset
+from tailor.data.validate import check_trainable, small_classes
+from tailor.errors import DataError
+
+
+def dataset(labels: list[str]) -> TextDataset:
+    return TextDataset(texts=[f"text {i}" for i in range(len(labels))], labels=labels,
+                       lines=list(range(2, len(labels) + 2)))
+
+
+@pytest.mark.parametrize("labels, what, message", [
+    ([], "training data", "no rows in training data"),
+    (["spam"] * 5, "training data", "only one class ('spam') in training data: a classifier needs at least two"),
+    (["ham"], "evaluation data", "only one class ('ham') in evaluation data: a classifier needs at least two"),
+    ([f"id{i}" for i in range(50)], "training data",
+     "every label is unique (50 rows, 50 labels): is the label column an id?"),
+])
+def test_untrainable_data_is_refused(labels, what, message):
+    with pytest.raises(DataError) as info:
+        check_trainable(dataset(labels), what=what)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("labels", [["a", "b"], [f"l{i}" for i in range(10)], ["a", "a", "b"]])
+def test_small_but_usable_data_passes(labels):
+    assert check_trainable(dataset(labels)) is None
+
+
+def test_small_classes_smallest_first():
+    counts = {"big": 50, "seven": 7, "two": 2, "one": 1, "eight": 8, "three": 3}
+    assert small_classes(counts) == [
+        {"label": "one", "count": 1, "problem": "cannot be split (fewer than 3 rows)"},
+        {"label": "two", "count": 2, "problem": "cannot be split (fewer than 3 rows)"},
+        {"label": "three", "count": 3, "problem": "too few to learn well (fewer than 8 rows)"},
+        {"label": "seven", "count": 7, "problem": "too few to learn well (fewer than 8 rows)"},
+    ]

@@ -1,0 +1,66 @@
+"""The schema steps, applied from a blank database on every backend (see conftest.py)."""
+
+import pytest
+from sqlalchemy import inspect
+
+from tailor.registry import migrations
+from tailor.registry.migrations import applied_migrations, migrate
+from tailor.registry.sql import SqlRegistryStore, create_registry_engine
+
+EXPECTED_COLUMNS = {
+    "tailor_migrations": ["name", "applied_at"],
+    "models": ["id", "tenant", "name", "description", "last_version", "created_at"],
+    "model_versions": ["id", "model_id", "version", "task", "base_model", "method", "artifact_path",
+                       "params", "metrics", "lineage", "created_at"],
+    "aliases": ["model_id", "alias", "version"],
+}
+
+
+@pytest.fixture
+def engine(db_url):
+    engine = create_registry_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def test_blank_database_is_migrated_to_the_expected_schema(engine):
+    assert applied_migrations(engine) == []
+    assert migrate(engine) == ["m001_initial"]
+    assert applied_migrations(engine) == ["m001_initial"]
+    schema = inspect(engine)
+    assert sorted(schema.get_table_names()) == sorted(EXPECTED_COLUMNS)
+    for table, columns in EXPECTED_COLUMNS.items():
+        assert [column["name"] for column in schema.get_columns(table)] == columns
+    assert [sorted(c["column_names"]) for c in schema.get_unique_constraints("models")] == [["name", "tenant"]]
+    assert [sorted(c["column_names"]) for c in schema.get_unique_constraints("model_versions")] == [
+        ["model_id", "version"]]
+    assert schema.get_pk_constraint("aliases")["constrained_columns"] == ["model_id", "alias"]
+    assert sorted(
+        (tuple(fk["constrained_columns"]), fk["referred_table"], tuple(fk["referred_columns"]))
+        for fk in schema.get_foreign_keys("aliases")
+    ) == [(("model_id",), "models", ("id",)), (("model_id", "version"), "model_versions", ("model_id", "version"))]
+    assert [(fk["constrained_columns"], fk["referred_table"]) for fk in schema.get_foreign_keys("model_versions")] == [
+        (["model_id"], "models")]
+
+
+def test_migrating_twice_is_a_no_op(engine):
+    migrate(engine)
+    assert migrate(engine) == []
+    assert applied_migrations(engine) == ["m001_initial"]
+
+
+def test_opening_a_store_migrates(db_url, engine):
+    SqlRegistryStore(db_url).close()
+    assert applied_migrations(engine) == ["m001_initial"]
+
+
+def test_a_failing_step_leaves_nothing_behind(engine, monkeypatch):
+    def broken(conn):
+        conn.exec_driver_sql("CREATE TABLE half_done (id INTEGER)")
+        raise RuntimeError("step failed")
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, ("m999_broken", broken)])
+    with pytest.raises(RuntimeError, match="step failed"):
+        migrate(engine)
+    assert applied_migrations(engine) == ["m001_initial"]
+    assert "half_done" not in inspect(engine).get_table_names()
