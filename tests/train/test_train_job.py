@@ -76,6 +76,17 @@ def test_auto_chooses_head_for_few_rows_per_class(fresh_home, small_train_csv):
     assert result.version.lineage["rows"] == {"train": 48, "valid": 6, "test": 6}
 
 
+def test_search_runs_trials_and_keeps_the_best(fresh_home, small_train_csv):
+    result = tailor.fine_tune(small_train_csv, name="searched", method="head", search=3, seed=0)
+    trials = result.search_trials
+    assert [t["trial"] for t in trials] == [0, 1, 2]
+    best = max(trials, key=lambda t: t["valid_macro_f1"])
+    assert result.config["head_lr"] == best["params"]["head_lr"]
+    assert result.version.params["head_lr"] == best["params"]["head_lr"]
+    history = json.loads((open_registry().artifact_dir(result.version) / "history.json").read_text())
+    assert history["search_trials"] == trials
+
+
 def test_crash_mid_training_registers_nothing_and_resume_continues(fresh_home, small_train_csv):
     from tailor.train.progress import RecordingReporter
 

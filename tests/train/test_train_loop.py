@@ -66,6 +66,14 @@ def test_resume_continues_after_the_last_checkpoint(data, tmp_path):
     assert reporter.messages[0][0] == "resumed from the checkpoint after epoch 1"
 
 
+def test_a_passed_deadline_stops_after_one_step(data):
+    import time
+
+    cfg = load_preset("default", epochs=3, batch_size=8, seed=0)
+    outcome, _ = _fit(data, cfg, deadline=time.monotonic())
+    assert (outcome.stop_reason, outcome.steps, len(outcome.history)) == ("time_budget", 1, 1)
+
+
 def test_class_weights_only_for_imbalance():
     assert class_weights([0, 1, 0, 1], 2, "auto") is None
     weights = class_weights([0, 0, 0, 0, 1, 1], 2, "auto")

@@ -126,7 +126,9 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     settings = settings or get_settings()
     reporter = reporter or RecordingReporter()
     cfg = load_preset(preset, **overrides)
-    name = validate_name(name or default_name(getattr(data, "source", None) and data.source.path or data))
+    if name is None:
+        name = default_name(data.source.path if isinstance(data, TextDataset) and data.source else str(data))
+    name = validate_name(name)
     t_start = time.monotonic()
     deadline = t_start + cfg.time_budget_s if cfg.time_budget_s else None
     timings: dict[str, float] = {}
@@ -213,7 +215,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     lineage = {"dataset": raw.source.__dict__ if raw.source else None,
                "eval_dataset": eval_raw.source.__dict__ if eval_raw is not None and eval_raw.source else None,
                "rows": {"train": len(split.train), "valid": len(split.val), "test": len(test)},
-               "label_counts": split.train.label_counts(),
+               "label_counts": split.train.label_counts(), "data_report": report,
                "base_model": base.name, "method": method, "method_reason": reason,
                "tailor_version": tailor.__version__, "timings": timings, "stop_reason": outcome.stop_reason,
                "resumed_from_epoch": outcome.resumed_from, "device": device, "precision": "bf16" if bf16 else "fp32"}
