@@ -24,8 +24,12 @@ class Settings(BaseSettings):
 
     @property
     def registry_url(self) -> str:
-        """The SQLAlchemy URL of the registry database."""
-        return self.database_url or f"sqlite:///{self.home / 'tailor.db'}"
+        """The SQLAlchemy URL of the registry database (``postgresql://`` means the psycopg 3 driver)."""
+        url = self.database_url or f"sqlite:///{self.home / 'tailor.db'}"
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        return url
 
     @property
     def artifacts_dir(self) -> Path:

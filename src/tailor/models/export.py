@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from tailor.errors import UsageError
@@ -77,7 +78,8 @@ def export_onnx(artifact: Path, target: Path) -> None:
     args = (sample["input_ids"], sample["attention_mask"])
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
             "logits": {0: "batch"}}
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on constant-folded shape checks, not problems
         torch.onnx.export(wrapper, args, str(target / "model.onnx"), input_names=["input_ids", "attention_mask"],
                           output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
         expected = wrapper(*args).numpy()
