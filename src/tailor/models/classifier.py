@@ -96,9 +96,10 @@ def build_model(method: str, base: ResolvedBase, labels: Sequence[str], *, lora_
 
     if method == "head":
         return build_pooled_head_model(AutoModel.from_pretrained(base.path), len(labels))
+    # ignore_mismatched_sizes: a base that is itself a fine-tuned classifier gets a fresh head for these labels
     model = AutoModelForSequenceClassification.from_pretrained(
         base.path, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)})
+        label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True)
     if method == "full":
         return model
     if method == "lora":
