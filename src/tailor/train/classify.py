@@ -24,6 +24,12 @@ from tailor.train.evaluate import macro_f1, predict_logits
 from tailor.train.progress import Reporter
 
 
+HEAD_EVAL_EVERY = 10
+HEAD_PATIENCE_STEPS = 50
+# Normalized embeddings have unit norm: a fixed temperature lets the head's logits reach useful scales.
+HEAD_TEMPERATURE = 10.0
+
+
 @dataclass
 class FitOutcome:
     """What a training loop did.
@@ -206,8 +212,9 @@ def fit_head(model, train: Encoded, val: Encoded, cfg: TrainConfig, *, pad_id: i
              device: str, reporter: Reporter) -> FitOutcome:
     """Train only ``model.classifier`` on embeddings that the frozen encoder computes once.
 
-    Full-batch Adam for ``cfg.head_epochs`` steps on the training embeddings, validating every 10 steps and
-    keeping the head with the best validation macro-F1; stops after ``10 * cfg.patience`` steps without gain.
+    Full-batch Adam for ``cfg.head_epochs`` steps on the training embeddings, validating every
+    ``HEAD_EVAL_EVERY`` steps and keeping the head with the best validation macro-F1; stops after
+    ``HEAD_PATIENCE_STEPS * cfg.patience`` steps without a gain.
     """
     import torch
 
@@ -227,17 +234,16 @@ def fit_head(model, train: Encoded, val: Encoded, cfg: TrainConfig, *, pad_id: i
     outcome, best_state, since_best = FitOutcome(), None, 0
     reporter.start("linear head", cfg.head_epochs)
     for step in range(1, cfg.head_epochs + 1):
-        # Normalized embeddings have unit norm: a fixed temperature lets the logits reach useful scales.
-        loss = loss_fn(head(x_train) * 10.0, y_train)
+        loss = loss_fn(head(x_train) * HEAD_TEMPERATURE, y_train)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         outcome.steps = step
         reporter.advance(1, loss=loss.item())
-        if step % 10 and step != cfg.head_epochs:
+        if step % HEAD_EVAL_EVERY and step != cfg.head_epochs:
             continue
         with torch.no_grad():
-            val_logits = head(x_val) * 10.0
+            val_logits = head(x_val) * HEAD_TEMPERATURE
             val_loss = float(torch.nn.functional.cross_entropy(val_logits, torch.from_numpy(y_val).to(device)))
         predictions = val_logits.argmax(1).cpu().numpy()
         row = {"epoch": step, "step": step, "train_loss": round(loss.item(), 5), "valid_loss": round(val_loss, 5),
@@ -249,14 +255,14 @@ def fit_head(model, train: Encoded, val: Encoded, cfg: TrainConfig, *, pad_id: i
             outcome.best_valid_f1, outcome.best_epoch, since_best = row["valid_macro_f1"], step, 0
             best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
         else:
-            since_best += 10
-        if cfg.patience and since_best >= 10 * cfg.patience * 5:
+            since_best += HEAD_EVAL_EVERY
+        if cfg.patience and since_best >= HEAD_PATIENCE_STEPS * cfg.patience:
             outcome.stop_reason = "early_stopping"
             break
     reporter.finish()
     reporter.metrics(outcome.steps, outcome.history[-1])
     head.load_state_dict(best_state)
     with torch.no_grad():  # fold the temperature into the weights so inference needs no special case
-        head.weight.mul_(10.0)
-        head.bias.mul_(10.0)
+        head.weight.mul_(HEAD_TEMPERATURE)
+        head.bias.mul_(HEAD_TEMPERATURE)
     return outcome
