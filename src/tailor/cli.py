@@ -34,7 +34,7 @@ def _console():
 
 # ---- data -------------------------------------------------------------------------------------------------
 def cmd_data_check(args) -> int:
-    from tailor.catalog import resolve_base
+    from tailor.catalog import AUTO, choose_base, resolve_base
     from tailor.data.clean import clean_dataset
     from tailor.data.ingest import read_dataset
     from tailor.data.report import build_data_report, format_data_report_text, render_data_report_html
@@ -53,7 +53,8 @@ def cmd_data_check(args) -> int:
         setup_torch()
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(resolve_base(args.base).path)
+        base = choose_base(cleaned.dataset.texts)[0] if args.base == AUTO else args.base
+        tokenizer = AutoTokenizer.from_pretrained(resolve_base(base).path)
     report = build_data_report(raw, cleaned, eval_ds=eval_ds, tokenizer=tokenizer, max_length=args.max_length)
     if args.report:
         with open(args.report, "w", encoding="utf-8") as f:
@@ -202,6 +203,27 @@ def cmd_models_export(args) -> int:
     return 0
 
 
+def cmd_models_pull(args) -> int:
+    from tailor.catalog import CATALOG
+    from tailor.errors import UsageError
+    from tailor.train.progress import ConsoleReporter
+
+    if args.base_id not in CATALOG:
+        raise UsageError(f"unknown base model {args.base_id!r}; the catalog has: {', '.join(CATALOG)}")
+    if args.base_id == "me5-small":
+        from tailor.models.e5s1 import ensure_me5_small
+        from tailor.settings import get_settings
+
+        path = ensure_me5_small(get_settings().home / "models", ConsoleReporter(), verify=args.verify)
+    else:
+        path = CATALOG[args.base_id].locate()
+    if args.json:
+        _emit_json({"id": args.base_id, "path": str(path)})
+    else:
+        print(f"{args.base_id} ready at {path}")
+    return 0
+
+
 def cmd_models_catalog(args) -> int:
     from tailor.catalog import CATALOG
 
@@ -236,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     columns(check)
     check.add_argument("--eval-file", help="a held-out file: checks train/eval leakage")
-    check.add_argument("--base", default="minilm-l6", help="base model whose tokenizer counts tokens")
+    check.add_argument("--base", default="auto", help="base model whose tokenizer counts tokens (default: auto)")
     check.add_argument("--max-length", type=int, default=128, help="token limit to report truncation against")
     check.add_argument("--no-tokens", action="store_true", help="skip token counts (no tokenizer load)")
     check.add_argument("--report", metavar="HTML", help="also write the report as an HTML page")
@@ -248,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--task", default="classify", help="classify (text classification)")
     columns(train)
     train.add_argument("--eval-file", help="held-out labelled file for the test metrics (else a test split)")
-    train.add_argument("--base", help="base model: catalog id (minilm-l6) or a local Hugging Face directory")
+    train.add_argument("--base", help="base model: auto (default), a catalog id (minilm-l6, me5-small) or a local "
+                                      "Hugging Face directory")
     train.add_argument("--method", choices=["auto", "full", "lora", "head"], help="default auto")
     train.add_argument("--name", help="registry name (default: from the file name)")
     train.add_argument("--preset", default="default", help="config preset: default, fast, quality")
@@ -300,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
     common(export)
     export.set_defaults(func=cmd_models_export)
+    pull = models.add_parser("pull", help="prepare a catalog base model offline (me5-small: convert and verify)")
+    pull.add_argument("base_id", metavar="ID")
+    pull.add_argument("--verify", action="store_true", help="re-hash an existing conversion's files")
+    common(pull, tenant=False)
+    pull.set_defaults(func=cmd_models_pull)
     catalog = models.add_parser("catalog", help="base models available to fine-tune")
     common(catalog, tenant=False)
     catalog.set_defaults(func=cmd_models_catalog)

@@ -12,7 +12,7 @@ def test_presets_are_listed():
 def test_every_preset_loads(name):
     cfg = load_preset(name)
     assert isinstance(cfg, TrainConfig)
-    assert cfg.base == "minilm-l6"
+    assert cfg.base == "auto"
 
 
 def test_default_preset_values():

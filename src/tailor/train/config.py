@@ -25,7 +25,8 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base: str = Field("minilm-l6", description="catalog id, local Hugging Face directory or hub name")
+    base: str = Field("auto", description="catalog id, local Hugging Face directory, hub name, or auto "
+                                          "(me5-small for mostly non-Latin text, else minilm-l6)")
     method: Method = Field("auto", description="full fine-tune, LoRA, frozen encoder + linear head, or auto")
     epochs: int = Field(4, ge=1, le=100, description="maximum epochs (early stopping may end sooner)")
     lr: float = Field(1e-4, gt=0, lt=1, description="peak learning rate for full fine-tuning")

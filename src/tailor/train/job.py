@@ -112,7 +112,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
         DataError: unusable data (the message names the line or column).
         UsageError: a bad option.
     """
-    from tailor.catalog import resolve_base
+    from tailor.catalog import AUTO, choose_base, resolve_base
     from tailor.data.clean import clean_dataset
     from tailor.data.report import build_data_report
     from tailor.data.split import stratified_split
@@ -145,7 +145,11 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     setup_torch()
     from transformers import AutoTokenizer
 
-    base = resolve_base(cfg.base)
+    base_name, base_reason = cfg.base, "chosen by the user"
+    if base_name == AUTO:
+        base_name, base_reason = choose_base(cleaned.dataset.texts)
+    reporter.message(f"base model: {base_name} ({base_reason})", base=base_name, reason=base_reason)
+    base = resolve_base(base_name)
     tokenizer = AutoTokenizer.from_pretrained(base.path)
     report = build_data_report(raw, cleaned, eval_ds=eval_raw, tokenizer=tokenizer, max_length=cfg.max_length,
                                seed=cfg.seed)
@@ -216,7 +220,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                "eval_dataset": eval_raw.source.__dict__ if eval_raw is not None and eval_raw.source else None,
                "rows": {"train": len(split.train), "valid": len(split.val), "test": len(test)},
                "label_counts": split.train.label_counts(), "data_report": report,
-               "base_model": base.name, "method": method, "method_reason": reason,
+               "base_model": base.name, "base_reason": base_reason, "method": method, "method_reason": reason,
                "tailor_version": tailor.__version__, "timings": timings, "stop_reason": outcome.stop_reason,
                "resumed_from_epoch": outcome.resumed_from, "device": device, "precision": "bf16" if bf16 else "fp32"}
     timings["total_s"] = round(time.monotonic() - t_start, 2)
