@@ -14,13 +14,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from classify_vs_trainer import REPO_ROOT, write_training_subsample
+from classify_vs_trainer import REPO_ROOT, write_summary, write_training_subsample
 
 RESULTS_PATH = REPO_ROOT / "bench" / "results" / "chinese.json"
 BASES = ("minilm-l6", "me5-small")
@@ -84,10 +83,7 @@ def main(argv=None) -> dict:
             rows = {base: run_base(name, base, train, test) for base in BASES}
             summary["datasets"][name] = rows
             print(format_rows(name, rows), flush=True)
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"\nsummary written to {RESULTS_PATH}")
-    return summary
+    return write_summary(summary, RESULTS_PATH)
 
 
 if __name__ == "__main__":

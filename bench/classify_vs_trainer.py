@@ -172,9 +172,14 @@ def main(argv: list[str] | None = None) -> dict:
         for name in args.datasets:
             summary["datasets"][name] = run_dataset(name, args, Path(tmp))
             print(format_report(name, summary["datasets"][name]), flush=True)
-    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS_PATH.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"\nsummary written to {RESULTS_PATH}")
+    return write_summary(summary, RESULTS_PATH)
+
+
+def write_summary(summary: dict, path: Path) -> dict:
+    """Write a benchmark's JSON summary (the results folder is git-ignored) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\nsummary written to {path}")
     return summary
 
 

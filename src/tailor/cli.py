@@ -26,6 +26,17 @@ def _emit_json(obj) -> None:
     print(json.dumps(obj, ensure_ascii=False, default=str))
 
 
+def _show(args, result: dict, text: str) -> int:
+    """Print ``result`` as JSON with ``--json``, else ``text`` and where the HTML report went."""
+    if args.json:
+        _emit_json(result)
+        return 0
+    print(text)
+    if getattr(args, "report", None):
+        print(f"HTML report: {args.report}")
+    return 0
+
+
 def _console():
     from rich.console import Console
 
@@ -59,13 +70,7 @@ def cmd_data_check(args) -> int:
     if args.report:
         with open(args.report, "w", encoding="utf-8") as f:
             f.write(render_data_report_html(report))
-    if args.json:
-        _emit_json(report)
-    else:
-        print(format_data_report_text(report))
-        if args.report:
-            print(f"HTML report: {args.report}")
-    return 0
+    return _show(args, report, format_data_report_text(report))
 
 
 # ---- train ------------------------------------------------------------------------------------------------
@@ -104,13 +109,7 @@ def cmd_eval(args) -> int:
 
     evaluation = evaluate_model(args.ref, args.file, text_col=args.text_col, label_col=args.label_col,
                                 tenant=args.tenant, report_path=args.report)
-    if args.json:
-        _emit_json(evaluation)
-    else:
-        print(format_eval_text(evaluation))
-        if args.report:
-            print(f"HTML report: {args.report}")
-    return 0
+    return _show(args, evaluation, format_eval_text(evaluation))
 
 
 def _read_lines(path: str) -> list[str]:
