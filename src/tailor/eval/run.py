@@ -5,8 +5,33 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from tailor.data.dataset import TextDataset
+from tailor.errors import DataError
 from tailor.registry.store import DEFAULT_TENANT
 from tailor.settings import Settings, get_settings
+
+
+def scorable_rows(ds: TextDataset, labels) -> tuple[TextDataset, list[str]]:
+    """The rows a classifier over ``labels`` can be scored on (a text, a known label), and the unknown labels.
+
+    Raises:
+        DataError: no row is left.
+    """
+    known = set(labels)
+    keep = [i for i, (t, y) in enumerate(zip(ds.texts, ds.labels)) if t.strip() and y in known]
+    if not keep:
+        raise DataError(f"no rows with a label the model knows ({', '.join(list(labels)[:8])})")
+    return ds.subset(keep), sorted({y for y in ds.labels if y and y not in known})
+
+
+def score(classifier, rows: TextDataset, train_labels) -> tuple[dict, dict]:
+    """Test metrics of ``classifier`` (a TextClassifier) on ``rows``, and the majority baseline beside them."""
+    from tailor.eval.metrics import classification_metrics, majority_baseline
+
+    proba = classifier.predict_proba(rows.texts)
+    predictions = [classifier.labels[i] for i in proba.argmax(1)]
+    return (classification_metrics(rows.labels, predictions, classifier.labels, proba),
+            majority_baseline(train_labels, rows.labels, classifier.labels))
 
 
 def evaluate_model(ref: str, data, *, text_col: str | None = None, label_col: str | None = None,
@@ -19,12 +44,11 @@ def evaluate_model(ref: str, data, *, text_col: str | None = None, label_col: st
     metrics under ``evaluations`` (keyed by the file's sha256 prefix).
 
     Returns:
-        ``{"model", "data", "rows", "skipped_rows", "metrics", "baseline", "base_model", "created_at"}``.
+        ``{"model", "data", "rows", "skipped_rows", "unknown_labels", "metrics", "baseline", "base_model",
+        "created_at"}``.
     """
     from tailor.data.dataset import TextDataset
     from tailor.data.ingest import read_dataset
-    from tailor.errors import DataError
-    from tailor.eval.metrics import classification_metrics, majority_baseline
     from tailor.eval.report import render_eval_html
     from tailor.registry.service import open_registry
     from tailor.models.classifier import TextClassifier
@@ -35,19 +59,13 @@ def evaluate_model(ref: str, data, *, text_col: str | None = None, label_col: st
     classifier = TextClassifier.from_dir(registry.artifact_dir(version))
     ds = data if isinstance(data, TextDataset) else read_dataset(data, text_col, label_col,
                                                                   max_bytes=settings.max_file_bytes)
-    keep = [i for i, (t, y) in enumerate(zip(ds.texts, ds.labels)) if t.strip() and y in classifier.labels]
-    if not keep:
-        raise DataError(f"no rows with a label that {version.ref} knows ({', '.join(classifier.labels[:8])})")
-    rows = ds.subset(keep)
-    proba = classifier.predict_proba(rows.texts)
-    predictions = [classifier.labels[i] for i in proba.argmax(1)]
+    rows, unknown = scorable_rows(ds, classifier.labels)
     train_counts = version.lineage.get("label_counts") or {}
     train_labels = [label for label, n in train_counts.items() for _ in range(n)] or rows.labels
+    metrics, baseline = score(classifier, rows, train_labels)
     evaluation = {
         "model": version.ref, "data": str(ds.source.path if ds.source else "dataset"), "rows": len(rows),
-        "skipped_rows": len(ds) - len(rows),
-        "metrics": classification_metrics(rows.labels, predictions, classifier.labels, proba),
-        "baseline": majority_baseline(train_labels, rows.labels, classifier.labels),
+        "skipped_rows": len(ds) - len(rows), "unknown_labels": unknown, "metrics": metrics, "baseline": baseline,
         "base_model": version.base_model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     key = (ds.source.sha256[:12] if ds.source else "dataset")

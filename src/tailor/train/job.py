@@ -13,11 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 import tailor
 from tailor.data.dataset import TextDataset
-from tailor.errors import DataError
 from tailor.registry.entities import ModelVersion
 from tailor.settings import Settings, get_settings
 from tailor.train.classify import FitOutcome
@@ -78,15 +75,14 @@ def _load(data, text_col, label_col, settings: Settings) -> TextDataset:
 
 
 def _eval_rows(eval_ds: TextDataset, labels: list[str], reporter: Reporter) -> TextDataset:
-    """Eval rows usable for scoring: non-empty, with a label the model was trained on."""
-    keep = [i for i, (t, y) in enumerate(zip(eval_ds.texts, eval_ds.labels)) if t.strip() and y in labels]
-    unknown = sorted({y for y in eval_ds.labels if y and y not in labels})
-    if len(keep) < len(eval_ds):
-        reporter.message(f"eval file: {len(eval_ds) - len(keep)} rows left out (empty, or a label not in the "
+    """Eval rows usable for scoring, saying how many were left out and why."""
+    from tailor.eval.run import scorable_rows
+
+    rows, unknown = scorable_rows(eval_ds, labels)
+    if len(rows) < len(eval_ds):
+        reporter.message(f"eval file: {len(eval_ds) - len(rows)} rows left out (empty, or a label not in the "
                          f"training data{': ' + ', '.join(unknown[:5]) if unknown else ''})")
-    if not keep:
-        raise DataError("the eval file has no rows with a label seen in the training data")
-    return eval_ds.subset(keep)
+    return rows
 
 
 def run_classification_job(data, *, eval_file=None, text_col: str | None = None, label_col: str | None = None,
@@ -117,6 +113,8 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     from tailor.data.report import build_data_report
     from tailor.data.split import stratified_split
     from tailor.data.validate import check_trainable
+    from tailor.eval.run import score
+    from tailor.models.classifier import ClassifierSpec, TextClassifier
     from tailor.registry.refs import validate_name
     from tailor.registry.service import open_registry
     from tailor.runtime import pick_device, setup_torch, supports_bf16
@@ -210,7 +208,8 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                      f"({outcome.stop_reason})", stop_reason=outcome.stop_reason)
 
     t_eval = time.monotonic()
-    metrics, baseline = _test_metrics(model, tokenizer, test, labels, split.train.labels, cfg, device)
+    spec = ClassifierSpec(method, base.name, list(labels), cfg.max_length)
+    metrics, baseline = score(TextClassifier(model, tokenizer, spec, device), test, split.train.labels)
     timings["eval_s"] = round(time.monotonic() - t_eval, 2)
     reporter.message(f"test: macro-F1 {metrics['macro_f1']:.4f}, accuracy {metrics['accuracy']:.4f} "
                      f"(majority baseline macro-F1 {baseline['macro_f1']:.4f})")
@@ -225,8 +224,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                "resumed_from_epoch": outcome.resumed_from, "device": device, "precision": "bf16" if bf16 else "fp32"}
     timings["total_s"] = round(time.monotonic() - t_start, 2)
     with registry.artifacts.stage() as staged:
-        _write_artifacts(staged, model, tokenizer, method, base.name, labels, cfg, metrics, baseline, report,
-                         outcome, trials, name)
+        _write_artifacts(staged, model, tokenizer, spec, cfg, metrics, baseline, report, outcome, trials, name)
         version = registry.publish_version(
             tenant, name, staged, task="classify", base_model=base.name, method=method, params=cfg.model_dump(),
             metrics={"test": metrics, "baseline": baseline, "valid_macro_f1": outcome.best_valid_f1},
@@ -237,30 +235,15 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                        outcome.history, outcome.best_epoch, trials)
 
 
-def _test_metrics(model, tokenizer, test: TextDataset, labels, train_labels, cfg: TrainConfig, device: str):
-    import torch
-
-    from tailor.eval.metrics import classification_metrics, majority_baseline
-    from tailor.train.batching import encode
-    from tailor.train.evaluate import predict_logits
-
-    logits = predict_logits(model, encode(tokenizer, test.texts, cfg.max_length), tokenizer.pad_token_id,
-                            device=device)
-    proba = torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
-    predictions = [labels[i] for i in np.argmax(proba, axis=1)]
-    return (classification_metrics(test.labels, predictions, labels, proba),
-            majority_baseline(train_labels, test.labels, labels))
-
-
-def _write_artifacts(directory: Path, model, tokenizer, method: str, base_name: str, labels, cfg: TrainConfig,
-                     metrics: dict, baseline: dict, report: dict, outcome: FitOutcome, trials, name: str) -> None:
+def _write_artifacts(directory: Path, model, tokenizer, spec, cfg: TrainConfig, metrics: dict, baseline: dict,
+                     report: dict, outcome: FitOutcome, trials, name: str) -> None:
     from tailor.data.report import render_data_report_html
     from tailor.eval.report import render_eval_html
-    from tailor.models.classifier import ClassifierSpec, save_classifier
+    from tailor.models.classifier import save_classifier
 
-    save_classifier(model, tokenizer, ClassifierSpec(method, base_name, list(labels), cfg.max_length), directory)
+    save_classifier(model, tokenizer, spec, directory)
     evaluation = {"model": name, "data": "test split", "metrics": metrics, "baseline": baseline,
-                  "base_model": base_name}
+                  "base_model": spec.base_model}
     files = {"train_config.json": cfg.model_dump(), "metrics.json": {"test": metrics, "baseline": baseline},
              "history.json": {"epochs": outcome.history, "search_trials": trials,
                               "stop_reason": outcome.stop_reason},
