@@ -242,7 +242,9 @@ def _write_artifacts(directory: Path, model, tokenizer, spec, cfg: TrainConfig, 
     from tailor.models.classifier import save_classifier
 
     save_classifier(model, tokenizer, spec, directory)
-    evaluation = {"model": name, "data": "test split", "metrics": metrics, "baseline": baseline,
+    eval_source = report["source"].get("eval_source")
+    evaluation = {"model": f"{name} (new version)", "metrics": metrics, "baseline": baseline,
+                  "data": eval_source["path"] if eval_source else "held-out test split",
                   "base_model": spec.base_model}
     files = {"train_config.json": cfg.model_dump(), "metrics.json": {"test": metrics, "baseline": baseline},
              "history.json": {"epochs": outcome.history, "search_trials": trials,
