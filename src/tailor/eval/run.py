@@ -47,7 +47,6 @@ def evaluate_model(ref: str, data, *, text_col: str | None = None, label_col: st
         ``{"model", "data", "rows", "skipped_rows", "unknown_labels", "metrics", "baseline", "base_model",
         "created_at"}``.
     """
-    from tailor.data.dataset import TextDataset
     from tailor.data.ingest import read_dataset
     from tailor.eval.report import render_eval_html
     from tailor.registry.service import open_registry

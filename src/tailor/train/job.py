@@ -147,7 +147,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     if base_name == AUTO:
         base_name, base_reason = choose_base(cleaned.dataset.texts)
     reporter.message(f"base model: {base_name} ({base_reason})", base=base_name, reason=base_reason)
-    base = resolve_base(base_name)
+    base = resolve_base(base_name, progress=reporter)
     tokenizer = AutoTokenizer.from_pretrained(base.path)
     report = build_data_report(raw, cleaned, eval_ds=eval_raw, tokenizer=tokenizer, max_length=cfg.max_length,
                                seed=cfg.seed)
