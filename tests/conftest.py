@@ -1,4 +1,10 @@
-"""Shared fixtures: an isolated TAILOR_HOME, the shipped sample data, and small trained versions."""
+"""Shared fixtures: an isolated TAILOR_HOME, database backends, the shipped sample data, and small trained
+versions.
+
+Database tests run on SQLite always and on PostgreSQL when ``TAILOR_TEST_POSTGRES_URL`` is set (``.ci/run``
+starts a server), e.g. ``postgresql+psycopg://postgres@127.0.0.1:55432/postgres``; its public schema is
+emptied before and after each such test.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import pytest
 
 from samples import SAMPLE_TEST, sample_rows, write_csv
 
+POSTGRES_URL = os.environ.get("TAILOR_TEST_POSTGRES_URL")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -20,6 +27,28 @@ def session_home(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TAILOR_HOME", str(home))
         yield home
+
+
+def _empty_postgres(url: str) -> None:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not POSTGRES_URL, reason="set TAILOR_TEST_POSTGRES_URL to test PostgreSQL"))])
+def db_url(request, tmp_path):
+    """The URL of a blank database on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'nested' / 'tailor.db'}"
+        return
+    _empty_postgres(POSTGRES_URL)
+    yield POSTGRES_URL
+    _empty_postgres(POSTGRES_URL)
 
 
 @pytest.fixture

@@ -39,3 +39,15 @@ class DataError(TailorError):
 
 class NotFoundError(UsageError):
     """A referenced model, version or alias does not exist."""
+
+
+class AuthenticationError(TailorError):
+    """A request carried no API key, or one that is unknown or revoked."""
+
+
+class PermissionDeniedError(TailorError):
+    """The API key is valid but lacks the scope the request needs."""
+
+
+class ConflictError(UsageError):
+    """The request is valid but the object's state forbids it (cancelling a finished job)."""

@@ -21,6 +21,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="registry database; default SQLite under home")
     max_file_mb: float = Field(default=512.0, gt=0, description="largest input file accepted, in MiB")
     max_text_chars: int = Field(default=20_000, gt=0, description="rows longer than this are dropped as over-long")
+    workers: int = Field(default=1, ge=1, le=64, description="job worker processes: jobs that run at once")
+    heartbeat_s: float = Field(default=2.0, gt=0, description="how often a worker reports that its job lives")
+    heartbeat_timeout_s: float = Field(default=30.0, gt=0,
+                                       description="a running job silent this long has lost its worker")
+    worker_poll_s: float = Field(default=1.0, gt=0, description="how often idle workers look for queued jobs")
+    model_cache_size: int = Field(default=8, ge=1, description="models the API keeps loaded for inference")
 
     @property
     def registry_url(self) -> str:
@@ -34,6 +40,10 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return self.home / "artifacts"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.home / "files"
 
     @property
     def max_file_bytes(self) -> int:

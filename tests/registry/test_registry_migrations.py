@@ -5,7 +5,8 @@ from sqlalchemy import inspect
 
 from tailor.registry import migrations
 from tailor.registry.migrations import applied_migrations, migrate
-from tailor.registry.sql import SqlRegistryStore, create_registry_engine
+from tailor.db import create_db_engine
+from tailor.registry.sql import SqlRegistryStore
 
 EXPECTED_COLUMNS = {
     "tailor_migrations": ["name", "applied_at"],
@@ -13,20 +14,30 @@ EXPECTED_COLUMNS = {
     "model_versions": ["id", "model_id", "version", "task", "base_model", "method", "artifact_path",
                        "params", "metrics", "lineage", "created_at"],
     "aliases": ["model_id", "alias", "version"],
+    "tenants": ["name", "created_at"],
+    "api_keys": ["id", "tenant", "name", "secret_hash", "prefix", "scopes", "created_at", "last_used_at",
+                 "revoked_at"],
+    "files": ["id", "tenant", "filename", "purpose", "bytes", "sha256", "kind", "summary", "relpath", "created_at"],
+    "jobs": ["id", "tenant", "model", "task", "training_file", "validation_file", "suffix", "seed", "request",
+             "status", "fine_tuned_model", "error", "result", "attempts", "worker_id", "heartbeat_at", "created_at",
+             "started_at", "finished_at"],
+    "job_events": ["id", "job_id", "created_at", "level", "type", "message", "data"],
+    "job_checkpoints": ["id", "job_id", "step", "metrics", "created_at"],
 }
+ALL_STEPS = ["m001_initial", "m002_service"]
 
 
 @pytest.fixture
 def engine(db_url):
-    engine = create_registry_engine(db_url)
+    engine = create_db_engine(db_url)
     yield engine
     engine.dispose()
 
 
 def test_blank_database_is_migrated_to_the_expected_schema(engine):
     assert applied_migrations(engine) == []
-    assert migrate(engine) == ["m001_initial"]
-    assert applied_migrations(engine) == ["m001_initial"]
+    assert migrate(engine) == ALL_STEPS
+    assert applied_migrations(engine) == ALL_STEPS
     schema = inspect(engine)
     assert sorted(schema.get_table_names()) == sorted(EXPECTED_COLUMNS)
     for table, columns in EXPECTED_COLUMNS.items():
@@ -41,17 +52,20 @@ def test_blank_database_is_migrated_to_the_expected_schema(engine):
     ) == [(("model_id",), "models", ("id",)), (("model_id", "version"), "model_versions", ("model_id", "version"))]
     assert [(fk["constrained_columns"], fk["referred_table"]) for fk in schema.get_foreign_keys("model_versions")] == [
         (["model_id"], "models")]
+    assert [(fk["constrained_columns"], fk["referred_table"]) for fk in schema.get_foreign_keys("api_keys")] == [
+        (["tenant"], "tenants")]
+    assert [c["column_names"] for c in schema.get_unique_constraints("api_keys")] == [["secret_hash"]]
 
 
 def test_migrating_twice_is_a_no_op(engine):
     migrate(engine)
     assert migrate(engine) == []
-    assert applied_migrations(engine) == ["m001_initial"]
+    assert applied_migrations(engine) == ALL_STEPS
 
 
 def test_opening_a_store_migrates(db_url, engine):
     SqlRegistryStore(db_url).close()
-    assert applied_migrations(engine) == ["m001_initial"]
+    assert applied_migrations(engine) == ALL_STEPS
 
 
 def test_a_failing_step_leaves_nothing_behind(engine, monkeypatch):
@@ -62,5 +76,5 @@ def test_a_failing_step_leaves_nothing_behind(engine, monkeypatch):
     monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, ("m999_broken", broken)])
     with pytest.raises(RuntimeError, match="step failed"):
         migrate(engine)
-    assert applied_migrations(engine) == ["m001_initial"]
+    assert applied_migrations(engine) == ALL_STEPS
     assert "half_done" not in inspect(engine).get_table_names()

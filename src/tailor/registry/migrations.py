@@ -1,7 +1,8 @@
-"""The registry's schema as ordered, named steps, each applied once in its own transaction.
+"""The database's schema (registry, tenants, files, jobs) as ordered, named steps, each applied once in its own transaction.
 
 A step is a frozen snapshot: never edit one that has shipped; add ``m002_...`` that alters the tables and
-update the query-side tables in :mod:`tailor.registry.sql` to match. Applied steps are recorded in
+update the query-side tables (in :mod:`tailor.registry.sql`, :mod:`tailor.security.keys`,
+:mod:`tailor.data.files` and :mod:`tailor.jobs.store`) to match. Applied steps are recorded in
 ``tailor_migrations(name, applied_at)``.
 """
 
@@ -11,8 +12,10 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
+    Index,
     DateTime,
     Engine,
     ForeignKey,
@@ -78,8 +81,97 @@ def _m001_initial(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _m002_service(conn: Connection) -> None:
+    """Tenants and their API keys, uploaded files, fine-tuning jobs with their events and checkpoints."""
+    metadata = MetaData()
+    Table(
+        "tenants",
+        metadata,
+        Column("name", String(64), primary_key=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+    )
+    Table(
+        "api_keys",
+        metadata,
+        Column("id", String(40), primary_key=True),
+        Column("tenant", String(64), ForeignKey("tenants.name"), nullable=False),
+        Column("name", Text, nullable=False),
+        # The key itself is never stored: only its SHA-256 and a short prefix to recognise it by.
+        Column("secret_hash", String(64), nullable=False, unique=True),
+        Column("prefix", String(16), nullable=False),
+        Column("scopes", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("last_used_at", DateTime(timezone=True)),
+        Column("revoked_at", DateTime(timezone=True)),
+    )
+    Table(
+        "files",
+        metadata,
+        Column("id", String(40), primary_key=True),
+        Column("tenant", String(64), nullable=False),
+        Column("filename", Text, nullable=False),
+        Column("purpose", String(32), nullable=False),
+        Column("bytes", BigInteger, nullable=False),
+        Column("sha256", String(64), nullable=False),
+        Column("kind", String(32), nullable=False),
+        Column("summary", Text, nullable=False),
+        Column("relpath", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Index("ix_files_tenant_created", "tenant", "created_at"),
+    )
+    Table(
+        "jobs",
+        metadata,
+        Column("id", String(40), primary_key=True),
+        Column("tenant", String(64), nullable=False),
+        Column("model", Text, nullable=False),
+        Column("task", String(32), nullable=False),
+        Column("training_file", String(40), nullable=False),
+        Column("validation_file", String(40)),
+        Column("suffix", String(64)),
+        Column("seed", Integer, nullable=False),
+        Column("request", Text, nullable=False),
+        Column("status", String(32), nullable=False),
+        Column("fine_tuned_model", Text),
+        Column("error", Text),
+        Column("result", Text),
+        Column("attempts", Integer, nullable=False),
+        Column("worker_id", String(64)),
+        Column("heartbeat_at", DateTime(timezone=True)),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("started_at", DateTime(timezone=True)),
+        Column("finished_at", DateTime(timezone=True)),
+        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_tenant_created", "tenant", "created_at"),
+    )
+    Table(
+        "job_events",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("job_id", String(40), ForeignKey("jobs.id"), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("level", String(16), nullable=False),
+        Column("type", String(16), nullable=False),
+        Column("message", Text, nullable=False),
+        Column("data", Text),
+        Index("ix_job_events_job", "job_id", "id"),
+    )
+    Table(
+        "job_checkpoints",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("job_id", String(40), ForeignKey("jobs.id"), nullable=False),
+        Column("step", Integer, nullable=False),
+        Column("metrics", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Index("ix_job_checkpoints_job", "job_id", "id"),
+    )
+    metadata.create_all(conn)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", _m001_initial),
+    ("m002_service", _m002_service),
 ]
 
 

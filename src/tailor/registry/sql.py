@@ -6,71 +6,34 @@ Only portable SQL is used: JSON is kept as sorted-key text, timestamps as timezo
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from sqlalchemy import (
     Column,
     Connection,
-    DateTime,
-    Engine,
     Integer,
     MetaData,
     String,
     Table,
     Text,
-    TypeDecorator,
     and_,
-    create_engine,
     delete,
-    event,
     func,
     insert,
-    make_url,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
+from tailor.db import JsonText, UtcDateTime, now, open_engine
 from tailor.errors import NotFoundError
 from tailor.registry.entities import ModelVersion, RegisteredModel
-from tailor.registry.migrations import migrate
 from tailor.registry.refs import validate_alias, validate_name
 from tailor.registry.store import RegistryStore
 
 T = TypeVar("T")
 _CONFLICT_ATTEMPTS = 5
-
-
-class _UtcDateTime(TypeDecorator):
-    """Aware UTC datetimes in and out; SQLite keeps no zone, so one is attached on the way out."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return value.astimezone(timezone.utc) if value is not None else None
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
-class _JsonText(TypeDecorator):
-    """A dict stored as JSON text with sorted keys, the same on every database."""
-
-    impl = Text
-    cache_ok = True
-
-    def process_bind_param(self, value: dict | None, dialect: Any) -> str | None:
-        return json.dumps(value, sort_keys=True) if value is not None else None
-
-    def process_result_value(self, value: str | None, dialect: Any) -> dict | None:
-        return json.loads(value) if value is not None else None
 
 
 # The current shape of the tables for queries; migrations.py creates them (the constraints live there).
@@ -83,7 +46,7 @@ _models = Table(
     Column("name", String(200)),
     Column("description", Text),
     Column("last_version", Integer),
-    Column("created_at", _UtcDateTime),
+    Column("created_at", UtcDateTime),
 )
 _versions = Table(
     "model_versions",
@@ -95,10 +58,10 @@ _versions = Table(
     Column("base_model", Text),
     Column("method", String(50)),
     Column("artifact_path", Text),
-    Column("params", _JsonText),
-    Column("metrics", _JsonText),
-    Column("lineage", _JsonText),
-    Column("created_at", _UtcDateTime),
+    Column("params", JsonText),
+    Column("metrics", JsonText),
+    Column("lineage", JsonText),
+    Column("created_at", UtcDateTime),
 )
 _aliases = Table(
     "aliases",
@@ -107,39 +70,6 @@ _aliases = Table(
     Column("alias", String(32), primary_key=True),
     Column("version", Integer),
 )
-
-
-def create_registry_engine(url: str) -> Engine:
-    """An engine for the registry database at ``url``.
-
-    For SQLite, the file's directory is created, foreign keys and WAL are switched on, and every
-    transaction is real (DDL included) and takes the write lock when it starts.
-    """
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(parsed, connect_args={"timeout": 30})
-    event.listen(engine, "connect", _configure_sqlite_connection)
-    # Take the write lock when a transaction starts: a transaction that reads and then writes would
-    # otherwise fail at once with "database is locked" when another writer got in between (WAL mode).
-    # Reads queue too, which costs little: every registry transaction lasts milliseconds.
-    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-    return engine
-
-
-def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
-    # SQLAlchemy emits BEGIN itself (above); the driver's own handling would leave DDL outside transactions.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.execute("PRAGMA journal_mode = WAL")
-    cursor.close()
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _version_not_found(name: str, version: int) -> NotFoundError:
@@ -239,8 +169,7 @@ class SqlRegistryStore(RegistryStore):
     """
 
     def __init__(self, url: str):
-        self._engine = create_registry_engine(url)
-        migrate(self._engine)
+        self._engine = open_engine(url)
 
     def close(self) -> None:
         """Release the database connections."""
@@ -286,7 +215,7 @@ class SqlRegistryStore(RegistryStore):
             if model_id is None:  # a concurrent creator makes this insert fail; the retry then finds its row
                 model_id = conn.execute(
                     insert(_models).values(
-                        tenant=tenant, name=name, description=description, last_version=0, created_at=_now()
+                        tenant=tenant, name=name, description=description, last_version=0, created_at=now()
                     )
                 ).inserted_primary_key[0]
             # The update locks the model's row, so concurrent writers take their numbers in turn.
@@ -305,7 +234,7 @@ class SqlRegistryStore(RegistryStore):
                     params=params,
                     metrics=metrics,
                     lineage=lineage,
-                    created_at=_now(),
+                    created_at=now(),
                 )
             )
             return _require_version(conn, model_id, name, number)

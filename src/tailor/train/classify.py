@@ -180,6 +180,7 @@ def fit_encoder(model, train: Encoded, val: Encoded, cfg: TrainConfig, *, lr: fl
             checkpointer.save_epoch({"epoch": epoch, "weights": trainable_state(model), "bad_epochs": bad_epochs,
                                      "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                                      "torch_rng": torch.get_rng_state(), "outcome": outcome})
+            reporter.checkpoint(outcome.steps, row)
         if outcome.stop_reason == "time_budget":
             break
         if cfg.patience and bad_epochs >= cfg.patience and epoch < cfg.epochs:

@@ -87,8 +87,9 @@ def _eval_rows(eval_ds: TextDataset, labels: list[str], reporter: Reporter) -> T
 
 def run_classification_job(data, *, eval_file=None, text_col: str | None = None, label_col: str | None = None,
                            name: str | None = None, tenant: str = "default", preset: str = "default",
-                           search: int = 0, resume: bool = False, reporter: Reporter | None = None,
-                           settings: Settings | None = None, **overrides) -> TrainResult:
+                           search: int = 0, resume: bool = False, run_dir: Path | None = None,
+                           reporter: Reporter | None = None, settings: Settings | None = None,
+                           **overrides) -> TrainResult:
     """Fine-tune a text classifier on ``data`` and register it.
 
     Args:
@@ -100,6 +101,8 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
             ``time_budget_s``, ``seed``, ...) replace its fields.
         search: run this many Optuna trials and keep the best.
         resume: continue the same job from its last epoch checkpoint after a crash.
+        run_dir: where checkpoints go (default: ``<home>/runs/<id from the data and config>``); the job
+            service passes one per job so a restarted job finds its own.
 
     Returns:
         A :class:`TrainResult`.
@@ -178,7 +181,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     train_enc = encode(tokenizer, split.train.texts, cfg.max_length, [label_id[y] for y in split.train.labels])
     val_enc = encode(tokenizer, split.val.texts, cfg.max_length, [label_id[y] for y in split.val.labels])
     sources = [raw.source.sha256 if raw.source else None, eval_raw.source.sha256 if eval_raw and eval_raw.source else None]
-    run_dir = settings.home / "runs" / run_id_for(sources, cfg.model_dump(), method, tenant, name)
+    run_dir = run_dir or settings.home / "runs" / run_id_for(sources, cfg.model_dump(), method, tenant, name)
     checkpointer = Checkpointer(run_dir)
 
     def fit(trial_cfg: TrainConfig, with_checkpoints: bool = False) -> tuple[object, FitOutcome]:

@@ -25,6 +25,9 @@ class Reporter(Protocol):
     def metrics(self, step: int, data: dict) -> None:
         """Metrics at ``step`` (per-epoch validation scores, losses)."""
 
+    def checkpoint(self, step: int, metrics: dict) -> None:
+        """A resumable checkpoint was written after ``step`` steps; ``metrics`` are its validation scores."""
+
     def finish(self) -> None:
         """The current stage ends."""
 
@@ -35,6 +38,7 @@ class RecordingReporter:
     def __init__(self):
         self.messages: list[tuple[str, dict]] = []
         self.metric_events: list[tuple[int, dict]] = []
+        self.checkpoints: list[tuple[int, dict]] = []
 
     def message(self, text: str, **data) -> None:
         self.messages.append((text, data))
@@ -47,6 +51,9 @@ class RecordingReporter:
 
     def metrics(self, step: int, data: dict) -> None:
         self.metric_events.append((step, dict(data)))
+
+    def checkpoint(self, step: int, metrics: dict) -> None:
+        self.checkpoints.append((step, dict(metrics)))
 
     def finish(self) -> None:
         pass

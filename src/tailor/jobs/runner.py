@@ -1,0 +1,140 @@
+"""Run one claimed job: the training job of its task, with progress written as the job's events.
+
+The :class:`JobReporter` is the training loop's :class:`~tailor.train.progress.Reporter`; it also carries the
+worker's stop signal into the loop (a cancel, a pause, or the server stopping), so training stops between
+two steps and keeps its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from tailor.errors import DataError, TailorError
+from tailor.jobs.spec import CHAT, CLASSIFICATION
+from tailor.jobs.store import FAILED, SUCCEEDED, Job, JobStore
+
+log = logging.getLogger(__name__)
+_STEP_EVENT_INTERVAL_S = 5.0
+
+
+class JobStopped(Exception):
+    """Raised inside the training loop when the worker must stop the job; ``shutdown`` says why."""
+
+    def __init__(self, shutdown: bool):
+        super().__init__("server stopping" if shutdown else "job cancelled or paused")
+        self.shutdown = shutdown
+
+
+class StopSignal:
+    """Set by the worker's heartbeat thread (job cancelled or paused) or its signal handler (shutdown)."""
+
+    def __init__(self):
+        self.stopped = threading.Event()
+        self.shutdown = threading.Event()
+
+    def check(self) -> None:
+        if self.shutdown.is_set():
+            raise JobStopped(shutdown=True)
+        if self.stopped.is_set():
+            raise JobStopped(shutdown=False)
+
+
+class JobReporter:
+    """Writes a job's progress as OpenAI-style events: messages, and metrics with ``step`` and losses."""
+
+    def __init__(self, store: JobStore, job_id: str, signal: StopSignal):
+        self.store, self.job_id, self.signal = store, job_id, signal
+        self.step = 0
+        self._total = 0
+        self._last_step_event = 0.0
+
+    def message(self, text: str, **data) -> None:
+        self.store.add_event(self.job_id, text, data=_jsonable(data) or None)
+
+    def start(self, description: str, total: int) -> None:
+        self._total = total
+        self.signal.check()
+
+    def advance(self, steps: int = 1, **stats) -> None:
+        self.step += steps
+        moment = time.monotonic()
+        if "loss" in stats and moment - self._last_step_event >= _STEP_EVENT_INTERVAL_S:
+            self._last_step_event = moment
+            self.store.add_event(self.job_id, f"Step {self.step}: training loss={stats['loss']:.4f}",
+                                 type="metrics", data={"step": self.step, "train_loss": round(stats["loss"], 5)})
+        self.signal.check()
+
+    def metrics(self, step: int, data: dict) -> None:
+        shown = ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in data.items())
+        self.store.add_event(self.job_id, f"Step {step}: {shown}", type="metrics",
+                             data=_jsonable({"step": step, **data}))
+
+    def checkpoint(self, step: int, metrics: dict) -> None:
+        self.store.add_checkpoint(self.job_id, step, _jsonable(metrics))
+
+    def finish(self) -> None:
+        self.signal.check()
+
+
+def _jsonable(data: dict) -> dict:
+    import json
+
+    return json.loads(json.dumps(data, default=str))
+
+
+def fine_tuned_model_id(job: Job) -> str:
+    """OpenAI's id shape: ``ft:<base>:<tenant>:<suffix>:<job-id>`` (the suffix may be empty)."""
+    return f"ft:{job.model}:{job.tenant}:{job.suffix or ''}:{job.id}"
+
+
+def run_job(job: Job, *, store: JobStore, settings, worker_id: str, signal: StopSignal) -> None:
+    """Train, evaluate and register ``job``'s model, recording the outcome in ``store``."""
+    from tailor.data.files import FileStore
+
+    reporter = JobReporter(store, job.id, signal)
+    if job.attempts > 1:
+        reporter.message(f"Attempt {job.attempts}: resuming from the last checkpoint, if any")
+    else:
+        reporter.message("Fine-tuning job started")
+    try:
+        files = FileStore(settings.registry_url, settings.files_dir)
+        train_path = files.path(files.get(job.tenant, job.training_file))
+        eval_path = files.path(files.get(job.tenant, job.validation_file)) if job.validation_file else None
+        name = fine_tuned_model_id(job)
+        common = dict(eval_file=eval_path, name=name, tenant=job.tenant, resume=True,
+                      run_dir=settings.home / "runs" / job.id, reporter=reporter, settings=settings,
+                      seed=job.seed, **job.request["overrides"])
+        if job.task == CHAT:
+            from tailor.train.chat_job import run_chat_job
+
+            result = run_chat_job(train_path, base=job.model, **common)
+        else:
+            from tailor.train.job import run_classification_job
+
+            result = run_classification_job(train_path, base=job.model, **common)
+    except JobStopped as stopped:
+        if stopped.shutdown:
+            store.requeue(job.id, worker_id, "Server stopping; job queued again and will resume from its last "
+                                             "checkpoint")
+        else:
+            store.release(job.id, worker_id)
+        return
+    except TailorError as exc:
+        code = "invalid_training_file" if isinstance(exc, DataError) else "invalid_request"
+        store.finish(job.id, worker_id, FAILED, error={"code": code, "message": str(exc), "param": None},
+                     message=f"Fine-tuning failed: {exc}")
+        return
+    except Exception as exc:  # a bug or a broken environment: the job fails, the worker lives on
+        log.exception("job %s failed", job.id)
+        store.finish(job.id, worker_id, FAILED,
+                     error={"code": "internal_error", "message": f"{type(exc).__name__}: {exc}", "param": None},
+                     message=f"Fine-tuning failed with an internal error: {type(exc).__name__}: {exc}")
+        return
+    summary = _jsonable(result.summary())
+    store.finish(job.id, worker_id, SUCCEEDED, fine_tuned_model=name, result=summary,
+                 message=f"The job has successfully completed; fine-tuned model: {name}")
+
+
+__all__ = ["CLASSIFICATION", "JobReporter", "JobStopped", "StopSignal", "fine_tuned_model_id", "run_job"]

@@ -1,0 +1,125 @@
+"""The body of ``POST /v1/fine_tuning/jobs`` in OpenAI's shape, and how it maps onto Tailor's training options.
+
+OpenAI's fields: ``model``, ``training_file``, ``validation_file``, ``suffix``, ``seed``, ``metadata``,
+``method`` (``{"type": "supervised", "supervised": {"hyperparameters": {...}}}``) or the older top-level
+``hyperparameters`` (``n_epochs``, ``batch_size``, ``learning_rate_multiplier``, each a value or ``"auto"``).
+Tailor's own options go in ``method.tailor``: the training ``method`` (auto, full, lora, head), the config
+``preset``, a ``time_budget_s`` and the file's ``text_column``/``label_column``. Unknown keys are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tailor.errors import UsageError
+
+CLASSIFICATION, CHAT = "classification", "chat"
+Auto = Literal["auto"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Hyperparameters(_Strict):
+    """OpenAI's hyperparameters; ``auto`` takes the preset's value."""
+
+    n_epochs: int | Auto = Field("auto", description="epochs (1-50) or auto")
+    batch_size: int | Auto = Field("auto", description="examples per step (1-256) or auto")
+    learning_rate_multiplier: float | Auto = Field("auto", description="scales the preset's learning rate (0-10)")
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> "Hyperparameters":
+        if self.n_epochs != "auto" and not 1 <= self.n_epochs <= 50:
+            raise ValueError("n_epochs must be between 1 and 50")
+        if self.batch_size != "auto" and not 1 <= self.batch_size <= 256:
+            raise ValueError("batch_size must be between 1 and 256")
+        if self.learning_rate_multiplier != "auto" and not 0 < self.learning_rate_multiplier <= 10:
+            raise ValueError("learning_rate_multiplier must be above 0 and at most 10")
+        return self
+
+
+class SupervisedMethod(_Strict):
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+
+
+class TailorOptions(_Strict):
+    """Tailor's extension: what OpenAI's API has no field for."""
+
+    method: Literal["auto", "full", "lora", "head"] = Field(
+        "auto", description="classification: full fine-tune, LoRA, frozen encoder + linear head, or auto")
+    preset: str = Field("default", description="training config preset (default, fast, quality)")
+    time_budget_s: float | None = Field(None, gt=0, le=7 * 24 * 3600, description="wall-clock budget in seconds")
+    text_column: str | None = Field(None, max_length=200, description="text column of a text/label file")
+    label_column: str | None = Field(None, max_length=200, description="label column of a text/label file")
+
+
+class Method(_Strict):
+    type: Literal["supervised"] = "supervised"
+    supervised: SupervisedMethod | None = None
+    tailor: TailorOptions | None = None
+
+
+class JobCreate(_Strict):
+    """A fine-tuning job request."""
+
+    model: str = Field(..., min_length=1, max_length=300, description="base model: a catalog id (GET /v1/models)")
+    training_file: str = Field(..., min_length=1, max_length=64, description="id of an uploaded file")
+    validation_file: str | None = Field(None, max_length=64, description="held-out file for the test metrics")
+    suffix: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9._-]{0,39}$",
+                               description="up to 40 lowercase letters, digits, '.', '_' or '-' for the model id")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    metadata: dict[str, str] | None = Field(None, max_length=16)
+    method: Method | None = None
+    hyperparameters: Hyperparameters | None = Field(None, description="deprecated; use method.supervised")
+    integrations: list[dict] | None = Field(None, max_length=0, description="not supported; leave empty")
+
+    @model_validator(mode="after")
+    def _one_place_for_hyperparameters(self) -> "JobCreate":
+        if self.hyperparameters is not None and self.method and self.method.supervised:
+            raise ValueError("give hyperparameters either in method.supervised or at the top level, not both")
+        return self
+
+    def chosen_hyperparameters(self) -> Hyperparameters:
+        if self.method and self.method.supervised:
+            return self.method.supervised.hyperparameters
+        return self.hyperparameters or Hyperparameters()
+
+    def tailor_options(self) -> TailorOptions:
+        return (self.method.tailor if self.method else None) or TailorOptions()
+
+
+def resolve_training(body: JobCreate, task: str) -> tuple[dict, dict]:
+    """Turn a request into ``(hyperparameters, overrides)``.
+
+    ``hyperparameters`` is OpenAI's object with ``auto`` replaced by the values used; ``overrides`` are the
+    keyword arguments for the training job (``epochs``, ``batch_size``, learning rate, ``method``...).
+
+    Raises:
+        UsageError: an unknown preset, or options that do not fit the task.
+    """
+    options = body.tailor_options()
+    chosen = body.chosen_hyperparameters()
+    if task == CHAT:
+        from tailor.train.sft import load_chat_preset
+
+        preset = load_chat_preset("chat-default" if options.preset == "default" else options.preset)
+        if options.method not in ("auto", "lora"):
+            raise UsageError(f"chat models are fine-tuned with LoRA; method {options.method!r} is not available")
+        lr_field, overrides = "lr", {}
+    else:
+        from tailor.train.config import load_preset
+
+        preset = load_preset(options.preset)
+        lr_field = "lora_lr" if options.method == "lora" else "lr"
+        overrides = {"method": options.method, "text_col": options.text_column, "label_col": options.label_column}
+    multiplier = 1.0 if chosen.learning_rate_multiplier == "auto" else chosen.learning_rate_multiplier
+    epochs = preset.epochs if chosen.n_epochs == "auto" else chosen.n_epochs
+    batch_size = preset.batch_size if chosen.batch_size == "auto" else chosen.batch_size
+    overrides.update({"preset": options.preset if task != CHAT or options.preset != "default" else "chat-default",
+                      "epochs": epochs, "batch_size": batch_size, lr_field: getattr(preset, lr_field) * multiplier,
+                      "time_budget_s": options.time_budget_s})
+    hyperparameters = {"n_epochs": epochs, "batch_size": batch_size, "learning_rate_multiplier": multiplier}
+    return hyperparameters, {k: v for k, v in overrides.items() if v is not None}

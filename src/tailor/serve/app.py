@@ -1,0 +1,87 @@
+"""Assemble the API: services, routers, error handlers, metrics, and offline interactive docs.
+
+``create_app(settings, executor)`` builds an app over ``settings``' database and storage root; the
+executor (the job workers) starts and stops with the app. ``tailor serve`` runs it under uvicorn.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
+
+import tailor
+from tailor.data.files import FileStore
+from tailor.jobs.executor import Executor
+from tailor.jobs.store import JobStore
+from tailor.registry.service import open_registry
+from tailor.security.keys import TenantStore
+from tailor.serve.deps import Services
+from tailor.serve.errors import install_error_handlers
+from tailor.serve.metrics import ApiMetrics, MetricsMiddleware
+from tailor.serve.models import ModelCache
+from tailor.serve.routes import files, inference, jobs, models, system
+from tailor.settings import Settings, get_settings
+
+DESCRIPTION = """Tailor fine-tunes and serves models for many tenants. Authenticate with
+`Authorization: Bearer <key>` (keys come from `tailor tenants create` and `tailor keys create`).
+Files, fine-tuning jobs, models and embeddings follow OpenAI's API, so the official `openai` client works
+with `base_url` set to this server's `/v1`; `/v1/classifications` is Tailor's own."""
+
+
+def build_services(settings: Settings, executor: Executor | None = None) -> Services:
+    """The stores and caches of one app, over ``settings``' database and storage root."""
+    url = settings.registry_url
+    metrics = ApiMetrics()
+    registry = open_registry(settings)
+    services = Services(settings=settings, tenants=TenantStore(url), files=FileStore(url, settings.files_dir),
+                        jobs=JobStore(url), registry=registry,
+                        models=ModelCache(registry, settings.model_cache_size, on_load=metrics.record_load),
+                        executor=executor, metrics=metrics)
+    metrics.add_state(services)
+    return services
+
+
+def create_app(settings: Settings | None = None, executor: Executor | None = None) -> FastAPI:
+    """The API over ``settings`` (read from the environment by default); ``executor`` runs with it."""
+    settings = settings or get_settings()
+    services = build_services(settings, executor)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        services.files.sweep_incoming()
+        if executor is not None:
+            executor.start()
+        try:
+            yield
+        finally:
+            if executor is not None:
+                executor.stop()
+
+    app = FastAPI(title="Tailor", version=tailor.__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    app.state.services = services
+    install_error_handlers(app)
+    for router in (files.router, jobs.router, models.router, inference.router, system.router):
+        app.include_router(router)
+    app.add_middleware(MetricsMiddleware, metrics=services.metrics)
+    _add_offline_docs(app)
+    return app
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` from files shipped in a package, so the docs work without a network."""
+    import fastapi_offline
+
+    static = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs-static", StaticFiles(directory=static), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="Tailor API",
+                                   swagger_js_url="/docs-static/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-static/swagger-ui.css",
+                                   swagger_favicon_url="/docs-static/favicon.png")

@@ -1,0 +1,66 @@
+"""What routes depend on: the services of the running app and the caller's tenant, checked against a scope."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from tailor.data.files import FileStore
+from tailor.errors import AuthenticationError, PermissionDeniedError
+from tailor.jobs.executor import Executor
+from tailor.jobs.store import JobStore
+from tailor.registry.service import Registry
+from tailor.security.keys import Principal, TenantStore
+from tailor.serve.models import ModelCache
+from tailor.settings import Settings
+
+
+@dataclass
+class Services:
+    """The app's long-lived objects, built once in :func:`tailor.serve.app.create_app`."""
+
+    settings: Settings
+    tenants: TenantStore
+    files: FileStore
+    jobs: JobStore
+    registry: Registry
+    models: ModelCache
+    executor: Executor | None
+    metrics: object
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+_bearer = HTTPBearer(auto_error=False, description="an API key from `tailor tenants create` or `tailor keys create`")
+
+
+def get_principal(request: Request,
+                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    """The tenant and scopes of the request's API key.
+
+    Raises:
+        AuthenticationError: no ``Authorization: Bearer`` header, or an unknown or revoked key.
+    """
+    if credentials is None:
+        raise AuthenticationError("missing API key: send the header 'Authorization: Bearer <key>'")
+    return get_services(request).tenants.authenticate(credentials.credentials)
+
+
+def _require(scope: str):
+    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if not principal.allows(scope):
+            raise PermissionDeniedError(f"this API key lacks the '{scope}' scope (it has: {', '.join(principal.scopes)})")
+        return principal
+
+    return check
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+Reader = Annotated[Principal, Depends(_require("read"))]
+Trainer = Annotated[Principal, Depends(_require("train"))]
+Deployer = Annotated[Principal, Depends(_require("deploy"))]

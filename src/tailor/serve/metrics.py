@@ -1,0 +1,93 @@
+"""Prometheus metrics of the API process. The names (see README, "Metrics"):
+
+==========================================  =========  =====================================================
+``tailor_http_requests_total``              counter    requests by ``method``, ``route`` and ``status``
+``tailor_http_request_duration_seconds``    histogram  latency by ``method`` and ``route``
+``tailor_model_loads_total``                counter    models loaded for inference, by ``kind``
+``tailor_model_load_seconds``               histogram  cold-load time by ``kind``
+``tailor_models_loaded``                    gauge      models in the inference cache
+``tailor_jobs``                             gauge      fine-tuning jobs by ``status`` (all tenants)
+``tailor_workers_alive``                    gauge      job worker processes alive
+``tailor_workers_limit``                    gauge      job worker processes configured (jobs run at once)
+==========================================  =========  =====================================================
+
+The route label is the route's template (``/v1/files/{file_id}``), never the raw path, so ids do not
+multiply the series.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+
+class ApiMetrics:
+    """One app's metrics in their own registry (so several apps in one process do not collide)."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("tailor_http_requests", "HTTP requests", ["method", "route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("tailor_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+                                 registry=self.registry,
+                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
+        self.model_loads = Counter("tailor_model_loads", "models loaded for inference", ["kind"],
+                                   registry=self.registry)
+        self.model_load_seconds = Histogram("tailor_model_load_seconds", "cold-load time of a model", ["kind"],
+                                            registry=self.registry, buckets=(.1, .25, .5, 1, 2, 5, 10, 30, 60))
+
+    def record_load(self, kind: str, seconds: float) -> None:
+        self.model_loads.labels(kind).inc()
+        self.model_load_seconds.labels(kind).observe(seconds)
+
+    def add_state(self, services) -> None:
+        """Report the jobs, workers and cache of ``services`` at scrape time."""
+        self.registry.register(_StateCollector(services))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StateCollector:
+    def __init__(self, services):
+        self.services = services
+
+    def collect(self):
+        jobs = GaugeMetricFamily("tailor_jobs", "fine-tuning jobs by status", labels=["status"])
+        for status, count in sorted(self.services.jobs.count_by_status().items()):
+            jobs.add_metric([status], count)
+        yield jobs
+        yield GaugeMetricFamily("tailor_models_loaded", "models in the inference cache", value=len(self.services.models))
+        executor = self.services.executor
+        if executor is not None:
+            status = executor.status()
+            yield GaugeMetricFamily("tailor_workers_alive", "job worker processes alive", value=status["alive"])
+            yield GaugeMetricFamily("tailor_workers_limit", "job worker processes configured", value=status["limit"])
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by its route template."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), [500]
+
+        async def send_with_status(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(scope["method"], route, str(status[0])).inc()
+            self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - started)

@@ -1,0 +1,106 @@
+"""``/v1/files``: upload (checked on arrival), list, get, download, delete, and Tailor's data report."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+
+from tailor.errors import ConflictError, DataError
+from tailor.serve.deps import Reader, ServicesDep, Trainer
+from tailor.serve.errors import ApiError
+from tailor.serve.routes.common import After, Limit, errors
+from tailor.serve.schemas import Deleted, FileList, FileObject
+from tailor.serve.uploads import receive_upload
+
+router = APIRouter(prefix="/v1/files", tags=["files"])
+
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file", "purpose"],
+    "properties": {"file": {"type": "string", "format": "binary", "description": "CSV, TSV or JSONL"},
+                   "purpose": {"type": "string", "enum": ["fine-tune"]}}}}}}}
+
+
+@router.post("", response_model=FileObject, responses=errors(413, 415), openapi_extra=_UPLOAD_BODY,
+             summary="Upload a training or validation file")
+async def upload_file(request: Request, principal: Trainer, services: ServicesDep) -> dict:
+    """Stream the file to disk under the size limit, then check it as training will read it."""
+    store = services.files
+    limit = services.settings.max_file_bytes
+    upload = await receive_upload(request, store.incoming_path(), limit)
+    purpose = upload.fields.get("purpose")
+    if not purpose:
+        upload.path.unlink(missing_ok=True)
+        raise ApiError(400, "missing form field 'purpose' (use purpose=fine-tune)", param="purpose")
+    try:
+        stored = await run_in_threadpool(store.add, principal.tenant, upload.path, filename=upload.filename,
+                                         purpose=purpose, sha256=upload.sha256, max_bytes=limit)
+    except DataError as exc:
+        raise ApiError(400, f"{upload.filename}: {exc}", param=exc.field or "file", code="invalid_file") from None
+    return stored.to_openai()
+
+
+@router.get("", response_model=FileList, responses=errors(404), summary="List the tenant's files")
+def list_files(principal: Reader, services: ServicesDep, after: After = None, limit: Limit = 100,
+               purpose: Annotated[str | None, Query(max_length=32)] = None) -> dict:
+    files, has_more = services.files.list(principal.tenant, purpose=purpose, after=after, limit=limit)
+    data = [f.to_openai() for f in files]
+    return {"object": "list", "data": data, "has_more": has_more, "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None}
+
+
+@router.get("/{file_id}", response_model=FileObject, responses=errors(404), summary="Get a file")
+def get_file(file_id: str, principal: Reader, services: ServicesDep) -> dict:
+    return services.files.get(principal.tenant, file_id).to_openai()
+
+
+@router.get("/{file_id}/content", response_class=FileResponse, responses=errors(404),
+            summary="Download a file's content")
+def get_file_content(file_id: str, principal: Reader, services: ServicesDep) -> FileResponse:
+    stored = services.files.get(principal.tenant, file_id)
+    media = "application/jsonl" if stored.filename.lower().endswith((".jsonl", ".json")) else "text/csv"
+    return FileResponse(services.files.path(stored), media_type=media, filename=stored.filename)
+
+
+@router.get("/{file_id}/report", response_model=dict, responses=errors(404),
+            summary="Tailor: the data report of a file (label balance, lengths, likely label errors, PII)")
+def get_file_report(file_id: str, principal: Reader, services: ServicesDep) -> dict:
+    """Built on first request and kept beside the file."""
+    stored = services.files.get(principal.tenant, file_id)
+    path = services.files.path(stored)
+    cached = path.with_name(path.name + ".report.json")
+    if cached.is_file():
+        return json.loads(cached.read_text(encoding="utf-8"))
+    report = _build_report(stored, path, services.settings)
+    tmp = cached.with_name(cached.name + ".tmp")
+    tmp.write_text(json.dumps(report, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(cached)
+    return report
+
+
+def _build_report(stored, path, settings) -> dict:
+    if stored.kind == "chat":
+        from tailor.data.chat import chat_report_for_file
+
+        return chat_report_for_file(path)
+    from tailor.data.clean import clean_dataset
+    from tailor.data.ingest import read_dataset
+    from tailor.data.report import build_data_report
+
+    raw = read_dataset(path, max_bytes=settings.max_file_bytes)
+    report = build_data_report(raw, clean_dataset(raw, max_chars=settings.max_text_chars))
+    report["source"]["path"] = stored.filename
+    return report
+
+
+@router.delete("/{file_id}", response_model=Deleted, responses=errors(404, 409), summary="Delete a file")
+def delete_file(file_id: str, principal: Trainer, services: ServicesDep) -> dict:
+    services.files.get(principal.tenant, file_id)
+    users = services.jobs.uses_file(principal.tenant, file_id)
+    if users:
+        raise ConflictError(f"file {file_id} is used by unfinished job {users[0]}; cancel it or wait for it to end")
+    services.files.delete(principal.tenant, file_id)
+    return {"id": file_id, "object": "file", "deleted": True}

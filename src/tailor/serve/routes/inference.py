@@ -1,0 +1,69 @@
+"""Inference on encoder models: ``/v1/classifications`` (Tailor's) and ``/v1/embeddings`` (OpenAI's shape)."""
+
+from __future__ import annotations
+
+import base64
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+
+from tailor.serve.deps import Reader, ServicesDep
+from tailor.serve.errors import ApiError
+from tailor.serve.models import resolve_model
+from tailor.serve.routes.common import errors
+from tailor.serve.schemas import ClassificationRequest, ClassificationResponse, EmbeddingRequest, EmbeddingResponse
+
+router = APIRouter(prefix="/v1", tags=["inference"])
+MAX_INPUTS = 2048
+
+
+def _texts(value: str | list[str], max_chars: int) -> list[str]:
+    texts = [value] if isinstance(value, str) else list(value)
+    if not texts:
+        raise ApiError(400, "input: give at least one text", param="input")
+    if len(texts) > MAX_INPUTS:
+        raise ApiError(400, f"input: {len(texts)} texts, over the limit of {MAX_INPUTS} per request", param="input")
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise ApiError(400, f"input[{i}]: empty text", param="input")
+        if len(text) > max_chars:
+            raise ApiError(400, f"input[{i}]: {len(text):,} characters, over the limit of {max_chars:,}",
+                           param="input")
+    return texts
+
+
+@router.post("/classifications", response_model=ClassificationResponse, responses=errors(404),
+             summary="Tailor: classify texts with a fine-tuned classifier")
+async def classify(body: ClassificationRequest, principal: Reader, services: ServicesDep) -> dict:
+    texts = _texts(body.input, services.settings.max_text_chars)
+    named = resolve_model(services.registry, principal.tenant, body.model)
+    classifier = await run_in_threadpool(services.models.classifier, named)
+
+    def predict():
+        tokens = sum(len(ids) for ids in classifier.tokenizer(texts, truncation=True,
+                                                              max_length=classifier.spec.max_length)["input_ids"])
+        return classifier.predict(texts), tokens
+
+    predictions, tokens = await run_in_threadpool(predict)
+    return {"object": "list", "model": body.model,
+            "data": [{"index": i, "label": p.label, "score": p.score, "scores": p.scores}
+                     for i, p in enumerate(predictions)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+@router.post("/embeddings", response_model=EmbeddingResponse, responses=errors(404),
+             summary="Sentence embeddings from a base encoder or a fine-tuned classifier's encoder")
+async def embeddings(body: EmbeddingRequest, principal: Reader, services: ServicesDep) -> dict:
+    texts = _texts(body.input, services.settings.max_text_chars)
+    named = resolve_model(services.registry, principal.tenant, body.model)
+    encoder = await run_in_threadpool(services.models.encoder, named)
+    vectors, tokens = await run_in_threadpool(encoder.embed, texts)
+    if body.dimensions is not None and body.dimensions != vectors.shape[1]:
+        raise ApiError(400, f"dimensions: {body.model} makes {vectors.shape[1]}-dimensional vectors; "
+                            "other sizes are not supported", param="dimensions")
+    if body.encoding_format == "base64":
+        data = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
+    else:
+        data = [v.tolist() for v in vectors]
+    return {"object": "list", "model": body.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)]}

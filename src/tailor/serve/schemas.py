@@ -1,0 +1,198 @@
+"""Request and response bodies of the API (OpenAI's shapes where OpenAI has the endpoint).
+
+Response models describe exactly what the routes return, so the OpenAPI spec is a contract the tests
+check (schemathesis validates every response against it).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class FileObject(BaseModel):
+    id: str
+    object: Literal["file"]
+    bytes: int
+    created_at: int
+    filename: str
+    purpose: str
+    status: Literal["processed"]
+    status_details: str | None
+    expires_at: int | None
+    kind: Literal["text-label", "chat"] = Field(description="Tailor: classification data or chat examples")
+    summary: dict = Field(description="Tailor: rows, columns and label counts, or chat examples found")
+
+
+class FileList(BaseModel):
+    object: Literal["list"]
+    data: list[FileObject]
+    has_more: bool
+    first_id: str | None
+    last_id: str | None
+
+
+class Deleted(BaseModel):
+    id: str
+    object: str
+    deleted: bool
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    param: str | None
+
+
+class JobObject(BaseModel):
+    object: Literal["fine_tuning.job"]
+    id: str
+    model: str
+    created_at: int
+    finished_at: int | None
+    fine_tuned_model: str | None
+    organization_id: str
+    result_files: list[str]
+    status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused"]
+    validation_file: str | None
+    training_file: str
+    hyperparameters: dict
+    trained_tokens: int | None
+    error: JobError | None
+    user_provided_suffix: str | None
+    seed: int
+    estimated_finish: int | None
+    integrations: list
+    metadata: dict[str, str] | None
+    method: dict
+    task: Literal["classification", "chat"] = Field(description="Tailor: what the model learns")
+    result: dict | None = Field(description="Tailor: metrics, timings and the registered version")
+
+
+class JobList(BaseModel):
+    object: Literal["list"]
+    data: list[JobObject]
+    has_more: bool
+
+
+class EventObject(BaseModel):
+    object: Literal["fine_tuning.job.event"]
+    id: str
+    created_at: int
+    level: Literal["info", "warn", "error"]
+    message: str
+    data: dict
+    type: Literal["message", "metrics"]
+
+
+class EventList(BaseModel):
+    object: Literal["list"]
+    data: list[EventObject]
+    has_more: bool
+
+
+class CheckpointObject(BaseModel):
+    object: Literal["fine_tuning.job.checkpoint"]
+    id: str
+    created_at: int
+    fine_tuning_job_id: str
+    fine_tuned_model_checkpoint: str
+    step_number: int
+    metrics: dict
+
+
+class CheckpointList(BaseModel):
+    object: Literal["list"]
+    data: list[CheckpointObject]
+    has_more: bool
+    first_id: str | None
+    last_id: str | None
+
+
+class ModelObject(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    task: str = Field(description="Tailor: classify or chat")
+    base_model: str | None = Field(description="Tailor: the catalog base a fine-tuned model came from")
+    version: int | None = Field(description="Tailor: the registry version the id resolves to")
+    aliases: list[str] = Field(description="Tailor: the registry aliases of that version")
+    description: str | None = Field(description="Tailor: one line on a catalog base")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelObject]
+
+
+Texts = str | list[str]
+
+
+class ClassificationRequest(_Strict):
+    model: str = Field(..., min_length=1, max_length=300, description="a fine-tuned classifier's id or reference")
+    input: Texts = Field(..., description="a text or up to 2,048 texts")
+
+
+class ClassificationResult(BaseModel):
+    index: int
+    label: str
+    score: float
+    scores: dict[str, float]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class ClassificationResponse(BaseModel):
+    object: Literal["list"]
+    model: str
+    data: list[ClassificationResult]
+    usage: Usage
+
+
+class EmbeddingRequest(_Strict):
+    model: str = Field(..., min_length=1, max_length=300)
+    input: Texts = Field(..., description="a text or up to 2,048 texts (token arrays are not supported)")
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, description="must equal the model's dimension if given")
+    user: str | None = Field(None, max_length=256)
+
+
+class EmbeddingObject(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"]
+    data: list[EmbeddingObject]
+    model: str
+    usage: Usage
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    version: str
+    database: Literal["ok", "error"]
+    workers: dict | None
+    models_loaded: int
