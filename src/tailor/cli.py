@@ -79,10 +79,8 @@ def cmd_train(args) -> int:
     from tailor.train.job import run_classification_job
     from tailor.train.progress import ConsoleReporter
 
-    if args.task != "classify":
-        from tailor.errors import UsageError
-
-        raise UsageError(f"task {args.task!r} is not available yet; use --task classify")
+    if args.task == "chat":
+        return cmd_train_chat(args)
     overrides = {"base": args.base, "method": args.method, "epochs": args.epochs, "lr": args.lr,
                  "batch_size": args.batch_size, "max_length": args.max_length, "seed": args.seed,
                  "time_budget_s": args.time_budget, "device": args.device}
@@ -100,6 +98,31 @@ def cmd_train(args) -> int:
                                 "metrics": result.metrics, "baseline": result.baseline,
                                 "base_model": summary["base_model"]}))
         print(f"\nregistered {summary['model']}  (method {summary['method']}, {summary['timings']['total_s']}s)")
+    return 0
+
+
+def cmd_train_chat(args) -> int:
+    from tailor.errors import UsageError
+    from tailor.eval.generation import format_chat_eval_text
+    from tailor.train.chat_job import run_chat_job
+    from tailor.train.progress import ConsoleReporter
+
+    unsupported = [flag for flag, value in (("--method", args.method), ("--search", args.search),
+                                            ("--text-col", args.text_col), ("--label-col", args.label_col)) if value]
+    if unsupported:
+        raise UsageError(f"--task chat does not use {', '.join(unsupported)} (classification options)")
+    overrides = {"base": args.base, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+                 "max_length": args.max_length, "seed": args.seed, "time_budget_s": args.time_budget,
+                 "device": args.device}
+    result = run_chat_job(args.file, eval_file=args.eval_file, name=args.name, tenant=args.tenant,
+                          preset=args.preset, resume=args.resume, reporter=ConsoleReporter(),
+                          **{k: v for k, v in overrides.items() if v is not None})
+    summary = result.summary()
+    if args.json:
+        _emit_json(summary)
+    else:
+        print(format_chat_eval_text(result.evaluation))
+        print(f"\nregistered {summary['model']}  (LoRA on {summary['base_model']}, {summary['timings']['total_s']}s)")
     return 0
 
 
@@ -171,8 +194,12 @@ def cmd_models_show(args) -> int:
     test = version.metrics.get("test", {})
     print(f"{version.ref}  task {version.task}  method {version.method}  base {version.base_model}")
     print(f"aliases: {', '.join(version.aliases) or '-'}   created {info['created_at']}")
-    print(f"test: accuracy {test.get('accuracy')}  macro-F1 {test.get('macro_f1')}  "
-          f"weighted-F1 {test.get('weighted_f1')}")
+    if version.task == "chat":
+        print(f"test: loss {test.get('loss')} (base {test.get('base_loss')})  perplexity {test.get('perplexity')} "
+              f"(base {test.get('base_perplexity')})")
+    else:
+        print(f"test: accuracy {test.get('accuracy')}  macro-F1 {test.get('macro_f1')}  "
+              f"weighted-F1 {test.get('weighted_f1')}")
     dataset = (version.lineage.get("dataset") or {})
     print(f"data: {dataset.get('path')} (sha256 {str(dataset.get('sha256'))[:16]}…)  rows {version.lineage.get('rows')}")
     print(f"artifacts: {info['artifact_dir']}")
@@ -230,6 +257,90 @@ def cmd_models_catalog(args) -> int:
     return 0
 
 
+# ---- service ----------------------------------------------------------------------------------------------
+def cmd_serve(args) -> int:
+    import logging
+
+    from tailor.errors import UsageError
+    from tailor.settings import get_settings
+
+    try:
+        import uvicorn
+
+        from tailor.jobs.executor import LocalExecutor
+        from tailor.serve.app import create_app
+    except ImportError as exc:
+        raise UsageError(f"the server needs the serve extra: pip install 'tailor[serve]' ({exc})") from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = get_settings()
+    if args.workers:
+        settings = settings.model_copy(update={"workers": args.workers})
+    executor = None if args.no_workers else LocalExecutor(settings)
+    print(f"Tailor API on http://{args.host}:{args.port} (docs at /docs), data in {settings.home}, "
+          f"{0 if executor is None else settings.workers} job worker(s)", file=sys.stderr)
+    uvicorn.run(create_app(settings, executor), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _tenant_store():
+    from tailor.security.keys import TenantStore
+    from tailor.settings import get_settings
+
+    return TenantStore(get_settings().registry_url)
+
+
+def cmd_tenants_create(args) -> int:
+    key, secret = _tenant_store().create_tenant(args.name)
+    return _show(args, {"tenant": args.name, "key": {**key.to_dict(), "secret": secret}},
+                 f"tenant {args.name} created\nAPI key (shown once, keep it safe): {secret}\n"
+                 f"key id: {key.id}, scopes: {', '.join(key.scopes)}")
+
+
+def cmd_tenants_list(args) -> int:
+    tenants = _tenant_store().list_tenants()
+    text = "\n".join(f"{t['name']:<24}{t['active_keys']} active key(s)  created {t['created_at'][:19]}"
+                     for t in tenants) or "no tenants yet: tailor tenants create NAME"
+    return _show(args, {"tenants": tenants}, text)
+
+
+def cmd_keys_create(args) -> int:
+    key, secret = _tenant_store().create_key(args.tenant, args.name, args.scopes)
+    return _show(args, {**key.to_dict(), "secret": secret},
+                 f"API key (shown once, keep it safe): {secret}\nkey id: {key.id}, scopes: {', '.join(key.scopes)}")
+
+
+def cmd_keys_list(args) -> int:
+    keys = _tenant_store().list_keys(args.tenant)
+    text = "\n".join(f"{k.id:<22}{k.prefix}...  {','.join(k.scopes):<24}{k.name:<16}"
+                     f"{'revoked' if k.revoked_at else 'active'}" for k in keys)
+    return _show(args, {"keys": [k.to_dict() for k in keys]}, text)
+
+
+def cmd_keys_revoke(args) -> int:
+    key = _tenant_store().revoke_key(args.key_id)
+    return _show(args, key.to_dict(), f"revoked {key.id} ({key.prefix}...) of tenant {key.tenant}")
+
+
+def cmd_jobs_list(args) -> int:
+    from tailor.jobs.store import JobStore
+    from tailor.settings import get_settings
+
+    jobs, _ = JobStore(get_settings().registry_url).list(None if args.all_tenants else args.tenant, limit=args.limit)
+    rows = [j.to_openai() for j in jobs]
+    text = "\n".join(f"{j['id']:<32}{j['organization_id']:<14}{j['status']:<12}{j['model']:<24}"
+                     f"{j['fine_tuned_model'] or ''}" for j in rows) or "no jobs"
+    return _show(args, {"jobs": rows}, text)
+
+
+def _tenant_of_fine_tuned_id(args) -> None:
+    """``ft:<base>:<tenant>:<suffix>:<job>`` names its tenant: use it unless --tenant was given."""
+    ref = getattr(args, "ref", None)
+    if ref and ref.startswith("ft:") and getattr(args, "tenant", None) is None and ref.count(":") >= 4:
+        args.tenant = ref.split(":")[2]
+    if hasattr(args, "tenant") and args.tenant is None:
+        args.tenant = "default"
+
+
 # ---- parser -----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tailor", description="Customize pretrained models on your own data, "
@@ -241,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     def common(p, tenant=True):
         p.add_argument("--json", action="store_true", help="print one JSON object on the last line of stdout")
         if tenant:
-            p.add_argument("--tenant", default="default", help="the tenant that owns the models (default: default)")
+            p.add_argument("--tenant", help="the tenant that owns the models (default: default, or the tenant "
+                                            "named in an ft: model id)")
 
     def columns(p):
         p.add_argument("--text-col", help="column (or JSON key) with the text; guessed when obvious")
@@ -261,14 +373,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = verbs.add_parser("train", help="fine-tune, evaluate and register a model")
     train.add_argument("file")
-    train.add_argument("--task", default="classify", help="classify (text classification)")
+    train.add_argument("--task", default="classify", choices=["classify", "chat"],
+                       help="classify (text classification, CSV/TSV/JSONL) or chat (LoRA fine-tuning of a chat "
+                            "model on JSONL conversations: OpenAI messages or instruction/input/output)")
     columns(train)
     train.add_argument("--eval-file", help="held-out labelled file for the test metrics (else a test split)")
-    train.add_argument("--base", help="base model: auto (default), a catalog id (minilm-l6, me5-small) or a local "
-                                      "Hugging Face directory")
+    train.add_argument("--base", help="base model: auto (default), a catalog id (minilm-l6, me5-small; with --task "
+                                      "chat: smollm2-135m-instruct, the default) or a local Hugging Face directory")
     train.add_argument("--method", choices=["auto", "full", "lora", "head"], help="default auto")
     train.add_argument("--name", help="registry name (default: from the file name)")
-    train.add_argument("--preset", default="default", help="config preset: default, fast, quality")
+    train.add_argument("--preset", default="default", help="config preset: default, fast, quality (--task chat: "
+                                                            "default, fast)")
     train.add_argument("--epochs", type=int)
     train.add_argument("--lr", type=float, help="peak learning rate (full fine-tuning)")
     train.add_argument("--batch-size", type=int)
@@ -325,12 +440,55 @@ def build_parser() -> argparse.ArgumentParser:
     catalog = models.add_parser("catalog", help="base models available to fine-tune")
     common(catalog, tenant=False)
     catalog.set_defaults(func=cmd_models_catalog)
+
+    serve = verbs.add_parser("serve", help="run the REST API (OpenAI-compatible) and the job workers")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, help="job worker processes (default: TAILOR_WORKERS or 1)")
+    serve.add_argument("--no-workers", action="store_true", help="serve the API only; run no jobs here")
+    serve.set_defaults(func=cmd_serve)
+
+    tenants = verbs.add_parser("tenants", help="the service's tenants").add_subparsers(
+        dest="tenants_verb", metavar="VERB", required=True)
+    tc = tenants.add_parser("create", help="create a tenant and print its first API key (all scopes) once")
+    tc.add_argument("name")
+    common(tc, tenant=False)
+    tc.set_defaults(func=cmd_tenants_create)
+    tl = tenants.add_parser("list", help="every tenant")
+    common(tl, tenant=False)
+    tl.set_defaults(func=cmd_tenants_list)
+
+    keys = verbs.add_parser("keys", help="a tenant's API keys").add_subparsers(dest="keys_verb", metavar="VERB",
+                                                                               required=True)
+    kc = keys.add_parser("create", help="a new API key, printed once")
+    kc.add_argument("tenant")
+    kc.add_argument("--name", default="", help="what the key is for")
+    kc.add_argument("--scopes", default="read", help="comma-separated: read, train, deploy, admin (default: read)")
+    common(kc, tenant=False)
+    kc.set_defaults(func=cmd_keys_create)
+    kl = keys.add_parser("list", help="a tenant's keys (never their secrets)")
+    kl.add_argument("tenant")
+    common(kl, tenant=False)
+    kl.set_defaults(func=cmd_keys_list)
+    kr = keys.add_parser("revoke", help="revoke a key at once")
+    kr.add_argument("key_id")
+    common(kr, tenant=False)
+    kr.set_defaults(func=cmd_keys_revoke)
+
+    jobs = verbs.add_parser("jobs", help="fine-tuning jobs of the service").add_subparsers(
+        dest="jobs_verb", metavar="VERB", required=True)
+    jl = jobs.add_parser("list", help="jobs, newest first")
+    jl.add_argument("--all-tenants", action="store_true", help="every tenant's jobs (operator view)")
+    jl.add_argument("--limit", type=int, default=20)
+    common(jl)
+    jl.set_defaults(func=cmd_jobs_list)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tailor`` command."""
     args = build_parser().parse_args(argv)
+    _tenant_of_fine_tuned_id(args)
     from tailor.errors import TailorError
 
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
 
@@ -19,7 +19,7 @@ from tailor.jobs.executor import Executor
 from tailor.jobs.store import JobStore
 from tailor.registry.service import open_registry
 from tailor.security.keys import TenantStore
-from tailor.serve.deps import Services
+from tailor.serve.deps import Services, reject_unknown_query_parameters
 from tailor.serve.errors import install_error_handlers
 from tailor.serve.metrics import ApiMetrics, MetricsMiddleware
 from tailor.serve.models import ModelCache
@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
                 executor.stop()
 
     app = FastAPI(title="Tailor", version=tailor.__version__, description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None, dependencies=[Depends(reject_unknown_query_parameters)])
     app.state.services = services
     install_error_handlers(app)
     for router in (files.router, jobs.router, models.router, inference.router, system.router):

@@ -51,6 +51,27 @@ def get_principal(request: Request,
     return get_services(request).tenants.authenticate(credentials.credentials)
 
 
+def reject_unknown_query_parameters(request: Request) -> None:
+    """A query parameter the route does not take is an error, never silently ignored."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = {param.alias for param in _query_params(dependant)}
+    for name in request.query_params:
+        if name not in known:
+            from tailor.serve.errors import ApiError
+
+            allowed = ", ".join(sorted(known)) or "none"
+            raise ApiError(400, f"unknown query parameter {name!r} (this route takes: {allowed})", param=name)
+
+
+def _query_params(dependant):
+    yield from dependant.query_params
+    for sub in dependant.dependencies:
+        yield from _query_params(sub)
+
+
 def _require(scope: str):
     def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if not principal.allows(scope):

@@ -47,23 +47,41 @@ def _tailor_error(exc: TailorError) -> JSONResponse:
 
 
 def _validation_error(exc: RequestValidationError) -> JSONResponse:
-    first = exc.errors()[0]
+    # A union (a text or a list of texts) reports one error per member; the "wrong type" ones come from the
+    # members the input is not (a list is not a string), so report the others when there are any.
+    problems = [e for e in exc.errors() if not e.get("type", "").endswith("_type")] or list(exc.errors())
+    first = problems[0]
     location = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header")]
     # Union members add their type names to the location (input.str, input.list[str]); keep the field names.
-    fields = [p for p in location if not any(ch in p for ch in "[]") and p not in ("str", "int", "float", "bool")]
+    fields = [p for p in location if not any(ch in p for ch in "[]") and p not in ("str", "int", "float", "bool")
+              and not p.startswith("constrained-")]
+    if first.get("type") == "json_invalid":  # its location is a character offset, not a field
+        fields = []
     param = ".".join(fields) or None
     detail = first.get("msg", "invalid value")
-    if first.get("type") == "extra_forbidden":
+    if first.get("type") == "value_error":  # our validators' own messages, without pydantic's "Value error, "
+        detail = str(first.get("ctx", {}).get("error", detail.removeprefix("Value error, ")))
+    elif first.get("type") == "extra_forbidden":
         detail = "unknown field"
     elif first.get("type") == "json_invalid":
         detail = f"the body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')})"
     elif first.get("type") == "model_attributes_type":
         detail = "the body must be a JSON object"
     message = f"{param}: {detail}" if param else detail
-    extra = len(exc.errors()) - 1
+    extra = len(problems) - 1
     if extra > 0:
         message += f" (and {extra} more problem{'s' if extra > 1 else ''})"
     return error_response(400, message, param=param, code="invalid_value")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on the request's path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and route_methods and regex.match(request.url.path):
+            methods |= set(route_methods)
+    return sorted(methods)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -83,10 +101,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        message = {404: f"unknown route: {request.method} {request.url.path}",
-                   405: f"method {request.method} is not allowed on {request.url.path}"}.get(exc.status_code,
-                                                                                       str(exc.detail))
-        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            allowed = _allowed_methods(request)
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            message = f"method {request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}"
+        elif exc.status_code == 404:
+            message = f"unknown route: {request.method} {request.url.path}"
+        else:
+            message = str(exc.detail)
+        return error_response(exc.status_code, message, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):

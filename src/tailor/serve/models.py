@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from tailor.catalog import CATALOG, BaseModel
-from tailor.errors import UsageError
+from tailor.errors import NotFoundError, UsageError
 from tailor.registry.entities import ModelVersion
 from tailor.registry.service import Registry
 
@@ -40,10 +40,19 @@ class NamedModel:
 
 
 def resolve_model(registry: Registry, tenant: str, model_id: str) -> NamedModel:
-    """Resolve ``model_id`` for ``tenant``. Raises NotFoundError, or UsageError for a malformed id."""
+    """Resolve ``model_id`` for ``tenant``.
+
+    Raises:
+        NotFoundError: no such base or version for this tenant (also for an id no model could have).
+    """
     if model_id in CATALOG:
         return NamedModel(model_id, base=CATALOG[model_id])
-    return NamedModel(model_id, version=registry.store.resolve(tenant, model_id))
+    try:
+        return NamedModel(model_id, version=registry.store.resolve(tenant, model_id))
+    except NotFoundError:
+        raise
+    except UsageError as exc:
+        raise NotFoundError(f"model {model_id!r} not found ({exc})") from None
 
 
 class ModelCache:

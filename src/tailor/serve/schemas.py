@@ -6,7 +6,7 @@ check (schemathesis validates every response against it).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -142,7 +142,8 @@ class ModelList(BaseModel):
     data: list[ModelObject]
 
 
-Texts = str | list[str]
+Text = Annotated[str, Field(min_length=1, pattern=r"\S", description="a text with at least one non-space character")]
+Texts = Text | Annotated[list[Text], Field(min_length=1, max_length=2048)]
 
 
 class ClassificationRequest(_Strict):
@@ -173,7 +174,6 @@ class EmbeddingRequest(_Strict):
     model: str = Field(..., min_length=1, max_length=300)
     input: Texts = Field(..., description="a text or up to 2,048 texts (token arrays are not supported)")
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1, description="must equal the model's dimension if given")
     user: str | None = Field(None, max_length=256)
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
-from tailor.errors import ConflictError, DataError
+from tailor.errors import ConflictError, DataError, UsageError
 from tailor.serve.deps import Reader, ServicesDep, Trainer
 from tailor.serve.errors import ApiError
 from tailor.serve.routes.common import After, Limit, errors
@@ -40,6 +40,8 @@ async def upload_file(request: Request, principal: Trainer, services: ServicesDe
                                          purpose=purpose, sha256=upload.sha256, max_bytes=limit)
     except DataError as exc:
         raise ApiError(400, f"{upload.filename}: {exc}", param=exc.field or "file", code="invalid_file") from None
+    except UsageError as exc:  # the only one store.add raises: an unknown purpose
+        raise ApiError(400, str(exc), param="purpose") from None
     return stored.to_openai()
 
 

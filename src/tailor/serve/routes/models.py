@@ -47,7 +47,7 @@ def get_model(model_id: str, principal: Reader, services: ServicesDep) -> dict:
 @router.delete("/{model_id}", response_model=Deleted, responses=errors(404),
                summary="Delete a fine-tuned model (every version), or one version with name:version")
 def delete_model(model_id: str, principal: Deployer, services: ServicesDep) -> dict:
-    if model_id in CATALOG:
+    if resolve_model(services.registry, principal.tenant, model_id).base is not None:
         raise ApiError(400, f"{model_id!r} is a base model of the catalog and cannot be deleted", param="model_id")
     ref = parse_ref(model_id)
     if ref.alias is not None:
