@@ -1,37 +1,11 @@
-"""An API app over a fresh storage root (no job workers) with two tenants, and helpers to call it."""
+"""An API app over a fresh storage root (no job workers) with two tenants, and a trained head classifier."""
 
 from __future__ import annotations
-
-import io
-from dataclasses import dataclass
 
 import pytest
 from fastapi.testclient import TestClient
 
-from samples import sample_rows
-
-
-@dataclass
-class Tenant:
-    name: str
-    key: str
-
-    @property
-    def headers(self) -> dict:
-        return {"Authorization": f"Bearer {self.key}"}
-
-
-def csv_bytes(rows, header=("text", "label")) -> bytes:
-    out = io.StringIO()
-    import csv
-
-    writer = csv.writer(out)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return out.getvalue().encode()
-
-
-SMALL_CSV = csv_bytes(sample_rows(per_label=12))
+from api_helpers import SMALL_CSV, Tenant
 
 
 @pytest.fixture
@@ -70,7 +44,17 @@ def globex(settings) -> Tenant:
     return Tenant("globex", secret)
 
 
-def upload(client, tenant: Tenant, content: bytes = SMALL_CSV, filename: str = "train.csv",
-           purpose: str = "fine-tune"):
-    return client.post("/v1/files", headers=tenant.headers, files={"file": (filename, content)},
-                       data={"purpose": purpose})
+@pytest.fixture(scope="session")
+def head_artifact(tmp_path_factory):
+    """One frozen-encoder classifier (minilm-l6 + linear head, 1 epoch on SMALL_CSV), trained once per session in
+    its own storage root; returns ``(artifact_dir, version)`` to publish copies of into each test's registry."""
+    import tailor
+    from tailor.registry.service import open_registry
+    from tailor.settings import Settings
+
+    home = tmp_path_factory.mktemp("head-home")
+    data = home / "small.csv"
+    data.write_bytes(SMALL_CSV)
+    settings = Settings(home=home, database_url=f"sqlite:///{home / 'tailor.db'}")
+    result = tailor.fine_tune(data, name="head", method="head", epochs=1, seed=0, settings=settings)
+    return open_registry(settings).artifact_dir(result.version), result.version

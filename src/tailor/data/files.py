@@ -8,7 +8,6 @@ passes is moved into place and recorded, so a bad upload leaves nothing behind.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -63,19 +62,6 @@ class StoredFile:
                 "expires_at": None, "kind": self.kind, "summary": self.summary}
 
 
-def is_chat_jsonl(path: Path) -> bool:
-    """Whether a JSONL file holds chat examples: its first record has ``messages`` or ``instruction``."""
-    with open(path, "rb") as stream:
-        for raw in stream:
-            if raw.strip():
-                try:
-                    record = json.loads(raw)
-                except ValueError:
-                    return False
-                return isinstance(record, dict) and ("messages" in record or "instruction" in record)
-    return False
-
-
 def inspect_upload(path: Path, filename: str, max_bytes: int) -> tuple[str, dict]:
     """Check an uploaded file the way training will read it; return ``(kind, summary)``.
 
@@ -85,10 +71,22 @@ def inspect_upload(path: Path, filename: str, max_bytes: int) -> tuple[str, dict
     suffix = Path(filename).suffix.lower()
     if suffix and suffix not in _SUFFIXES:
         raise DataError(f"unsupported file type {suffix!r}: upload CSV, TSV or JSONL", field="file")
-    if suffix in (".jsonl", ".json", "") and is_chat_jsonl(path):
-        from tailor.data.chat import check_chat_file
+    try:
+        return _inspect(path, suffix, max_bytes)
+    except DataError as exc:
+        if str(path) not in str(exc):
+            raise
+        # The readers name the path they read; here that is a temporary storage path the user must not see.
+        hidden = DataError(str(exc).replace(str(path), "the file"), field=exc.field)
+        hidden.line = exc.line
+        raise hidden from None
 
-        return CHAT, check_chat_file(path)
+
+def _inspect(path: Path, suffix: str, max_bytes: int) -> tuple[str, dict]:
+    from tailor.data.chat import sniff_chat_format, validate_chat_file
+
+    if suffix in (".jsonl", ".json", "") and sniff_chat_format(path):
+        return CHAT, validate_chat_file(path, max_bytes=max_bytes)
     from tailor.data.ingest import read_dataset
 
     dataset = read_dataset(path, max_bytes=max_bytes)

@@ -102,6 +102,11 @@ def run_job(job: Job, *, store: JobStore, settings, worker_id: str, signal: Stop
         files = FileStore(settings.registry_url, settings.files_dir)
         train_path = files.path(files.get(job.tenant, job.training_file))
         eval_path = files.path(files.get(job.tenant, job.validation_file)) if job.validation_file else None
+        for param, file_id, path in (("training_file", job.training_file, train_path),
+                                     ("validation_file", job.validation_file, eval_path)):
+            if path is not None and not path.is_file():  # say which file, never the storage path
+                raise DataError(f"{param} {file_id} is missing from the file store; upload it again and create a "
+                                "new job")
         name = fine_tuned_model_id(job)
         common = dict(eval_file=eval_path, name=name, tenant=job.tenant, resume=True,
                       run_dir=settings.home / "runs" / job.id, reporter=reporter, settings=settings,

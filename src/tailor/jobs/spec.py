@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from tailor.errors import UsageError
 
@@ -30,15 +30,28 @@ class Hyperparameters(_Strict):
     batch_size: int | Auto = Field("auto", description="examples per step (1-256) or auto")
     learning_rate_multiplier: float | Auto = Field("auto", description="scales the preset's learning rate (0-10)")
 
-    @model_validator(mode="after")
-    def _check_ranges(self) -> "Hyperparameters":
-        if self.n_epochs != "auto" and not 1 <= self.n_epochs <= 50:
+    # Field validators, not one model validator, so that an error names its field (param
+    # hyperparameters.n_epochs) rather than the whole object.
+    @field_validator("n_epochs")
+    @classmethod
+    def _check_epochs(cls, value):
+        if value != "auto" and not 1 <= value <= 50:
             raise ValueError("n_epochs must be between 1 and 50")
-        if self.batch_size != "auto" and not 1 <= self.batch_size <= 256:
+        return value
+
+    @field_validator("batch_size")
+    @classmethod
+    def _check_batch_size(cls, value):
+        if value != "auto" and not 1 <= value <= 256:
             raise ValueError("batch_size must be between 1 and 256")
-        if self.learning_rate_multiplier != "auto" and not 0 < self.learning_rate_multiplier <= 10:
+        return value
+
+    @field_validator("learning_rate_multiplier")
+    @classmethod
+    def _check_multiplier(cls, value):
+        if value != "auto" and not 0 < value <= 10:
             raise ValueError("learning_rate_multiplier must be above 0 and at most 10")
-        return self
+        return value
 
 
 class SupervisedMethod(_Strict):
@@ -76,11 +89,13 @@ class JobCreate(_Strict):
     hyperparameters: Hyperparameters | None = Field(None, description="deprecated; use method.supervised")
     integrations: list[dict] | None = Field(None, max_length=0, description="not supported; leave empty")
 
-    @model_validator(mode="after")
-    def _one_place_for_hyperparameters(self) -> "JobCreate":
-        if self.hyperparameters is not None and self.method and self.method.supervised:
+    @field_validator("hyperparameters")
+    @classmethod
+    def _one_place_for_hyperparameters(cls, value, info: ValidationInfo):
+        method = info.data.get("method")  # declared above, so already validated
+        if value is not None and method is not None and method.supervised is not None:
             raise ValueError("give hyperparameters either in method.supervised or at the top level, not both")
-        return self
+        return value
 
     def chosen_hyperparameters(self) -> Hyperparameters:
         if self.method and self.method.supervised:
@@ -105,10 +120,9 @@ def resolve_training(body: JobCreate, task: str) -> tuple[dict, dict]:
     if task == CHAT:
         from tailor.train.sft import load_chat_preset
 
-        preset = load_chat_preset("chat-default" if options.preset == "default" else options.preset)
         if options.method not in ("auto", "lora"):
             raise UsageError(f"chat models are fine-tuned with LoRA; method {options.method!r} is not available")
-        lr_field, overrides = "lr", {}
+        preset, lr_field, overrides = load_chat_preset(options.preset), "lr", {}
     else:
         from tailor.train.config import load_preset
 
@@ -118,8 +132,7 @@ def resolve_training(body: JobCreate, task: str) -> tuple[dict, dict]:
     multiplier = 1.0 if chosen.learning_rate_multiplier == "auto" else chosen.learning_rate_multiplier
     epochs = preset.epochs if chosen.n_epochs == "auto" else chosen.n_epochs
     batch_size = preset.batch_size if chosen.batch_size == "auto" else chosen.batch_size
-    overrides.update({"preset": options.preset if task != CHAT or options.preset != "default" else "chat-default",
-                      "epochs": epochs, "batch_size": batch_size, lr_field: getattr(preset, lr_field) * multiplier,
-                      "time_budget_s": options.time_budget_s})
+    overrides.update({"preset": options.preset, "epochs": epochs, "batch_size": batch_size,
+                      lr_field: getattr(preset, lr_field) * multiplier, "time_budget_s": options.time_budget_s})
     hyperparameters = {"n_epochs": epochs, "batch_size": batch_size, "learning_rate_multiplier": multiplier}
     return hyperparameters, {k: v for k, v in overrides.items() if v is not None}

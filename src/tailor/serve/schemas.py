@@ -174,6 +174,7 @@ class EmbeddingRequest(_Strict):
     model: str = Field(..., min_length=1, max_length=300)
     input: Texts = Field(..., description="a text or up to 2,048 texts (token arrays are not supported)")
     encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, description="must equal the model's dimension if given")
     user: str | None = Field(None, max_length=256)
 
 

@@ -51,6 +51,9 @@ async def embeddings(body: EmbeddingRequest, principal: Reader, services: Servic
     named = resolve_model(services.registry, principal.tenant, body.model)
     encoder = await run_in_threadpool(services.models.encoder, named)
     vectors, tokens = await run_in_threadpool(encoder.embed, texts)
+    if body.dimensions is not None and body.dimensions != vectors.shape[1]:
+        raise ApiError(400, f"dimensions: {body.model} makes {vectors.shape[1]}-dimensional vectors; "
+                            "other sizes are not supported", param="dimensions")
     if body.encoding_format == "base64":
         data = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
     else:

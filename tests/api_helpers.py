@@ -1,0 +1,52 @@
+"""Helpers for API tests: tenants with keys, CSV bytes, uploads, and publishing a trained classifier."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+from samples import sample_rows
+
+
+@dataclass
+class Tenant:
+    name: str
+    key: str
+
+    @property
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+def csv_bytes(rows, header=("text", "label")) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+SMALL_CSV = csv_bytes(sample_rows(per_label=12))
+
+
+def upload(client, tenant: Tenant, content: bytes = SMALL_CSV, filename: str = "train.csv",
+           purpose: str = "fine-tune"):
+    return client.post("/v1/files", headers=tenant.headers, files={"file": (filename, content)},
+                       data={"purpose": purpose})
+
+
+def publish_head(settings, head_artifact, tenant: str, name: str):
+    """Register a copy of the session's head classifier as the next version of ``tenant``'s ``name``."""
+    import shutil
+
+    from tailor.registry.artifacts import MARKER
+    from tailor.registry.service import open_registry
+
+    source, version = head_artifact
+    registry = open_registry(settings)
+    with registry.artifacts.stage() as staged:
+        shutil.copytree(source, staged, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MARKER))
+        return registry.publish_version(tenant, name, staged, task="classify", base_model=version.base_model,
+                                        method=version.method, params=version.params, metrics=version.metrics,
+                                        lineage={})

@@ -1,0 +1,169 @@
+"""run_job in-process on real jobs made through the API: a head job trained, registered and served; a job
+stopped before it starts; a job whose file vanished; checkpoints of a full fine-tune."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tailor.jobs.runner import StopSignal, run_job
+from tailor.jobs.store import JobStore
+from tailor.registry.service import open_registry
+
+from samples import sample_rows, write_csv
+
+JOBS = "/v1/fine_tuning/jobs"
+
+
+@pytest.fixture
+def settings(fresh_home, db_url):
+    from tailor.settings import Settings
+
+    return Settings(home=fresh_home, database_url=db_url)
+
+
+@pytest.fixture
+def api(settings):
+    from tailor.serve.app import create_app
+
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def tenants(settings) -> dict[str, dict]:
+    from tailor.security.keys import TenantStore
+
+    store = TenantStore(settings.registry_url)
+    return {name: {"Authorization": f"Bearer {store.create_tenant(name)[1]}"} for name in ("acme", "globex")}
+
+
+@pytest.fixture(scope="module")
+def small_csv(tmp_path_factory) -> bytes:
+    """36 real finance tweets, 12 per label (bearish, bullish, neutral)."""
+    return write_csv(tmp_path_factory.mktemp("data") / "tweets.csv", sample_rows(per_label=12)).read_bytes()
+
+
+def create_job(api, headers, data: bytes, **body) -> dict:
+    uploaded = api.post("/v1/files", headers=headers, files={"file": ("tweets.csv", data)},
+                        data={"purpose": "fine-tune"})
+    assert uploaded.status_code == 200, uploaded.text
+    request = {"model": "minilm-l6", "training_file": uploaded.json()["id"], "suffix": "tweets", "seed": 0,
+               "method": {"type": "supervised", "tailor": {"method": "head"}}, **body}
+    response = api.post(JOBS, headers=headers, json=request)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def run_claimed(settings, job_id: str, signal: StopSignal | None = None):
+    store = JobStore(settings.registry_url)
+    claimed = store.claim("w1")
+    assert claimed.id == job_id
+    run_job(claimed, store=store, settings=settings, worker_id="w1", signal=signal or StopSignal())
+    return store
+
+
+def test_head_job_trains_registers_and_serves(api, tenants, settings, small_csv):
+    acme, globex = tenants["acme"], tenants["globex"]
+    job = create_job(api, acme, small_csv)
+    store = run_claimed(settings, job["id"])
+
+    done = store.get("acme", job["id"])
+    model_id = f"ft:minilm-l6:acme:tweets:{job['id']}"
+    assert (done.status, done.fine_tuned_model, done.worker_id, done.error) == ("succeeded", model_id, None, None)
+    assert (done.result["name"], done.result["version"], done.result["method"]) == (model_id, 1, "head")
+    registry = open_registry(settings)
+    version = registry.store.resolve("acme", model_id)
+    assert (version.tenant, version.name, version.version, version.method) == ("acme", model_id, 1, "head")
+    assert registry.store.list_models("globex") == []
+
+    events, _ = store.events("acme", job["id"], limit=100)
+    assert events[0].message == f"The job has successfully completed; fine-tuned model: {model_id}"
+    assert events[-1].message == f"Validated training file: {job['training_file']}"
+    assert "Fine-tuning job started" in [e.message for e in events]
+    epoch_metrics = [e.data for e in events if e.type == "metrics" and "valid_loss" in e.data]
+    assert epoch_metrics, [e.message for e in events]
+    assert {"step", "train_loss", "valid_loss"} <= set(epoch_metrics[0])
+    assert all(m["valid_loss"] > 0 for m in epoch_metrics)
+
+    listed = api.get(f"{JOBS}/{job['id']}", headers=acme).json()
+    assert (listed["status"], listed["fine_tuned_model"]) == ("succeeded", model_id)
+    texts = ["Stocks rally as earnings beat forecasts", "Shares plunge after the profit warning", "Board meets"]
+    response = api.post("/v1/classifications", headers=acme, json={"model": model_id, "input": texts})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == model_id and [d["index"] for d in body["data"]] == [0, 1, 2]
+    for row in body["data"]:
+        assert set(row["scores"]) == {"bearish", "bullish", "neutral"}
+        assert row["label"] in {"bearish", "bullish", "neutral"}
+        assert sum(row["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+        assert row["score"] == pytest.approx(max(row["scores"].values()), abs=1e-6)
+        assert row["scores"][row["label"]] == row["score"]
+    usage = body["usage"]
+    assert usage["prompt_tokens"] > len(texts) and usage["total_tokens"] == usage["prompt_tokens"]
+
+    hidden = api.post("/v1/classifications", headers=globex, json={"model": model_id, "input": texts})
+    assert hidden.status_code == 404
+    assert hidden.json()["error"]["message"] == f"model {model_id!r} not found"
+
+
+def test_a_stopped_job_is_released_and_stays_paused(api, tenants, settings, small_csv):
+    job = create_job(api, tenants["acme"], small_csv)
+    store = JobStore(settings.registry_url)
+    claimed = store.claim("w1")
+    paused = api.post(f"{JOBS}/{job['id']}/pause", headers=tenants["acme"])
+    assert paused.json()["status"] == "paused"
+    signal = StopSignal()
+    signal.stopped.set()  # what the heartbeat thread does when it sees the pause
+
+    run_job(claimed, store=store, settings=settings, worker_id="w1", signal=signal)
+
+    after = store.get("acme", job["id"])
+    assert (after.status, after.worker_id, after.fine_tuned_model, after.error) == ("paused", None, None, None)
+    assert open_registry(settings).store.list_models("acme") == []
+    assert store.claim("w2") is None  # paused jobs are not claimed
+    api.post(f"{JOBS}/{job['id']}/resume", headers=tenants["acme"])
+    assert store.claim("w2").id == job["id"]
+
+
+def test_a_missing_training_file_fails_the_job(api, tenants, settings, small_csv):
+    from tailor.data.files import FileStore
+
+    job = create_job(api, tenants["acme"], small_csv)
+    files = FileStore(settings.registry_url, settings.files_dir)
+    files.path(files.get("acme", job["training_file"])).unlink()
+
+    store = run_claimed(settings, job["id"])  # records the failure, raises nothing
+
+    failed = store.get("acme", job["id"])
+    assert (failed.status, failed.worker_id, failed.fine_tuned_model) == ("failed", None, None)
+    assert failed.error["code"] == "invalid_training_file"
+    assert failed.error["message"] == (f"training_file {job['training_file']} is missing from the file store; "
+                                       "upload it again and create a new job")
+    assert str(settings.home) not in failed.error["message"]
+    latest = store.events("acme", job["id"], limit=1)[0][0]
+    assert (latest.level, latest.message) == ("error", f"Fine-tuning failed: {failed.error['message']}")
+    served = api.get(f"{JOBS}/{job['id']}", headers=tenants["acme"]).json()
+    assert served["error"] == failed.error and served["status"] == "failed"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_full_job_records_a_checkpoint_per_epoch(db_url, api, tenants, settings, small_csv):
+    # SQLite only: checkpoint rows are tested on every backend in test_jobs_store; one full run is enough here.
+    job = create_job(api, tenants["acme"], small_csv, suffix="full",
+                     method={"type": "supervised", "tailor": {"method": "full"},
+                             "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 8}}})
+    store = run_claimed(settings, job["id"])
+    assert store.get("acme", job["id"]).status == "succeeded"
+
+    listed = api.get(f"{JOBS}/{job['id']}/checkpoints", headers=tenants["acme"]).json()
+    steps = [c["step_number"] for c in listed["data"]]
+    assert len(steps) == 2 and steps[0] > steps[1] > 0  # newest first
+    assert listed["has_more"] is False
+    assert (listed["first_id"], listed["last_id"]) == (listed["data"][0]["id"], listed["data"][1]["id"])
+    model_id = f"ft:minilm-l6:acme:full:{job['id']}"
+    for checkpoint in listed["data"]:
+        assert checkpoint["fine_tuning_job_id"] == job["id"]
+        assert checkpoint["fine_tuned_model_checkpoint"] == f"{model_id}:ckpt-step-{checkpoint['step_number']}"
+        assert 0.0 <= checkpoint["metrics"]["valid_macro_f1"] <= 1.0

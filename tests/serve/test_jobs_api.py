@@ -1,0 +1,194 @@
+"""``/v1/fine_tuning/jobs``: request validation (status, message and param), hyperparameter resolution, paging,
+and the user's cancel, pause and resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tailor.jobs.store import JobStore
+from tailor.train.config import load_preset
+
+from api_helpers import upload
+
+JOBS = "/v1/fine_tuning/jobs"
+
+
+def error_of(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
+    return body["error"]
+
+
+def chat_jsonl(n: int = 3) -> bytes:
+    return "".join(json.dumps({"messages": [{"role": "system", "content": "Answer briefly."},
+                                            {"role": "user", "content": f"What is {i} + {i}?"},
+                                            {"role": "assistant", "content": f"{2 * i}"}]}) + "\n"
+                   for i in range(n)).encode()
+
+
+@pytest.fixture
+def file_id(client, acme) -> str:
+    return upload(client, acme).json()["id"]
+
+
+def create(client, tenant, **body):
+    return client.post(JOBS, headers=tenant.headers, json=body)
+
+
+def test_create_job(client, acme, file_id):
+    response = create(client, acme, model="minilm-l6", training_file=file_id, suffix="tweets", seed=3,
+                      metadata={"team": "risk"})
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert job["id"].startswith("ftjob-")
+    assert {k: job[k] for k in ("object", "model", "status", "training_file", "validation_file", "fine_tuned_model",
+                                "organization_id", "user_provided_suffix", "seed", "metadata", "task", "error",
+                                "result", "finished_at")} == {
+        "object": "fine_tuning.job", "model": "minilm-l6", "status": "queued", "training_file": file_id,
+        "validation_file": None, "fine_tuned_model": None, "organization_id": "acme",
+        "user_provided_suffix": "tweets", "seed": 3, "metadata": {"team": "risk"}, "task": "classification",
+        "error": None, "result": None, "finished_at": None}
+    preset = load_preset("default")
+    assert job["hyperparameters"] == {"n_epochs": preset.epochs, "batch_size": preset.batch_size,
+                                      "learning_rate_multiplier": 1.0}
+    assert job["method"] == {"type": "supervised", "supervised": {"hyperparameters": job["hyperparameters"]},
+                             "tailor": {"method": "auto", "preset": "default"}}
+    assert client.get(f"{JOBS}/{job['id']}", headers=acme.headers).json() == job
+
+
+@pytest.mark.parametrize("body, message, param", [
+    ({"model": "bert-base"}, "model 'bert-base' cannot be fine-tuned here; base models are: minilm-l6, me5-small, "
+                             "smollm2-135m-instruct", "model"),
+    ({"training_file": "file-nope"}, "training_file 'file-nope' not found; upload it with POST /v1/files",
+     "training_file"),
+    ({"validation_file": "file-nope"}, "validation_file 'file-nope' not found; upload it with POST /v1/files",
+     "validation_file"),
+    ({"hyperparameters": {"n_epochs": 2}, "method": {"supervised": {"hyperparameters": {"n_epochs": 2}}}},
+     "hyperparameters: give hyperparameters either in method.supervised or at the top level, not both",
+     "hyperparameters"),
+    ({"learning_rate": 0.1}, "learning_rate: unknown field", "learning_rate"),
+    ({"method": {"tailor": {"lr": 0.1}}}, "method.tailor.lr: unknown field", "method.tailor.lr"),
+    ({"hyperparameters": {"n_epochs": 0}}, "hyperparameters.n_epochs: n_epochs must be between 1 and 50",
+     "hyperparameters.n_epochs"),
+    ({"method": {"supervised": {"hyperparameters": {"batch_size": 512}}}},
+     "method.supervised.hyperparameters.batch_size: batch_size must be between 1 and 256",
+     "method.supervised.hyperparameters.batch_size"),
+    ({"hyperparameters": {"learning_rate_multiplier": 0}},
+     "hyperparameters.learning_rate_multiplier: learning_rate_multiplier must be above 0 and at most 10",
+     "hyperparameters.learning_rate_multiplier"),
+    ({"suffix": "Tweets"}, "suffix: String should match pattern '^[a-z0-9][a-z0-9._-]{0,39}$'", "suffix"),
+    ({"method": {"tailor": {"preset": "nope"}}}, "unknown preset 'nope'; presets are: default, fast, quality", None),
+])
+def test_create_job_validation(client, acme, file_id, body, message, param):
+    error = error_of(create(client, acme, **{"model": "minilm-l6", "training_file": file_id, **body}), 400)
+    assert (error["message"], error["param"], error["type"]) == (message, param, "invalid_request_error")
+    assert client.get(JOBS, headers=acme.headers).json()["data"] == []
+
+
+def test_create_job_without_a_body(client, acme):
+    error = error_of(client.post(JOBS, headers={**acme.headers, "Content-Type": "application/json"},
+                                 content=b"{not json"), 400)
+    assert error["message"].startswith("the body is not valid JSON (") and error["code"] == "invalid_value"
+    error = error_of(client.post(JOBS, headers=acme.headers, json=["minilm-l6"]), 400)
+    assert error["message"] == "the body must be a JSON object"
+    error = error_of(create(client, acme, model="minilm-l6"), 400)
+    assert (error["message"], error["param"]) == ("training_file: Field required", "training_file")
+
+
+def test_chat_file_for_an_encoder_base(client, acme):
+    uploaded = upload(client, acme, chat_jsonl(), filename="chat.jsonl").json()
+    assert (uploaded["kind"], uploaded["summary"]["examples"], uploaded["summary"]["format"]) == ("chat", 3, "chat")
+    error = error_of(create(client, acme, model="minilm-l6", training_file=uploaded["id"]), 400)
+    assert error["message"] == (f"training_file {uploaded['id']} holds chat data, but a classification model "
+                                "trains on text/label rows (CSV, TSV or JSONL)")
+    assert (error["param"], error["code"]) == ("training_file", "invalid_file")
+
+
+def test_text_label_file_for_a_chat_base(client, acme, file_id):
+    error = error_of(create(client, acme, model="smollm2-135m-instruct", training_file=file_id), 400)
+    assert error["message"] == (f"training_file {file_id} holds text-label data, but a chat model trains on chat "
+                                "examples (JSONL with messages)")
+
+
+def test_single_label_file_is_refused(client, acme):
+    single = upload(client, acme, b"text,label\n" + b"".join(b"row %d,up\n" % i for i in range(5))).json()["id"]
+    error = error_of(create(client, acme, model="minilm-l6", training_file=single), 400)
+    assert error["message"] == f"training_file {single} has 1 distinct label(s); a classifier needs at least 2"
+
+
+def test_top_level_hyperparameters_are_resolved(client, acme, settings, file_id):
+    job = create(client, acme, model="minilm-l6", training_file=file_id,
+                 hyperparameters={"n_epochs": 3, "learning_rate_multiplier": 2}).json()
+    preset = load_preset("default")
+    assert job["hyperparameters"] == {"n_epochs": 3, "batch_size": preset.batch_size, "learning_rate_multiplier": 2.0}
+    stored = JobStore(settings.registry_url).get("acme", job["id"])
+    assert stored.request["overrides"] == {"method": "auto", "preset": "default", "epochs": 3,
+                                           "batch_size": preset.batch_size, "lr": pytest.approx(preset.lr * 2)}
+
+
+def test_learning_rate_multiplier_scales_the_lora_rate(client, acme, settings, file_id):
+    job = create(client, acme, model="minilm-l6", training_file=file_id,
+                 method={"type": "supervised", "supervised": {"hyperparameters": {"learning_rate_multiplier": 0.5,
+                                                                                  "batch_size": 8}},
+                         "tailor": {"method": "lora", "preset": "fast"}}).json()
+    preset = load_preset("fast")
+    overrides = JobStore(settings.registry_url).get("acme", job["id"]).request["overrides"]
+    assert overrides == {"method": "lora", "preset": "fast", "epochs": preset.epochs, "batch_size": 8,
+                         "lora_lr": pytest.approx(preset.lora_lr * 0.5)}
+    assert job["method"]["tailor"] == {"method": "lora", "preset": "fast"}
+
+
+def test_list_jobs_with_paging(client, acme, globex, file_id):
+    ids = [create(client, acme, model="minilm-l6", training_file=file_id).json()["id"] for _ in range(3)]
+    page = client.get(JOBS, headers=acme.headers, params={"limit": 2}).json()
+    assert [j["id"] for j in page["data"]] == [ids[2], ids[1]] and page["has_more"] is True
+    rest = client.get(JOBS, headers=acme.headers, params={"limit": 2, "after": ids[1]}).json()
+    assert [j["id"] for j in rest["data"]] == [ids[0]] and rest["has_more"] is False
+    assert client.get(JOBS, headers=globex.headers).json() == {"object": "list", "data": [], "has_more": False}
+
+
+def test_cancel_then_cancel_again(client, acme, file_id):
+    job_id = create(client, acme, model="minilm-l6", training_file=file_id).json()["id"]
+    cancelled = client.post(f"{JOBS}/{job_id}/cancel", headers=acme.headers)
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["finished_at"] is not None
+    error = error_of(client.post(f"{JOBS}/{job_id}/cancel", headers=acme.headers), 409)
+    assert (error["message"], error["code"]) == (f"cannot cancel job {job_id}: its status is cancelled", "conflict")
+    events = client.get(f"{JOBS}/{job_id}/events", headers=acme.headers).json()
+    assert [e["message"] for e in events["data"]] == ["Job cancelled by the user", "Job queued",
+                                                      f"Validated training file: {file_id}"]
+    assert events["has_more"] is False
+    assert error_of(client.post(f"{JOBS}/{job_id}/pause", headers=acme.headers), 409)["message"] == (
+        f"cannot pause job {job_id}: its status is cancelled")
+
+
+def test_pause_and_resume(client, acme, file_id):
+    job_id = create(client, acme, model="minilm-l6", training_file=file_id).json()["id"]
+    error = error_of(client.post(f"{JOBS}/{job_id}/resume", headers=acme.headers), 409)
+    assert error["message"] == f"cannot resume job {job_id}: its status is queued"
+    assert client.post(f"{JOBS}/{job_id}/pause", headers=acme.headers).json()["status"] == "paused"
+    assert error_of(client.post(f"{JOBS}/{job_id}/pause", headers=acme.headers), 409)["message"] == (
+        f"cannot pause job {job_id}: its status is paused")
+    assert client.post(f"{JOBS}/{job_id}/resume", headers=acme.headers).json()["status"] == "queued"
+    events = client.get(f"{JOBS}/{job_id}/events", headers=acme.headers, params={"limit": 2}).json()
+    assert [e["message"] for e in events["data"]] == [
+        "Job resumed by the user; it continues from its last checkpoint", "Job paused by the user"]
+    assert events["has_more"] is True
+    older = client.get(f"{JOBS}/{job_id}/events", headers=acme.headers,
+                       params={"limit": 2, "after": events["data"][-1]["id"]}).json()
+    assert [e["message"] for e in older["data"]] == ["Job queued", f"Validated training file: {file_id}"]
+
+
+def test_checkpoints_of_a_new_job_are_empty(client, acme, file_id):
+    job_id = create(client, acme, model="minilm-l6", training_file=file_id).json()["id"]
+    assert client.get(f"{JOBS}/{job_id}/checkpoints", headers=acme.headers).json() == {
+        "object": "list", "data": [], "has_more": False, "first_id": None, "last_id": None}
+
+
+def test_unknown_event_cursor(client, acme, file_id):
+    job_id = create(client, acme, model="minilm-l6", training_file=file_id).json()["id"]
+    error = error_of(client.get(f"{JOBS}/{job_id}/events", headers=acme.headers, params={"after": "bogus"}), 404)
+    assert error["message"] == "'bogus' not found"
