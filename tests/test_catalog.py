@@ -13,11 +13,11 @@ def test_embedded_minilm_resolves_to_a_local_directory():
     config = json.loads((__import__("pathlib").Path(base.path) / "config.json").read_text())
     assert (config["model_type"], config["hidden_size"], config["num_hidden_layers"]) == ("bert", 384, 6)
     assert resolve_base(None) == base
-    assert list(CATALOG) == ["minilm-l6", "me5-small"]
+    assert list(CATALOG) == ["minilm-l6", "me5-small", "smollm2-135m-instruct"]
 
 
 def test_unknown_names_and_bad_directories(tmp_path):
-    with pytest.raises(UsageError, match="^unknown base model 'bert-huge': use a catalog id \\(minilm-l6, me5-small\\) or a local model directory$"):
+    with pytest.raises(UsageError, match="^unknown base model 'bert-huge': use a catalog id \\(minilm-l6, me5-small, smollm2-135m-instruct\\) or a local model directory$"):
         resolve_base("bert-huge")
     with pytest.raises(UsageError, match="has no config.json"):
         resolve_base(str(tmp_path))

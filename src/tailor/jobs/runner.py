@@ -12,7 +12,7 @@ import threading
 import time
 
 from tailor.errors import DataError, TailorError
-from tailor.jobs.spec import CHAT, CLASSIFICATION
+from tailor.jobs.spec import CHAT
 from tailor.jobs.store import FAILED, SUCCEEDED, Job, JobStore
 
 log = logging.getLogger(__name__)
@@ -141,5 +141,3 @@ def run_job(job: Job, *, store: JobStore, settings, worker_id: str, signal: Stop
     store.finish(job.id, worker_id, SUCCEEDED, fine_tuned_model=name, result=summary,
                  message=f"The job has successfully completed; fine-tuned model: {name}")
 
-
-__all__ = ["CLASSIFICATION", "JobReporter", "JobStopped", "StopSignal", "fine_tuned_model_id", "run_job"]

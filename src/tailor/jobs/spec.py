@@ -131,8 +131,16 @@ def resolve_training(body: JobCreate, task: str) -> tuple[dict, dict]:
         overrides = {"method": options.method, "text_col": options.text_column, "label_col": options.label_column}
     multiplier = 1.0 if chosen.learning_rate_multiplier == "auto" else chosen.learning_rate_multiplier
     epochs = preset.epochs if chosen.n_epochs == "auto" else chosen.n_epochs
-    batch_size = preset.batch_size if chosen.batch_size == "auto" else chosen.batch_size
-    overrides.update({"preset": options.preset, "epochs": epochs, "batch_size": batch_size,
-                      lr_field: getattr(preset, lr_field) * multiplier, "time_budget_s": options.time_budget_s})
+    if task == CHAT:
+        # OpenAI's batch_size is examples per optimizer step: micro-batches of the preset's size, accumulated.
+        step_examples = preset.batch_size * preset.grad_accum if chosen.batch_size == "auto" else chosen.batch_size
+        micro = min(preset.batch_size, step_examples)
+        overrides.update({"batch_size": micro, "grad_accum": -(-step_examples // micro)})
+        batch_size = micro * overrides["grad_accum"]
+    else:
+        batch_size = preset.batch_size if chosen.batch_size == "auto" else chosen.batch_size
+        overrides["batch_size"] = batch_size
+    overrides.update({"preset": options.preset, "epochs": epochs, lr_field: getattr(preset, lr_field) * multiplier,
+                      "time_budget_s": options.time_budget_s})
     hyperparameters = {"n_epochs": epochs, "batch_size": batch_size, "learning_rate_multiplier": multiplier}
     return hyperparameters, {k: v for k, v in overrides.items() if v is not None}

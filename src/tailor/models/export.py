@@ -102,16 +102,28 @@ def _verify_onnx(path: Path, sample, expected) -> None:
 EXPORTERS = {"hf": export_hf, "peft": export_peft, "onnx": export_onnx}
 
 
+def _exporters_for(artifact: Path) -> dict:
+    """The exporters of the artifact's task: a chat version exports as merged weights or its adapter."""
+    spec = Path(artifact) / SPEC_FILE
+    task = json.loads(spec.read_text(encoding="utf-8")).get("task", "classify") if spec.is_file() else "classify"
+    if task == "chat":
+        from tailor.models.causal import export_chat_adapter, export_chat_merged
+
+        return {"hf": export_chat_merged, "peft": export_chat_adapter}
+    return EXPORTERS
+
+
 def export_artifact(artifact: Path, fmt: str, out: str | Path) -> list[str]:
-    """Export the classifier in ``artifact`` as ``fmt`` into ``out``; returns the file names written."""
-    if fmt not in EXPORTERS:
-        raise UsageError(f"unknown export format {fmt!r}; formats are: {', '.join(FORMATS)}")
+    """Export the model in ``artifact`` as ``fmt`` into ``out``; returns the file names written."""
+    exporters = _exporters_for(artifact)
+    if fmt not in exporters:
+        raise UsageError(f"unknown export format {fmt!r} for this model; formats are: {', '.join(exporters)}")
     out = Path(out).expanduser().resolve()
     _check_out_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        EXPORTERS[fmt](artifact, tmp)
+        exporters[fmt](artifact, tmp)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+from tailor.errors import UsageError
 from tailor.registry.artifacts import ArtifactStore
 from tailor.registry.entities import ModelVersion
 from tailor.registry.refs import validate_name, validate_tenant
@@ -101,6 +102,8 @@ def load_classifier(ref: str, tenant: str = DEFAULT_TENANT, settings: Settings |
 
     registry = open_registry(settings)
     version = registry.store.resolve(tenant, ref)
+    if version.task != "classify":
+        raise UsageError(f"{version.ref} is a {version.task} model, not a classifier")
     classifier = TextClassifier.from_dir(registry.artifact_dir(version))
     classifier.version = version
     return classifier

@@ -1,0 +1,250 @@
+"""A chat fine-tuning job end to end: conversations → LoRA SFT → base-vs-tuned evaluation → register.
+
+This is what ``tailor train FILE --task chat`` runs. Like the classification job, every stage is a library
+call; this module orders and times them and writes the version's artifacts into a staging directory that
+the registry publishes atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import tailor
+from tailor.data.chat import ChatDataset
+from tailor.errors import DataError, UsageError
+from tailor.registry.entities import ModelVersion
+from tailor.settings import Settings, get_settings
+from tailor.train.progress import RecordingReporter, Reporter
+
+TOKENS_PER_S_SOURCE = "measured: one timed forward/backward pass of a median-length training batch on the base model"
+
+
+@dataclass
+class ChatTrainResult:
+    """What a finished chat job produced.
+
+    Attributes:
+        version: the registered model version.
+        metrics: ``metrics.json`` (test loss/perplexity of base and tuned, label metrics, best valid loss).
+        evaluation: the full base-vs-tuned evaluation, with sample answers.
+        data_report: the chat data report.
+        timings: seconds per stage and in total.
+        history: the loop's validation rows (``step``, ``train_loss``, ``valid_loss``, ...).
+    """
+
+    version: ModelVersion
+    metrics: dict
+    evaluation: dict
+    data_report: dict
+    config: dict
+    timings: dict
+    history: list[dict]
+    best_step: int
+    stop_reason: str
+    tokens_per_s: float
+
+    def summary(self) -> dict:
+        """The one JSON object that ``tailor train --task chat --json`` prints."""
+        return {"model": self.version.ref, "name": self.version.name, "version": self.version.version,
+                "task": "chat", "method": "lora", "base_model": self.version.base_model, "metrics": self.metrics,
+                "timings": self.timings, "examples": self.data_report["examples"], "best_step": self.best_step,
+                "stop_reason": self.stop_reason, "tokens_per_s": self.tokens_per_s}
+
+
+def split_conversations(dataset: ChatDataset, val_size: float, test_size: float,
+                        seed: int) -> tuple[ChatDataset, ChatDataset, ChatDataset]:
+    """A seeded random ``(train, valid, test)`` split; valid and test get at least one conversation each
+    when their share is non-zero.
+
+    Raises:
+        DataError: fewer than 3 conversations to split.
+    """
+    n = len(dataset)
+    n_val = max(1, round(n * val_size))
+    n_test = max(1, round(n * test_size)) if test_size else 0
+    if n - n_val - n_test < 1:
+        raise DataError(f"only {n} conversations: too few to hold out validation and test examples")
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    val, test, train = order[:n_val], order[n_val:n_val + n_test], order[n_val + n_test:]
+    return dataset.subset(sorted(train)), dataset.subset(sorted(val)), dataset.subset(sorted(test))
+
+
+def shared_system_prompt(dataset: ChatDataset) -> str | None:
+    """The system message every conversation starts with, when they all share one."""
+    firsts = {e.messages[0]["content"] if e.messages[0]["role"] == "system" else None for e in dataset.examples}
+    return firsts.pop() if len(firsts) == 1 else None
+
+
+def _load(data, settings: Settings) -> ChatDataset:
+    from tailor.data.chat import read_chat_dataset
+
+    if isinstance(data, ChatDataset):
+        return data
+    return read_chat_dataset(data, max_bytes=settings.max_file_bytes)
+
+
+def _resolve_chat_base(name: str, reporter: Reporter):
+    from tailor.catalog import CATALOG, resolve_base
+
+    if name in CATALOG and CATALOG[name].task != "chat":
+        chat_ids = ", ".join(b.id for b in CATALOG.values() if b.task == "chat")
+        raise UsageError(f"base model {name!r} is a {CATALOG[name].task} model; chat fine-tuning needs a chat "
+                         f"base ({chat_ids}) or a local causal-LM directory")
+    return resolve_base(name, progress=reporter)
+
+
+def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str = "default",
+                 preset: str = "default", resume: bool = False, run_dir: str | Path | None = None,
+                 reporter: Reporter | None = None, settings: Settings | None = None,
+                 **overrides) -> ChatTrainResult:
+    """Fine-tune a chat model with LoRA on ``data`` and register it.
+
+    Args:
+        data: a JSONL file of conversations (chat or instruction format) or a :class:`ChatDataset`.
+        eval_file: held-out conversations for the test comparison; without one, a test split is cut.
+        name: the registry name (default: from the file name).
+        preset: a chat preset (``default``, ``fast``); ``overrides`` (``epochs``, ``lr``, ``base``,
+            ``max_length``, ``time_budget_s``, ``seed``, ...) replace its fields.
+        resume: continue from the last checkpoint in the run directory.
+        run_dir: the checkpoint directory (the job service passes ``<home>/runs/<job-id>``); default
+            ``<home>/runs/<run id derived from the data, config, tenant and name>``.
+
+    Returns:
+        A :class:`ChatTrainResult`.
+
+    Raises:
+        DataError: invalid conversations (line and field named), or too long for ``max_length``.
+        UsageError: a bad option or a non-chat base model.
+    """
+    from tailor.data.chat import build_chat_report, check_chat_lengths, encode_chat
+    from tailor.eval.generation import evaluate_chat
+    from tailor.models.causal import ChatModel, load_causal_lm, load_chat_tokenizer
+    from tailor.registry.refs import validate_name
+    from tailor.registry.service import open_registry
+    from tailor.runtime import pick_device, setup_torch, supports_bf16
+    from tailor.train.checkpoint import Checkpointer, run_id_for
+    from tailor.train.job import default_name
+    from tailor.train.sft import build_lora_model, fit_lora, load_chat_preset, measure_tokens_per_s, median_batch
+
+    settings = settings or get_settings()
+    reporter = reporter or RecordingReporter()
+    cfg = load_chat_preset(preset, **overrides)
+    if name is None:
+        name = default_name(data.source.path if isinstance(data, ChatDataset) and data.source else str(data))
+    name = validate_name(name)
+    t_start = time.monotonic()
+    deadline = t_start + cfg.time_budget_s if cfg.time_budget_s else None
+    timings: dict[str, float] = {}
+
+    raw = _load(data, settings)
+    eval_raw = _load(eval_file, settings) if eval_file is not None else None
+    setup_torch()
+    base = _resolve_chat_base(cfg.base, reporter)
+    reporter.message(f"base model: {base.name}", base=base.name)
+    tokenizer = load_chat_tokenizer(base.path)
+    check_chat_lengths(raw, tokenizer, cfg.max_length)
+    if eval_raw is not None:
+        check_chat_lengths(eval_raw, tokenizer, cfg.max_length)
+    train, val, test = split_conversations(raw, cfg.val_size, 0 if eval_raw is not None else cfg.test_size, cfg.seed)
+    test = eval_raw if eval_raw is not None else test
+    test = test.subset(range(min(len(test), cfg.eval_examples)))
+    train_enc = encode_chat(tokenizer, train.examples, cfg.max_length)
+    val_enc = encode_chat(tokenizer, val.examples, cfg.max_length)
+    test_enc = encode_chat(tokenizer, test.examples, cfg.max_length)
+
+    device = pick_device(cfg.device)
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and supports_bf16(device))
+    base_model, _ = load_causal_lm(base.path, device)
+    model = build_lora_model(base_model, cfg)
+    tokens_per_s = measure_tokens_per_s(model, median_batch(train_enc, cfg.batch_size, tokenizer.pad_token_id, device),
+                                        device, bf16)
+    report = build_chat_report(raw, encode_chat(tokenizer, raw.examples, cfg.max_length), max_length=cfg.max_length,
+                               epochs=cfg.epochs, tokens_per_s=tokens_per_s, tokens_per_s_source=TOKENS_PER_S_SOURCE,
+                               eval_ds=eval_raw)
+    reporter.message(f"data: {report['examples']} conversations ({len(train)} train, {len(val)} valid, {len(test)} "
+                     f"test), {report['tokens']['total']} tokens, {report['assistant_tokens']['total']} trained on; "
+                     f"estimated {report['estimate']['seconds']:.0f}s of training", examples=report["examples"])
+    for warning in report["warnings"]:
+        reporter.message(f"warning: {warning}")
+    timings["data_s"] = round(time.monotonic() - t_start, 2)
+
+    sources = [raw.source.sha256 if raw.source else None, eval_raw.source.sha256 if eval_raw and eval_raw.source else None]
+    run_dir = Path(run_dir) if run_dir is not None else \
+        settings.home / "runs" / run_id_for(sources, cfg.model_dump(), "chat-lora", tenant, name)
+    checkpointer = Checkpointer(run_dir)
+    t_fit = time.monotonic()
+    outcome = fit_lora(model, train_enc, val_enc, cfg, pad_id=tokenizer.pad_token_id, device=device, bf16=bf16,
+                       reporter=reporter, checkpointer=checkpointer, resume=resume, deadline=deadline)
+    timings["train_s"] = round(time.monotonic() - t_fit, 2)
+    reporter.message(f"training done: {outcome.steps}/{outcome.total_steps} steps, best valid loss "
+                     f"{outcome.best_valid_loss:.4f} at step {outcome.best_step} ({outcome.stop_reason}), "
+                     f"{outcome.tokens_per_s:.0f} tokens/s", stop_reason=outcome.stop_reason)
+
+    t_eval = time.monotonic()
+    system_prompt = shared_system_prompt(train)
+    chat = ChatModel(model, tokenizer, name=name, device=device, max_length=cfg.max_length + cfg.sample_max_tokens,
+                     system_prompt=system_prompt)
+    evaluation = evaluate_chat(chat, test.examples, test_enc, bf16=bf16, samples=cfg.samples,
+                               sample_max_tokens=cfg.sample_max_tokens, batch_size=cfg.batch_size)
+    evaluation["model"] = f"{name} (new version) vs {base.name}"
+    timings["eval_s"] = round(time.monotonic() - t_eval, 2)
+    losses = evaluation["loss"]
+    reporter.message(f"test: loss {losses['base']['loss']:.4f} → {losses['tuned']['loss']:.4f}, perplexity "
+                     f"{losses['base']['perplexity']:.2f} → {losses['tuned']['perplexity']:.2f} (base → fine-tuned)")
+    metrics = chat_metrics(evaluation, outcome)
+
+    registry = open_registry(settings)
+    timings["total_s"] = round(time.monotonic() - t_start, 2)
+    lineage = {"dataset": raw.source.__dict__ if raw.source else None,
+               "eval_dataset": eval_raw.source.__dict__ if eval_raw is not None and eval_raw.source else None,
+               "rows": {"train": len(train), "valid": len(val), "test": len(test)}, "data_report": report,
+               "base_model": base.name, "method": "lora", "tailor_version": tailor.__version__, "timings": timings,
+               "stop_reason": outcome.stop_reason, "resumed_from_step": outcome.resumed_from_step,
+               "device": device, "precision": "bf16" if bf16 else "fp32", "tokens_per_s": outcome.tokens_per_s}
+    with registry.artifacts.stage() as staged:
+        write_chat_artifacts(staged, model, tokenizer, base.name, system_prompt, cfg, metrics, report, evaluation,
+                             outcome)
+        version = registry.publish_version(tenant, name, staged, task="chat", base_model=base.name, method="lora",
+                                           params=cfg.model_dump(), metrics=metrics, lineage=lineage)
+    checkpointer.clear()
+    reporter.message(f"registered {version.ref}", model=version.ref)
+    return ChatTrainResult(version, metrics, evaluation, report, cfg.model_dump(), timings, outcome.history,
+                           outcome.best_step, outcome.stop_reason, outcome.tokens_per_s)
+
+
+def chat_metrics(evaluation: dict, outcome) -> dict:
+    """The version's metrics: test loss/perplexity of tuned and base, label metrics, best validation loss."""
+    base, tuned = evaluation["loss"]["base"], evaluation["loss"]["tuned"]
+    test = {"loss": tuned["loss"], "perplexity": tuned["perplexity"], "token_accuracy": tuned["token_accuracy"],
+            "base_loss": base["loss"], "base_perplexity": base["perplexity"],
+            "base_token_accuracy": base["token_accuracy"], "tokens": tuned["tokens"],
+            "examples": evaluation["examples"]}
+    if evaluation.get("labels"):
+        test.update(exact_match=evaluation["labels"]["accuracy"], macro_f1=evaluation["labels"]["macro_f1"])
+    return {"test": test, "valid_loss": outcome.best_valid_loss, "best_step": outcome.best_step,
+            "samples": evaluation["samples"]}
+
+
+def write_chat_artifacts(directory: Path, model, tokenizer, base_name: str, system_prompt: str | None, cfg,
+                         metrics: dict, report: dict, evaluation: dict, outcome) -> None:
+    """Write a chat version: adapter/, tokenizer/, tailor_model.json, configs, metrics, history and reports."""
+    from tailor.data.chat import render_chat_report_html
+    from tailor.eval.generation import render_chat_eval_html
+    from tailor.models.causal import ChatSpec, save_chat_version
+
+    spec = ChatSpec(base_model=base_name, max_length=cfg.max_length, system_prompt=system_prompt)
+    save_chat_version(model, tokenizer, spec, directory)
+    files = {"train_config.json": cfg.model_dump(), "metrics.json": metrics,
+             "history.json": {"steps": outcome.history, "stop_reason": outcome.stop_reason,
+                              "best_step": outcome.best_step, "total_steps": outcome.total_steps,
+                              "tokens_per_s": outcome.tokens_per_s},
+             "data_report.json": report}
+    for filename, content in files.items():
+        (directory / filename).write_text(json.dumps(content, indent=2, ensure_ascii=False), encoding="utf-8")
+    (directory / "data_report.html").write_text(render_chat_report_html(report), encoding="utf-8")
+    (directory / "eval_report.html").write_text(render_chat_eval_html(evaluation), encoding="utf-8")
