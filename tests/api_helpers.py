@@ -36,8 +36,9 @@ def upload(client, tenant: Tenant, content: bytes = SMALL_CSV, filename: str = "
                        data={"purpose": purpose})
 
 
-def publish_head(settings, head_artifact, tenant: str, name: str):
-    """Register a copy of the session's head classifier as the next version of ``tenant``'s ``name``."""
+def publish_copy(settings, head_artifact, tenant: str, name: str):
+    """Register a copy of a session-trained version (``(artifact_dir, version)``) as the next version of
+    ``tenant``'s ``name``."""
     import shutil
 
     from tailor.registry.artifacts import MARKER
@@ -47,6 +48,6 @@ def publish_head(settings, head_artifact, tenant: str, name: str):
     registry = open_registry(settings)
     with registry.artifacts.stage() as staged:
         shutil.copytree(source, staged, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MARKER))
-        return registry.publish_version(tenant, name, staged, task="classify", base_model=version.base_model,
+        return registry.publish_version(tenant, name, staged, task=version.task, base_model=version.base_model,
                                         method=version.method, params=version.params, metrics=version.metrics,
                                         lineage={})

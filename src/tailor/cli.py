@@ -258,6 +258,45 @@ def cmd_models_catalog(args) -> int:
     return 0
 
 
+# ---- chat -------------------------------------------------------------------------------------------------
+def cmd_chat(args) -> int:
+    from tailor.models.causal import load_chat_model
+
+    chat = load_chat_model(args.model, tenant=args.tenant, merge=True)
+    history = [{"role": "system", "content": args.system}] if args.system else []
+    interactive = args.message is None and sys.stdin.isatty()
+    if interactive:
+        print(f"chatting with {chat.name} — /reset forgets the conversation, /exit or Ctrl-D ends it", file=sys.stderr)
+    turns = [args.message] if args.message is not None else _chat_inputs(interactive)
+    for text in turns:
+        if text.strip() in ("/exit", "/quit"):
+            break
+        if text.strip() == "/reset":
+            del history[1 if args.system else 0:]
+            continue
+        history.append({"role": "user", "content": text})
+        answer = []
+        for piece in chat.stream(history, max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed):
+            answer.append(piece)
+            print(piece, end="", flush=True)
+        print()
+        history.append({"role": "assistant", "content": "".join(answer)})
+    return 0
+
+
+def _chat_inputs(interactive: bool):
+    """User turns: typed at a ``you>`` prompt, or one per line of piped standard input."""
+    while True:
+        try:
+            line = input("you> ") if interactive else sys.stdin.readline()
+        except EOFError:
+            return
+        if not interactive and not line:
+            return
+        if line.strip():
+            yield line.rstrip("\n")
+
+
 # ---- service ----------------------------------------------------------------------------------------------
 def cmd_serve(args) -> int:
     import logging
@@ -429,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     alias.set_defaults(func=cmd_models_alias)
     export = models.add_parser("export", help="write a version as a Hugging Face dir, a PEFT adapter or ONNX")
     export.add_argument("ref")
-    export.add_argument("--format", required=True, choices=["hf", "peft", "onnx"])
+    export.add_argument("--format", required=True, choices=["hf", "peft", "onnx", "gguf"])
     export.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
     common(export)
     export.set_defaults(func=cmd_models_export)
@@ -441,6 +480,17 @@ def build_parser() -> argparse.ArgumentParser:
     catalog = models.add_parser("catalog", help="base models available to fine-tune")
     common(catalog, tenant=False)
     catalog.set_defaults(func=cmd_models_catalog)
+
+    chat = verbs.add_parser("chat", help="chat in the terminal with a chat model (streams the answers)")
+    chat.add_argument("model", help="smollm2-135m-instruct, a fine-tuned chat model (name, name:N, name@alias) "
+                                    "or a directory")
+    chat.add_argument("-m", "--message", help="ask one question, print the answer and exit")
+    chat.add_argument("--system", help="a system prompt (default: the one the model was fine-tuned with, if any)")
+    chat.add_argument("--max-tokens", type=int, default=256)
+    chat.add_argument("--temperature", type=float, default=0.0, help="0 (default) answers greedily")
+    chat.add_argument("--seed", type=int)
+    common(chat)
+    chat.set_defaults(func=cmd_chat)
 
     serve = verbs.add_parser("serve", help="run the REST API (OpenAI-compatible) and the job workers")
     serve.add_argument("--host", default="127.0.0.1")

@@ -7,7 +7,7 @@ import pytest
 from tailor.catalog import CATALOG
 from tailor.security.keys import TenantStore
 
-from api_helpers import Tenant, publish_head, upload
+from api_helpers import Tenant, publish_copy, upload
 
 MISSING = "missing API key: send the header 'Authorization: Bearer <key>'"
 
@@ -143,7 +143,7 @@ def test_other_tenant_cannot_train_on_acmes_file(client, globex, acme_objects):
 
 
 def test_other_tenant_never_sees_registered_models(client, settings, acme, globex, head_artifact):
-    publish_head(settings, head_artifact, "acme", "tweets")
+    publish_copy(settings, head_artifact, "acme", "tweets")
     mine = client.get("/v1/models/tweets", headers=acme.headers)
     assert mine.status_code == 200 and mine.json()["owned_by"] == "acme"
 

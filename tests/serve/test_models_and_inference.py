@@ -11,7 +11,7 @@ import pytest
 from tailor.catalog import CATALOG
 from tailor.registry.service import open_registry
 
-from api_helpers import publish_head
+from api_helpers import publish_copy
 
 TEXTS = ["Stocks rally as earnings beat forecasts", "Shares plunge after the profit warning"]
 
@@ -33,7 +33,7 @@ def never_a_500(client):
 @pytest.fixture
 def tweets(settings, head_artifact, acme):
     """acme's registered classifier ``tweets`` (version 1, alias ``prod``)."""
-    version = publish_head(settings, head_artifact, "acme", "tweets")
+    version = publish_copy(settings, head_artifact, "acme", "tweets")
     open_registry(settings).store.set_alias("acme", "tweets", "prod", version.version)
     return version
 

@@ -199,10 +199,10 @@ def test_cli_trains_a_chat_model_and_shows_it(tiny_dir, tmp_path):
     import subprocess
     import sys
 
-    def tailor(*args):
+    def tailor(*args, stdin: str | None = None):
         env = dict(os.environ, TAILOR_HOME=str(tmp_path / "home"))
         return subprocess.run([sys.executable, "-m", "tailor", *map(str, args)], capture_output=True, text=True,
-                              env=env, timeout=600)
+                              env=env, timeout=600, input=stdin)
 
     data = write_jsonl(tmp_path / "reviews.jsonl", review_conversations(30))
     out = tailor("train", data, "--task", "chat", "--base", tiny_dir, "--preset", "fast", "--epochs", "1",
@@ -216,6 +216,14 @@ def test_cli_trains_a_chat_model_and_shows_it(tiny_dir, tmp_path):
     assert shown.returncode == 0 and "task chat  method lora" in shown.stdout and "test: loss " in shown.stdout
     listed = tailor("models", "list", "--json")
     assert [m["name"] for m in json.loads(listed.stdout)["models"]] == ["cli-chat"]
+
+    # tailor chat: one question, then a piped conversation (one answer line per user line; /reset is no turn)
+    one = tailor("chat", "cli-chat", "-m", "the lamp is great", "--max-tokens", "4")
+    assert one.returncode == 0 and len(one.stdout.splitlines()) == 1, one.stderr
+    piped = tailor("chat", "cli-chat@latest", "--max-tokens", "3", stdin="the pen is bad\n/reset\nthe bag is fine\n")
+    assert piped.returncode == 0 and len(piped.stdout.splitlines()) == 2, piped.stderr
+    missing = tailor("chat", "nope", "-m", "hi")
+    assert (missing.returncode, missing.stderr.strip()) == (2, "error: model 'nope' not found")
 
     bad = write_jsonl(tmp_path / "bad.jsonl", review_conversations(3) + ['{"messages": [{"role": "bot", "content": "x"}]}'])
     out = tailor("train", bad, "--task", "chat", "--base", tiny_dir)

@@ -209,8 +209,9 @@ def save_chat_version(model, tokenizer, spec: ChatSpec, directory: Path) -> None
     spec.save(directory)
 
 
-def load_peft_model(artifact: Path, device: str = "cpu"):
-    """``(PeftModel, tokenizer, spec)`` for a chat version directory: its base with the adapter on top."""
+def load_peft_model(artifact: Path, device: str = "cpu", merge: bool = False):
+    """``(model, tokenizer, spec)`` for a chat version directory: its base with the adapter on top (a
+    ``PeftModel``), or folded into the base weights with ``merge``."""
     from peft import PeftModel
 
     from tailor.catalog import resolve_base
@@ -220,6 +221,8 @@ def load_peft_model(artifact: Path, device: str = "cpu"):
     base, _ = load_causal_lm(resolve_base(spec.base_model).path, device)
     tokenizer = load_chat_tokenizer(artifact / TOKENIZER_DIR)
     model = PeftModel.from_pretrained(base, str(artifact / ADAPTER_DIR)).to(device).eval()
+    if merge:
+        model = model.merge_and_unload()
     return model, tokenizer, spec
 
 
@@ -274,13 +277,24 @@ class ChatModel:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def text_prompt_ids(self, text: str) -> list[int]:
+        """The token ids of a plain-text prompt (``/v1/completions``: no chat template)."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
     def stream(self, messages: Sequence[dict], max_tokens: int = 256, temperature: float = 0.0,
                top_p: float = 1.0, stop: Sequence[str] | None = None, seed: int | None = None,
                usage: dict | None = None) -> Iterator[str]:
-        """Yield the completion as text pieces as they are decoded.
+        """Yield the assistant's answer to ``messages`` as text pieces as they are decoded (arguments as
+        :meth:`stream_ids`)."""
+        return self.stream_ids(self.prompt_ids(messages), max_tokens, temperature, top_p, stop, seed, usage)
+
+    def stream_ids(self, prompt: list[int], max_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0,
+                   stop: Sequence[str] | None = None, seed: int | None = None,
+                   usage: dict | None = None) -> Iterator[str]:
+        """Yield the continuation of the token ids ``prompt`` as text pieces as they are decoded.
 
         Args:
-            messages: OpenAI-style ``[{"role", "content"}]``.
+            prompt: token ids; the oldest are cut when they and ``max_tokens`` exceed the context.
             max_tokens: most new tokens.
             temperature: 0 for greedy decoding, else the sampling temperature.
             top_p: nucleus sampling mass (with ``temperature > 0``).
@@ -290,7 +304,7 @@ class ChatModel:
         """
         import torch
 
-        prompt = self.prompt_ids(messages)[-max(1, self.max_length - max_tokens):]
+        prompt = prompt[-max(1, self.max_length - max_tokens):]
         stop = [s for s in (stop or []) if s]
         generator = torch.Generator(device="cpu").manual_seed(seed) if seed is not None else None
         emitted, text, finish, count = 0, "", "length", 0
@@ -374,7 +388,8 @@ def _pick_token(logits, temperature: float, top_p: float, generator) -> int:
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def load_chat_model(ref_or_dir: str, tenant: str = "default", settings=None, device: str = "auto") -> ChatModel:
+def load_chat_model(ref_or_dir: str, tenant: str = "default", settings=None, device: str = "auto",
+                    merge: bool = False) -> ChatModel:
     """Load a chat model ready to answer: a catalog base, a local HF/artifact directory, or a registry reference.
 
     Args:
@@ -382,6 +397,7 @@ def load_chat_model(ref_or_dir: str, tenant: str = "default", settings=None, dev
             version's artifact with ``tailor_model.json``), or ``name``/``name:3``/``name@alias``.
         tenant: the tenant whose registry reference is resolved.
         device: ``auto``, ``cpu`` or ``cuda``.
+        merge: fold a LoRA adapter into the base weights (faster decoding; the server does this).
 
     Returns:
         A :class:`ChatModel` (``version`` set when it came from the registry).
@@ -403,7 +419,7 @@ def load_chat_model(ref_or_dir: str, tenant: str = "default", settings=None, dev
         return ChatModel(model, tokenizer, name=str(ref_or_dir), device=device,
                          max_length=_context_length(model))
     if path.is_dir():
-        model, tokenizer, spec = load_peft_model(path, device)
+        model, tokenizer, spec = load_peft_model(path, device, merge=merge)
         return ChatModel(model, tokenizer, name=str(path), device=device, max_length=_context_length(model),
                          system_prompt=spec.system_prompt)
     from tailor.registry.service import open_registry
@@ -412,7 +428,7 @@ def load_chat_model(ref_or_dir: str, tenant: str = "default", settings=None, dev
     version = registry.store.resolve(tenant, ref_or_dir)
     if version.task != "chat":
         raise UsageError(f"{version.ref} is a {version.task} model, not a chat model")
-    model, tokenizer, spec = load_peft_model(registry.artifact_dir(version), device)
+    model, tokenizer, spec = load_peft_model(registry.artifact_dir(version), device, merge=merge)
     chat = ChatModel(model, tokenizer, name=version.ref, device=device, max_length=_context_length(model),
                      system_prompt=spec.system_prompt)
     chat.version = version

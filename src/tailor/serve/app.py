@@ -23,13 +23,13 @@ from tailor.serve.deps import Services, reject_unknown_query_parameters
 from tailor.serve.errors import install_error_handlers
 from tailor.serve.metrics import ApiMetrics, MetricsMiddleware
 from tailor.serve.models import ModelCache
-from tailor.serve.routes import files, inference, jobs, models, system
+from tailor.serve.routes import completions, files, inference, jobs, models, system
 from tailor.settings import Settings, get_settings
 
 DESCRIPTION = """Tailor fine-tunes and serves models for many tenants. Authenticate with
 `Authorization: Bearer <key>` (keys come from `tailor tenants create` and `tailor keys create`).
-Files, fine-tuning jobs, models and embeddings follow OpenAI's API, so the official `openai` client works
-with `base_url` set to this server's `/v1`; `/v1/classifications` is Tailor's own."""
+Files, fine-tuning jobs, models, embeddings and (chat) completions follow OpenAI's API, so the official
+`openai` client works with `base_url` set to this server's `/v1`; `/v1/classifications` is Tailor's own."""
 
 
 def build_services(settings: Settings, executor: Executor | None = None) -> Services:
@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
                   docs_url=None, redoc_url=None, dependencies=[Depends(reject_unknown_query_parameters)])
     app.state.services = services
     install_error_handlers(app)
-    for router in (files.router, jobs.router, models.router, inference.router, system.router):
+    for router in (files.router, jobs.router, models.router, inference.router, completions.router, system.router):
         app.include_router(router)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     _add_offline_docs(app)

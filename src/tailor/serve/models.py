@@ -110,6 +110,21 @@ class ModelCache:
         return self._get(named.cache_key, "classifier",
                          lambda: TextClassifier.from_dir(self.registry.artifact_dir(named.version)))
 
+    def chat(self, named: NamedModel):
+        """A :class:`~tailor.models.causal.ChatModel` for a chat base or a fine-tuned chat version (its adapter
+        merged into the base weights for decoding speed).
+
+        Raises:
+            UsageError: the id names an encoder model.
+        """
+        if named.task != "chat":
+            raise UsageError(f"model {named.id!r} is a {named.task} model: completions need a chat model "
+                             "(e.g. smollm2-135m-instruct or a fine-tuned chat model)")
+        from tailor.models.causal import load_chat_model
+
+        source = named.base.id if named.base else str(self.registry.artifact_dir(named.version))
+        return self._get(named.cache_key, "chat", lambda: load_chat_model(source, merge=True))
+
     def encoder(self, named: NamedModel):
         """A :class:`~tailor.models.embed.TextEncoder` for a base encoder or a fine-tuned classifier.
 

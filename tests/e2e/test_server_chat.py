@@ -1,0 +1,56 @@
+"""The embedded LLM fine-tuned and served through the real server with the official ``openai`` client:
+upload chat examples, fine-tune SmolLM2 with LoRA, read the losses from the events, chat (streaming)."""
+
+from __future__ import annotations
+
+import itertools
+
+import openai
+import pytest
+
+from e2e.conftest import wait_for_job
+from samples import SAMPLE_DIR
+
+
+def _head(path, n: int, out):
+    with open(path, encoding="utf-8") as source:
+        out.write_text("".join(itertools.islice(source, n)), encoding="utf-8")
+    return out
+
+
+@pytest.mark.slow
+def test_openai_client_fine_tunes_smollm2_and_chats_with_it_streaming(server, tmp_path):
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=server.key, max_retries=0)
+    train = _head(SAMPLE_DIR / "medquad_chat_train.jsonl", 24, tmp_path / "medquad.jsonl")
+    valid = _head(SAMPLE_DIR / "medquad_chat_test.jsonl", 8, tmp_path / "medquad_valid.jsonl")
+    training_file = client.files.create(file=open(train, "rb"), purpose="fine-tune")
+    assert (training_file.kind, training_file.summary["examples"]) == ("chat", 24)
+    validation_file = client.files.create(file=open(valid, "rb"), purpose="fine-tune")
+
+    job = client.fine_tuning.jobs.create(
+        model="smollm2-135m-instruct", training_file=training_file.id, validation_file=validation_file.id,
+        suffix="medquad", method={"type": "supervised", "tailor": {"preset": "fast"}})
+    assert job.hyperparameters.n_epochs == 1 and job.hyperparameters.batch_size == 8
+    done = wait_for_job(client, job.id, timeout_s=600)
+    assert done.status == "succeeded", done.error
+    assert done.fine_tuned_model == f"ft:smollm2-135m-instruct:acme:medquad:{job.id}"
+    metrics = [e.data for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data
+               if e.type == "metrics" and "valid_loss" in (e.data or {})]
+    assert metrics and {"step", "train_loss", "valid_loss"} <= set(metrics[0])
+    test = done.result["metrics"]["test"]
+    assert test["loss"] < test["base_loss"]  # the tuned model fits held-out answers better than the base
+
+    stream = client.chat.completions.create(
+        model=done.fine_tuned_model, messages=[{"role": "user", "content": "What are the symptoms of anemia?"}],
+        max_tokens=12, temperature=0, stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.strip() and chunks[-1].usage.completion_tokens <= 12
+    whole = client.chat.completions.create(
+        model=done.fine_tuned_model, messages=[{"role": "user", "content": "What are the symptoms of anemia?"}],
+        max_tokens=12, temperature=0)
+    assert whole.choices[0].message.content == text
+    assert done.fine_tuned_model in [m.id for m in client.models.list().data]
+    completion = client.completions.create(model="smollm2-135m-instruct", prompt="The capital of France is",
+                                           max_tokens=4, temperature=0)
+    assert completion.usage.completion_tokens <= 4 and completion.choices[0].text
