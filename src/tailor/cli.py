@@ -466,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     alias.add_argument("alias")
     common(alias)
     alias.set_defaults(func=cmd_models_alias)
-    export = models.add_parser("export", help="write a version as a Hugging Face dir, a PEFT adapter or ONNX")
+    export = models.add_parser("export", help="write a version as a Hugging Face dir, a PEFT adapter, ONNX "
+                                                       "(classifiers) or GGUF (chat models)")
     export.add_argument("ref")
     export.add_argument("--format", required=True, choices=["hf", "peft", "onnx", "gguf"])
     export.add_argument("--out", required=True, help="output directory (must not exist or be empty)")

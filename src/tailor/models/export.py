@@ -1,4 +1,5 @@
-"""``tailor models export``: a registered version as a Hugging Face directory, a PEFT adapter, or ONNX.
+"""``tailor models export``: a registered version as a Hugging Face directory, a PEFT adapter, ONNX
+(classifiers) or GGUF (chat models, for llama.cpp and Ollama).
 
 Every export is written into a temporary sibling of the output directory and renamed into place at the
 end, so a failed export never leaves a half-written directory behind.
@@ -103,13 +104,15 @@ EXPORTERS = {"hf": export_hf, "peft": export_peft, "onnx": export_onnx}
 
 
 def _exporters_for(artifact: Path) -> dict:
-    """The exporters of the artifact's task: a chat version exports as merged weights or its adapter."""
+    """The exporters of the artifact's task: a chat version exports as merged weights, its adapter, or a
+    llama.cpp GGUF file."""
     spec = Path(artifact) / SPEC_FILE
     task = json.loads(spec.read_text(encoding="utf-8")).get("task", "classify") if spec.is_file() else "classify"
     if task == "chat":
         from tailor.models.causal import export_chat_adapter, export_chat_merged
+        from tailor.models.gguf_export import export_chat_gguf
 
-        return {"hf": export_chat_merged, "peft": export_chat_adapter}
+        return {"hf": export_chat_merged, "peft": export_chat_adapter, "gguf": export_chat_gguf}
     return EXPORTERS
 
 
