@@ -15,7 +15,6 @@ Every line is checked; the first problems (up to :data:`MAX_REPORTED_PROBLEMS`) 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -234,19 +233,14 @@ def read_chat_dataset(path, *, max_bytes: int | None = None, tokenizer=None,
             message names the first bad line and field and counts the others (``.problems`` lists up to
             20 of them).
     """
-    from tailor.data.ingest import _as_regular_file, _check_is_text, _detect_encoding, _open_metered, _read_head
+    from tailor.data.ingest import open_checked_text
 
     path = Path(path)
     limit = get_settings().max_file_bytes if max_bytes is None else max_bytes
     problems = _Problems()
-    with _as_regular_file(path, limit) as local:
-        head = _read_head(local)
-        _check_is_text(head, path)
-        encoding = _detect_encoding(local, head, limit)
-        with _open_metered(local, limit) as meter:
-            stream = io.TextIOWrapper(io.BufferedReader(meter), encoding=encoding, newline="")
-            fmt, examples, rows = _parse_chat_lines(_json_lines(stream), problems)
-            sha256 = meter.sha256.hexdigest()
+    with open_checked_text(path, limit) as (stream, _encoding, _head, meter):
+        fmt, examples, rows = _parse_chat_lines(_json_lines(stream), problems)
+        sha256 = meter.sha256.hexdigest()
     if rows == 0:
         raise DataError("file is empty")
     if fmt is None:

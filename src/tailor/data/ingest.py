@@ -67,24 +67,19 @@ def read_dataset(path, text_col: str | None = None, label_col: str | None = None
         raise UsageError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
     path = Path(path)
     limit = get_settings().max_file_bytes if max_bytes is None else max_bytes
-    with _as_regular_file(path, limit) as local:
-        head = _read_head(local)
-        _check_is_text(head, path)
-        encoding = _detect_encoding(local, head, limit)
+    with open_checked_text(path, limit) as (stream, encoding, head, meter):
         fmt = fmt or _format_from_name(path) or _sniff_format(head, encoding)
-        with _open_metered(local, limit) as meter:
-            stream = io.TextIOWrapper(io.BufferedReader(meter), encoding=encoding, newline="")
-            columns, records = _jsonl_records(stream) if fmt == "jsonl" else _delimited_records(stream, fmt)
-            sample = list(islice(records, _COLUMN_SAMPLE_ROWS))
-            if not columns:
-                columns = _keys_in_order(sample)
-            text_col, label_col = _choose_columns(columns, sample, text_col, label_col)
-            texts, labels, lines = [], [], []
-            for line, record in chain(sample, records):
-                texts.append(_cell_text(record.get(text_col), text_col, line))
-                labels.append(_cell_text(record.get(label_col), label_col, line))
-                lines.append(line)
-            sha256 = meter.sha256.hexdigest()
+        columns, records = _jsonl_records(stream) if fmt == "jsonl" else _delimited_records(stream, fmt)
+        sample = list(islice(records, _COLUMN_SAMPLE_ROWS))
+        if not columns:
+            columns = _keys_in_order(sample)
+        text_col, label_col = _choose_columns(columns, sample, text_col, label_col)
+        texts, labels, lines = [], [], []
+        for line, record in chain(sample, records):
+            texts.append(_cell_text(record.get(text_col), text_col, line))
+            labels.append(_cell_text(record.get(label_col), label_col, line))
+            lines.append(line)
+        sha256 = meter.sha256.hexdigest()
     source = SourceInfo(path=str(path), format=fmt, encoding=encoding, sha256=sha256, text_col=text_col,
                         label_col=label_col, rows_read=len(texts))
     return TextDataset(texts=texts, labels=labels, lines=lines, source=source)
@@ -324,6 +319,25 @@ class _MeteredReader(io.RawIOBase):
                             "(set TAILOR_MAX_FILE_MB to raise it)")
         self.sha256.update(memoryview(buffer)[:n])
         return n
+
+
+@contextmanager
+def open_checked_text(path: Path, limit: int):
+    """Open a data file for reading as text, after the checks every reader needs.
+
+    The file must exist, be at most ``limit`` bytes and be text (UTF-8, UTF-8 with BOM or GB18030, detected).
+    Yields ``(stream, encoding, head, meter)``: a text stream with universal newlines off, the encoding, the
+    first bytes (for format sniffing) and the meter whose ``sha256`` digests what was read.
+
+    Raises:
+        DataError: missing, too large, binary or not decodable.
+    """
+    with _as_regular_file(path, limit) as local:
+        head = _read_head(local)
+        _check_is_text(head, path)
+        encoding = _detect_encoding(local, head, limit)
+        with _open_metered(local, limit) as meter:
+            yield io.TextIOWrapper(io.BufferedReader(meter), encoding=encoding, newline=""), encoding, head, meter
 
 
 @contextmanager
