@@ -1,5 +1,6 @@
 """The real server driven by the official ``openai`` client: upload, fine-tune, follow events, list models,
-embed and classify; a worker killed with SIGKILL mid-job; a server restart that loses nothing."""
+embed and classify; a worker killed with SIGKILL mid-job; a server restart that loses nothing; one worker
+runs one job at a time."""
 
 from __future__ import annotations
 
@@ -109,3 +110,26 @@ def test_a_restart_loses_no_file_job_or_model(server, client, tmp_path):
     assert client.models.retrieve(first.fine_tuned_model).id == first.fine_tuned_model
     assert wait_for_job(client, second.id).status == "succeeded"
     assert {j.id for j in client.fine_tuning.jobs.list().data} == {first.id, second.id}
+
+
+@pytest.mark.slow
+def test_one_worker_runs_one_job_at_a_time_in_order(server, tmp_path):
+    train = write_csv(tmp_path / "tweets.csv", sample_rows(per_label=12))
+    with open(train, "rb") as f:
+        file_id = httpx.post(server.url + "/v1/files", headers=server.headers, files={"file": ("t.csv", f)},
+                             data={"purpose": "fine-tune"}).json()["id"]
+    body = {"model": "minilm-l6", "training_file": file_id, "method": {"type": "supervised",
+                                                                       "tailor": {"method": "head"}}}
+    ids = [httpx.post(server.url + "/v1/fine_tuning/jobs", headers=server.headers, json=body).json()["id"]
+           for _ in range(3)]
+    most_running, deadline = 0, time.monotonic() + 300
+    while time.monotonic() < deadline:
+        jobs = {j["id"]: j for j in httpx.get(server.url + "/v1/fine_tuning/jobs", headers=server.headers).json()["data"]}
+        most_running = max(most_running, sum(j["status"] == "running" for j in jobs.values()))
+        if all(jobs[i]["status"] == "succeeded" for i in ids):
+            break
+        time.sleep(0.1)
+    assert [jobs[i]["status"] for i in ids] == ["succeeded"] * 3
+    assert most_running == 1
+    finished = [jobs[i]["finished_at"] for i in ids]
+    assert finished == sorted(finished)  # the queue hands jobs out oldest first
