@@ -1,0 +1,241 @@
+"""Serving throughput of a fine-tuned classifier through Tailor's HTTP API, beside the peer
+``transformers.pipeline("text-classification")`` in-process on the same fine-tuned weights and texts.
+
+Scenarios (short finance sentences, and ~128-token texts made by joining sentences):
+
+- **batch32**: 32 texts per request, one request at a time: items/s;
+- **concurrent8**: one text per request from 8 concurrent clients: items/s, p50/p99 latency; the peer's
+  figure is its single-call latency (one text per call);
+- **tenants100**: 100 tenants, each with its own head-only version over the same base, requests spread at
+  random (one text each, 8 clients): items/s, and the server's resident memory per extra tenant;
+- **accuracy**: macro-F1 of the served model vs the fp32 PyTorch model on the held-out file.
+
+Each system runs alone (the server is idle while the peer runs). The summary goes to
+``bench/results/serve.json``; the targets of issue 5 are printed beside the ratios.
+
+Usage::
+
+    .venv/bin/python bench/serve.py [--requests 40] [--tenants 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from classify_vs_trainer import REPO_ROOT, write_summary
+
+RESULTS_PATH = REPO_ROOT / "bench" / "results" / "serve.json"
+SAMPLES = REPO_ROOT / "src" / "tailor" / "sample_data"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=40, help="requests per scenario and text length")
+    parser.add_argument("--tenants", type=int, default=100)
+    return parser.parse_args(argv)
+
+
+def read_rows(path: Path) -> list[tuple[str, str]]:
+    with open(path, encoding="utf-8") as f:
+        return [(r["text"], r["label"]) for r in csv.DictReader(f)]
+
+
+def long_texts(texts: list[str], tokenizer, target: int = 128) -> list[str]:
+    """Texts of about ``target`` tokens, each made by joining consecutive sentences."""
+    out, i = [], 0
+    while len(out) < len(texts) // 4:
+        parts = []
+        while len(tokenizer(" ".join(parts))["input_ids"]) < target:
+            parts.append(texts[i % len(texts)])
+            i += 1
+        out.append(" ".join(parts))
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def timed_concurrently(call, jobs: list, clients: int = 8) -> dict:
+    """Run ``call(job)`` for every job from ``clients`` threads; items/s and latency percentiles."""
+    latencies: list[float] = []
+
+    def one(job):
+        start = time.perf_counter()
+        call(job)
+        latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, jobs))
+    wall = time.perf_counter() - start
+    latencies.sort()
+    return {"items_per_s": round(len(jobs) / wall, 1), "p50_ms": round(1000 * statistics.median(latencies), 1),
+            "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1)}
+
+
+def prepare(home: Path, tenants: int):
+    """Fine-tune the classifier (tenant bench), copy its head-only sibling to ``tenants`` tenants, make keys."""
+    import tailor
+    from tailor.registry.artifacts import MARKER
+    from tailor.registry.service import open_registry
+    from tailor.security.keys import TenantStore
+    from tailor.settings import Settings
+
+    settings = Settings(home=home)
+    keys = TenantStore(settings.registry_url)
+    registry = open_registry(settings)
+    full = tailor.fine_tune(SAMPLES / "finance_sentiment_train.csv", name="sentiment", tenant="bench",
+                            method="full", epochs=3, settings=settings)
+    head = tailor.fine_tune(SAMPLES / "finance_sentiment_train.csv", name="sentiment-head", tenant="bench",
+                            method="head", settings=settings)
+    bench_key = keys.create_tenant("bench")[1]
+    tenant_keys = {}
+    source = registry.artifact_dir(head.version)
+    for i in range(tenants):
+        name = f"t{i:03d}"
+        tenant_keys[name] = keys.create_tenant(name)[1]
+        with registry.artifacts.stage() as staged:
+            shutil.copytree(source, staged, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MARKER))
+            registry.publish_version(name, "sentiment", staged, task="classify", base_model="minilm-l6",
+                                     method="head", params={}, metrics={}, lineage={})
+    return full.version, bench_key, tenant_keys
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    import httpx
+    import numpy as np
+
+    home = Path(tempfile.mkdtemp(prefix="tailor-bench-serve-"))
+    os.environ["TAILOR_HOME"] = str(home)
+    version, key, tenant_keys = prepare(home, args.tenants)
+    test = read_rows(SAMPLES / "finance_sentiment_test.csv")
+    short = [t for t, _ in test]
+
+    from tailor.models.export import export_version
+    from transformers import AutoTokenizer, pipeline
+
+    hf_dir = home / "peer-hf"
+    export_version(version.ref, "hf", hf_dir, tenant="bench")
+    tokenizer = AutoTokenizer.from_pretrained(hf_dir)
+    texts = {"short": short, "long": long_texts(short, tokenizer)}
+    rng = random.Random(0)
+    results: dict = {"tailor": {}, "peer": {}}
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tailor.cli", "serve", "--port", str(port), "--no-workers"],
+                              env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1/classifications"
+    try:
+        client = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=16))
+        for _ in range(300):
+            try:
+                client.get(f"http://127.0.0.1:{port}/health")
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+
+        def classify(model: str, inputs, secret: str = key) -> dict:
+            response = client.post(url, headers={"Authorization": f"Bearer {secret}"},
+                                   json={"model": model, "input": inputs})
+            response.raise_for_status()
+            return response.json()
+
+        classify(version.name, short[:2])  # cold load, not timed
+        for kind, pool in texts.items():
+            batches = [rng.sample(pool, 32) for _ in range(args.requests // 4)]
+            start = time.perf_counter()
+            for batch in batches:
+                classify(version.name, batch)
+            results["tailor"][f"batch32_{kind}"] = {"items_per_s": round(32 * len(batches) /
+                                                                         (time.perf_counter() - start), 1)}
+            singles = [rng.choice(pool) for _ in range(args.requests * 4)]
+            results["tailor"][f"concurrent8_{kind}"] = timed_concurrently(lambda t: classify(version.name, t), singles)
+        predicted = [d["label"] for d in classify(version.name, short)["data"]]
+        before = rss_mb(server.pid)
+        names = sorted(tenant_keys)
+        classify("sentiment", short[:1], tenant_keys[names[0]])
+        one_tenant = rss_mb(server.pid)
+        for name in names:
+            classify("sentiment", short[:1], tenant_keys[name])  # every tenant's model loaded once
+        after = rss_mb(server.pid)
+        spread = [(rng.choice(names), rng.choice(short)) for _ in range(args.requests * 4)]
+        results["tailor"]["tenants"] = {
+            **timed_concurrently(lambda job: classify("sentiment", job[1], tenant_keys[job[0]]), spread),
+            "tenants": len(names), "rss_mb_before": round(before, 1), "rss_mb_after": round(after, 1),
+            "mb_per_extra_tenant": round((after - one_tenant) / max(len(names) - 1, 1), 2)}
+    finally:
+        server.terminate()
+        server.wait(30)
+
+    peer = pipeline("text-classification", model=str(hf_dir), tokenizer=tokenizer, device="cpu")
+    for kind, pool in texts.items():
+        batch = rng.sample(pool, 32)
+        peer(batch, batch_size=32)
+        start = time.perf_counter()
+        for _ in range(args.requests // 4):
+            peer(rng.sample(pool, 32), batch_size=32)
+        results["peer"][f"batch32_{kind}"] = {"items_per_s": round(32 * (args.requests // 4) /
+                                                                   (time.perf_counter() - start), 1)}
+        latencies = []
+        for text in rng.sample(pool, min(len(pool), args.requests)):
+            start = time.perf_counter()
+            peer(text)
+            latencies.append(time.perf_counter() - start)
+        results["peer"][f"single_{kind}"] = {"items_per_s": round(len(latencies) / sum(latencies), 1),
+                                             "p50_ms": round(1000 * statistics.median(latencies), 1)}
+    peer_labels = [p["label"] for p in peer(short, batch_size=32)]
+
+    from sklearn.metrics import f1_score
+
+    gold = [label for _, label in test]
+    f1_served, f1_fp32 = (round(100 * f1_score(gold, p, average="macro"), 2) for p in (predicted, peer_labels))
+    results["accuracy"] = {"served_macro_f1": f1_served, "fp32_macro_f1": f1_fp32,
+                           "agreement": round(float(np.mean([a == b for a, b in zip(predicted, peer_labels)])), 4)}
+
+    t, p = results["tailor"], results["peer"]
+    ratios = {}
+    for kind in texts:
+        ratios[f"batch32_{kind}"] = round(t[f"batch32_{kind}"]["items_per_s"] / p[f"batch32_{kind}"]["items_per_s"], 2)
+        ratios[f"concurrent8_{kind}"] = round(t[f"concurrent8_{kind}"]["items_per_s"]
+                                              / p[f"single_{kind}"]["items_per_s"], 2)
+    ratios["tenants_vs_single_model"] = round(t["tenants"]["items_per_s"] / t["concurrent8_short"]["items_per_s"], 2)
+    print(f"\n{'scenario':<22}{'tailor items/s':>16}{'peer items/s':>14}{'ratio':>8}   target")
+    for kind in texts:
+        print(f"{'batch32 ' + kind:<22}{t[f'batch32_{kind}']['items_per_s']:>16}"
+              f"{p[f'batch32_{kind}']['items_per_s']:>14}{ratios[f'batch32_{kind}']:>8}   >= 3x")
+        print(f"{'concurrent8 ' + kind:<22}{t[f'concurrent8_{kind}']['items_per_s']:>16}"
+              f"{p[f'single_{kind}']['items_per_s']:>14}{ratios[f'concurrent8_{kind}']:>8}   >= 3x; "
+              f"p50 {t[f'concurrent8_{kind}']['p50_ms']} ms vs peer {p[f'single_{kind}']['p50_ms']} ms")
+    print(f"{'100 tenants':<22}{t['tenants']['items_per_s']:>16}{'':>14}{ratios['tenants_vs_single_model']:>8}   "
+          f">= 0.7x single model; {t['tenants']['mb_per_extra_tenant']} MB per extra tenant (<= 5)")
+    print(f"macro-F1 served {f1_served} vs fp32 {f1_fp32} (agreement {results['accuracy']['agreement']})")
+    return write_summary({"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+                          "results": results, "ratios": ratios}, RESULTS_PATH)
+
+
+if __name__ == "__main__":
+    main()
