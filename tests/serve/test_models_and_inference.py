@@ -192,3 +192,22 @@ def test_interactive_docs_are_served_without_a_network(client):
     for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
         served = client.get(f"/docs-static/{asset}")
         assert served.status_code == 200 and len(served.content) > 10_000
+
+
+def test_head_versions_of_many_tenants_share_one_base_encoder(client, app, settings, head_artifact, acme, globex,
+                                                             tweets):
+    from tailor.models.classifier import TextClassifier
+    from tailor.serve.models import resolve_model
+
+    publish_copy(settings, head_artifact, "globex", "tweets")
+    answers = {t.name: client.post("/v1/classifications", headers=t.headers,
+                                   json={"model": "tweets", "input": TEXTS}).json()["data"] for t in (acme, globex)}
+    services = app.state.services
+    loaded = [services.models.classifier(resolve_model(services.registry, tenant, "tweets"))
+              for tenant in ("acme", "globex")]
+    assert loaded[0] is not loaded[1] and loaded[0].model.encoder is loaded[1].model.encoder
+    assert len(services.models) == 3  # one base encoder and two heads
+    alone = TextClassifier.from_dir(head_artifact[0]).predict_proba(TEXTS)
+    for tenant in ("acme", "globex"):
+        served = np.array([[row["scores"][label] for label in loaded[0].labels] for row in answers[tenant]])
+        assert served == pytest.approx(alone, abs=1e-5)

@@ -160,16 +160,36 @@ def load_model_for_inference(directory: Path, *, merge: bool = True):
             model = model.merge_and_unload()
         tokenizer = AutoTokenizer.from_pretrained(directory / "adapter")
     elif spec.method == "head":
-        from safetensors.torch import load_file
-
         base = resolve_base(spec.base_model)
-        model = build_pooled_head_model(AutoModel.from_pretrained(base.path), len(spec.labels))
-        model.classifier.load_state_dict(load_file(str(directory / "head.safetensors")))
+        model = attach_head(AutoModel.from_pretrained(base.path), directory, spec)
         tokenizer = AutoTokenizer.from_pretrained(base.path)
     else:
         raise TailorError(f"{directory}: unknown method {spec.method!r} in {SPEC_FILE}")
     model.eval()
     return spec, model, tokenizer
+
+
+def attach_head(encoder, directory: Path, spec: ClassifierSpec):
+    """A head-only version's model: its saved linear head on top of ``encoder`` (frozen; it may be shared by
+    many versions over the same base, since only the head differs)."""
+    from safetensors.torch import load_file
+
+    model = build_pooled_head_model(encoder, len(spec.labels))
+    model.classifier.load_state_dict(load_file(str(directory / "head.safetensors")))
+    return model.eval()
+
+
+def load_shared_head(directory: Path, encoder, tokenizer, device: str = "auto") -> "TextClassifier":
+    """A head-only version over an already loaded ``encoder`` and its ``tokenizer``: only the head (a few KB)
+    is read, so each further tenant's head version costs almost no memory.
+
+    Raises:
+        TailorError: the version is not head-only.
+    """
+    spec = ClassifierSpec.load(Path(directory))
+    if spec.method != "head":
+        raise TailorError(f"{directory}: a {spec.method} version has weights of its own; load it with from_dir")
+    return TextClassifier(attach_head(encoder, Path(directory), spec), tokenizer, spec, device)
 
 
 @dataclass(frozen=True)

@@ -58,43 +58,59 @@ def resolve_model(registry: Registry, tenant: str, model_id: str) -> NamedModel:
 class ModelCache:
     """Loaded models by :attr:`NamedModel.cache_key`, least recently used evicted first.
 
+    Base encoders are loaded once each and shared: a head-only version is only its linear head (a few KB)
+    on top of its base's encoder, so many tenants' head versions fit in memory together (``head_size`` of
+    them); full and LoRA versions are models of their own (``size`` of them).
+
     Args:
         registry: where versions' artifacts are.
-        size: how many models stay loaded.
+        size: how many full or LoRA models (and chat models) stay loaded.
+        head_size: how many head-only versions stay loaded.
         on_load: called with ``(kind, seconds)`` after each load (for /metrics).
     """
 
-    def __init__(self, registry: Registry, size: int, on_load: Callable[[str, float], None] | None = None):
+    def __init__(self, registry: Registry, size: int, on_load: Callable[[str, float], None] | None = None,
+                 head_size: int = 10_000):
         self.registry = registry
         self.size = size
+        self.head_size = head_size
         self.on_load = on_load
-        self._loaded: OrderedDict[tuple, object] = OrderedDict()
+        self._bases: OrderedDict[tuple, object] = OrderedDict()
+        self._models: OrderedDict[tuple, object] = OrderedDict()
+        self._heads: OrderedDict[tuple, object] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[tuple, threading.Lock] = {}
 
     def __len__(self) -> int:
-        return len(self._loaded)
+        return len(self._bases) + len(self._models) + len(self._heads)
 
-    def _get(self, key: tuple, kind: str, load: Callable[[], object]):
+    def _get(self, key: tuple, kind: str, load: Callable[[], object], store: OrderedDict, limit: int | None):
         with self._lock:
-            if key in self._loaded:
-                self._loaded.move_to_end(key)
-                return self._loaded[key]
+            if key in store:
+                store.move_to_end(key)
+                return store[key]
             key_lock = self._loading.setdefault(key, threading.Lock())
         with key_lock:
             with self._lock:
-                if key in self._loaded:
-                    return self._loaded[key]
+                if key in store:
+                    return store[key]
             started = time.perf_counter()
             model = load()
             if self.on_load:
                 self.on_load(kind, time.perf_counter() - started)
             with self._lock:
-                self._loaded[key] = model
-                while len(self._loaded) > self.size:
-                    self._loaded.popitem(last=False)
+                store[key] = model
+                while limit is not None and len(store) > limit:
+                    store.popitem(last=False)
                 self._loading.pop(key, None)
             return model
+
+    def _base_encoder(self, base_name: str):
+        """The shared :class:`~tailor.models.embed.TextEncoder` of a base model (loaded once, never evicted:
+        there are as many as base models in use)."""
+        from tailor.models.embed import TextEncoder
+
+        return self._get(("base", base_name), "encoder", lambda: TextEncoder.from_base(base_name), self._bases, None)
 
     def classifier(self, named: NamedModel):
         """The loaded :class:`~tailor.models.classifier.TextClassifier` of a classification version.
@@ -105,10 +121,15 @@ class ModelCache:
         if named.base is not None or named.task != "classify":
             what = "a base model without labels; fine-tune it first" if named.base else f"a {named.task} model"
             raise UsageError(f"model {named.id!r} is {what}: /v1/classifications needs a fine-tuned classifier")
-        from tailor.models.classifier import TextClassifier
+        from tailor.models.classifier import TextClassifier, load_shared_head
 
-        return self._get(named.cache_key, "classifier",
-                         lambda: TextClassifier.from_dir(self.registry.artifact_dir(named.version)))
+        directory = self.registry.artifact_dir(named.version)
+        if named.version.method == "head":
+            base = self._base_encoder(named.version.base_model)
+            return self._get(named.cache_key, "head", lambda: load_shared_head(directory, base.encoder, base.tokenizer),
+                             self._heads, self.head_size)
+        return self._get(named.cache_key, "classifier", lambda: TextClassifier.from_dir(directory), self._models,
+                         self.size)
 
     def chat(self, named: NamedModel):
         """A :class:`~tailor.models.causal.ChatModel` for a chat base or a fine-tuned chat version (its adapter
@@ -123,7 +144,7 @@ class ModelCache:
         from tailor.models.causal import load_chat_model
 
         source = named.base.id if named.base else str(self.registry.artifact_dir(named.version))
-        return self._get(named.cache_key, "chat", lambda: load_chat_model(source, merge=True))
+        return self._get(named.cache_key, "chat", lambda: load_chat_model(source, merge=True), self._models, self.size)
 
     def encoder(self, named: NamedModel):
         """A :class:`~tailor.models.embed.TextEncoder` for a base encoder or a fine-tuned classifier.
@@ -137,5 +158,5 @@ class ModelCache:
         from tailor.models.embed import TextEncoder
 
         if named.base is not None:
-            return self._get(named.cache_key, "encoder", lambda: TextEncoder.from_base(named.base.id))
+            return self._base_encoder(named.base.id)
         return TextEncoder.from_classifier(self.classifier(named))
