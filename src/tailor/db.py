@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, Text, TypeDecorator, create_engine, event, make_url
+from sqlalchemy import DateTime, Engine, Table, Text, TypeDecorator, and_, create_engine, event, make_url, or_
 
 _engines: dict[str, Engine] = {}
 _engines_lock = threading.Lock()
@@ -93,3 +93,9 @@ def open_engine(url: str) -> Engine:
 def now() -> datetime:
     """The current time, timezone-aware UTC (what every store writes)."""
     return datetime.now(timezone.utc)
+
+
+def listed_after(table: Table, created_at: datetime, row_id: str):
+    """The condition for rows that come after the row ``(created_at, row_id)`` in a newest-first listing
+    (by creation time, then id, both descending): the ``after`` cursor of OpenAI's list endpoints."""
+    return or_(table.c.created_at < created_at, and_(table.c.created_at == created_at, table.c.id < row_id))

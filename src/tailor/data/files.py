@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, delete, insert, select
 
-from tailor.db import JsonText, UtcDateTime, now, open_engine
+from tailor.db import JsonText, UtcDateTime, listed_after, now, open_engine
 from tailor.errors import DataError, NotFoundError, UsageError
 
 PURPOSES = ("fine-tune",)
@@ -168,8 +168,7 @@ class FileStore:
             query = query.where(_files.c.purpose == purpose)
         if after:
             anchor = self.get(tenant, after)
-            query = query.where((_files.c.created_at < anchor.created_at)
-                                | ((_files.c.created_at == anchor.created_at) & (_files.c.id < anchor.id)))
+            query = query.where(listed_after(_files, anchor.created_at, anchor.id))
         with self._engine.begin() as conn:
             rows = conn.execute(query.order_by(_files.c.created_at.desc(), _files.c.id.desc()).limit(limit + 1)).all()
         return [_to_file(r) for r in rows[:limit]], len(rows) > limit

@@ -15,9 +15,9 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, and_, func, insert, or_, select, update
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, func, insert, or_, select, update
 
-from tailor.db import JsonText, UtcDateTime, now, open_engine
+from tailor.db import JsonText, UtcDateTime, listed_after, now, open_engine
 from tailor.errors import ConflictError, NotFoundError
 
 VALIDATING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, PAUSED = (
@@ -177,8 +177,7 @@ class JobStore:
             query = query.where(_jobs.c.tenant == tenant)
         if after and tenant is not None:
             anchor = self.get(tenant, after)
-            query = query.where(or_(_jobs.c.created_at < anchor.created_at,
-                                    and_(_jobs.c.created_at == anchor.created_at, _jobs.c.id < anchor.id)))
+            query = query.where(listed_after(_jobs, anchor.created_at, anchor.id))
         with self._engine.begin() as conn:
             rows = conn.execute(query.order_by(_jobs.c.created_at.desc(), _jobs.c.id.desc()).limit(limit + 1)).all()
         return [_to_job(r) for r in rows[:limit]], len(rows) > limit
@@ -225,27 +224,26 @@ class JobStore:
     def events(self, tenant: str, job_id: str, *, after: str | None = None,
                limit: int = 20) -> tuple[list[JobEvent], bool]:
         """The job's events newest first, older than event ``after``; ``(events, has_more)``."""
-        self.get(tenant, job_id)
-        query = select(_events).where(_events.c.job_id == job_id)
-        after_id = _after_id("ftevent-", after)
-        if after_id is not None:
-            query = query.where(_events.c.id < after_id)
-        with self._engine.begin() as conn:
-            rows = conn.execute(query.order_by(_events.c.id.desc()).limit(limit + 1)).all()
-        return [JobEvent(r.id, r.job_id, r.created_at, r.level, r.type, r.message, r.data)
-                for r in rows[:limit]], len(rows) > limit
+        rows, has_more = self._newest_first(tenant, job_id, _events, "ftevent-", after, limit)
+        return [JobEvent(r.id, r.job_id, r.created_at, r.level, r.type, r.message, r.data) for r in rows], has_more
 
     def checkpoints(self, tenant: str, job_id: str, *, after: str | None = None,
                     limit: int = 10) -> tuple[list[JobCheckpoint], bool]:
-        """The job's checkpoints newest first; ``(checkpoints, has_more)``."""
+        """The job's checkpoints newest first, older than checkpoint ``after``; ``(checkpoints, has_more)``."""
+        rows, has_more = self._newest_first(tenant, job_id, _checkpoints, "ftckpt-", after, limit)
+        return [JobCheckpoint(r.id, r.job_id, r.step, r.metrics, r.created_at) for r in rows], has_more
+
+    def _newest_first(self, tenant: str, job_id: str, table: Table, prefix: str, after: str | None,
+                      limit: int) -> tuple[list, bool]:
+        """A page of the tenant's job's rows of ``table`` by descending id, below the id ``after`` names."""
         self.get(tenant, job_id)
-        query = select(_checkpoints).where(_checkpoints.c.job_id == job_id)
-        after_id = _after_id("ftckpt-", after)
+        query = select(table).where(table.c.job_id == job_id)
+        after_id = _after_id(prefix, after)
         if after_id is not None:
-            query = query.where(_checkpoints.c.id < after_id)
+            query = query.where(table.c.id < after_id)
         with self._engine.begin() as conn:
-            rows = conn.execute(query.order_by(_checkpoints.c.id.desc()).limit(limit + 1)).all()
-        return [JobCheckpoint(r.id, r.job_id, r.step, r.metrics, r.created_at) for r in rows[:limit]], len(rows) > limit
+            rows = conn.execute(query.order_by(table.c.id.desc()).limit(limit + 1)).all()
+        return rows[:limit], len(rows) > limit
 
     def ping(self) -> bool:
         """True when the database answers."""
