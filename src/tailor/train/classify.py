@@ -86,7 +86,7 @@ def _validate(model, val: Encoded, pad_id: int, loss_fn, device: str, bf16: bool
             "valid_accuracy": round(float((predictions == targets).mean()), 5)}
 
 
-def _linear_schedule(optimizer, warmup: int, total: int):
+def linear_schedule(optimizer, warmup: int, total: int):
     import torch
 
     def factor(step: int) -> float:
@@ -125,7 +125,7 @@ def fit_encoder(model, train: Encoded, val: Encoded, cfg: TrainConfig, *, lr: fl
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=lr)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    scheduler = _linear_schedule(optimizer, int(cfg.warmup_ratio * total), total)
+    scheduler = linear_schedule(optimizer, int(cfg.warmup_ratio * total), total)
     weights = class_weights(train.targets, num_labels, cfg.class_weighting)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
     val_loss_fn = torch.nn.CrossEntropyLoss(weight=weights)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -17,13 +17,34 @@ from tailor.errors import UsageError
 Method = Literal["auto", "full", "lora", "head"]
 
 
-class TrainConfig(BaseModel):
+class LoraTrainingConfig(BaseModel):
+    """What every training config shares: strict keys, a LoRA sanity check, and validated overrides.
+
+    Subclasses define the fields (``lora_r`` and ``lora_alpha`` among them) and ``config_name``, which
+    names the config in error messages.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    config_name: ClassVar[str] = "training config"
+
+    @model_validator(mode="after")
+    def _check_consistency(self):
+        if self.lora_alpha < self.lora_r / 8:
+            raise ValueError(f"lora_alpha={self.lora_alpha} is far below lora_r={self.lora_r}: updates would vanish")
+        return self
+
+    def with_overrides(self, **overrides):
+        """A copy with ``overrides`` applied (``None`` values are ignored), validated like a new config."""
+        values = self.model_dump()
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return validate_config(type(self), values, self.config_name)
+
+
+class TrainConfig(LoraTrainingConfig):
     """Everything that decides how a classifier is fine-tuned.
 
     Attributes are documented by their ``description``; ``tailor train --help`` shows the common ones.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     base: str = Field("auto", description="catalog id, local Hugging Face directory, hub name, or auto "
                                           "(me5-small for mostly non-Latin text, else minilm-l6)")
@@ -51,18 +72,6 @@ class TrainConfig(BaseModel):
         "auto", description="bf16 autocast where the hardware runs it natively (auto), or force one")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     time_budget_s: float | None = Field(None, gt=0, description="wall-clock budget for training (and search)")
-
-    @model_validator(mode="after")
-    def _check_consistency(self) -> "TrainConfig":
-        if self.lora_alpha < self.lora_r / 8:
-            raise ValueError(f"lora_alpha={self.lora_alpha} is far below lora_r={self.lora_r}: updates would vanish")
-        return self
-
-    def with_overrides(self, **overrides) -> "TrainConfig":
-        """A copy with ``overrides`` applied (``None`` values are ignored), validated like a new config."""
-        values = self.model_dump()
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return build_config(values)
 
 
 def validate_config(config_class, values: dict, what: str = "training config"):

@@ -15,24 +15,25 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
 from tailor.data.chat import IGNORE_INDEX, EncodedChat
 from tailor.errors import UsageError
 from tailor.runtime import autocast
 from tailor.train.batching import length_grouped_batches
 from tailor.train.checkpoint import Checkpointer, restore_trainable, trainable_state
+from tailor.train.config import LoraTrainingConfig, validate_config
 from tailor.train.progress import Reporter
 
 PRESET_FOLDER = "presets/chat"
 
 
-class ChatConfig(BaseModel):
+class ChatConfig(LoraTrainingConfig):
     """Everything that decides how a chat model is fine-tuned (LoRA SFT)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    config_name: ClassVar[str] = "chat training config"
 
     base: str = Field("smollm2-135m-instruct", description="catalog id or local Hugging Face causal-LM directory")
     epochs: int = Field(2, ge=1, le=100)
@@ -60,24 +61,10 @@ class ChatConfig(BaseModel):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     time_budget_s: float | None = Field(None, gt=0, description="wall-clock budget for training")
 
-    @model_validator(mode="after")
-    def _check_consistency(self) -> "ChatConfig":
-        if self.lora_alpha < self.lora_r / 8:
-            raise ValueError(f"lora_alpha={self.lora_alpha} is far below lora_r={self.lora_r}: updates would vanish")
-        return self
-
-    def with_overrides(self, **overrides) -> "ChatConfig":
-        """A copy with ``overrides`` applied (``None`` values are ignored), validated like a new config."""
-        values = self.model_dump()
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return build_chat_config(values)
-
 
 def build_chat_config(values: dict) -> ChatConfig:
     """Validate ``values`` into a ChatConfig (a UsageError lists every problem)."""
-    from tailor.train.config import validate_config
-
-    return validate_config(ChatConfig, values, "chat training config")
+    return validate_config(ChatConfig, values, ChatConfig.config_name)
 
 
 def chat_preset_names() -> list[str]:
@@ -284,7 +271,7 @@ def fit_lora(model, train: EncodedChat, val: EncodedChat, cfg: ChatConfig, *, pa
     """
     import torch
 
-    from tailor.train.classify import _linear_schedule, seed_everything
+    from tailor.train.classify import linear_schedule, seed_everything
 
     seed_everything(cfg.seed)
     model.to(device).train()
@@ -292,7 +279,7 @@ def fit_lora(model, train: EncodedChat, val: EncodedChat, cfg: ChatConfig, *, pa
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(_epoch_groups(train, cfg, 1))
     total = steps_per_epoch * cfg.epochs
-    scheduler = _linear_schedule(optimizer, int(cfg.warmup_ratio * total), total)
+    scheduler = linear_schedule(optimizer, int(cfg.warmup_ratio * total), total)
     eval_every = cfg.eval_every or steps_per_epoch
     outcome = SftOutcome(total_steps=total)
     best_state, start_epoch, start_group = None, 1, 0
