@@ -221,23 +221,34 @@ class TextClassifier:
         spec, model, tokenizer = load_model_for_inference(Path(directory))
         return cls(model, tokenizer, spec, device)
 
+    def encode(self, texts: Sequence[str]):
+        """The texts' token ids (truncated to the model's length, unpadded): an ``Encoded``."""
+        from tailor.train.batching import encode
+
+        return encode(self.tokenizer, texts, self.spec.max_length)
+
     def predict_proba(self, texts: Sequence[str], batch_size: int = 64):
         """Class probabilities, shape ``(len(texts), len(labels))``, columns in ``labels`` order."""
-        from tailor.train.batching import encode
-        from tailor.train.evaluate import predict_logits
-
-        logits = predict_logits(self.model, encode(self.tokenizer, texts, self.spec.max_length),
-                                self.tokenizer.pad_token_id, batch_size=batch_size, device=self.device)
-        import torch
-
-        return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+        return self._proba(self.encode(texts), batch_size)
 
     def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
         """The most probable label of each text, with its probability and the full distribution."""
-        proba = self.predict_proba(texts, batch_size)
+        return self.predict_encoded(self.encode(texts), batch_size)
+
+    def predict_encoded(self, encoded, batch_size: int = 64) -> list[Prediction]:
+        """:meth:`predict` for texts already encoded with :meth:`encode` (the API counts their tokens too)."""
         out = []
-        for row in proba:
+        for row in self._proba(encoded, batch_size):
             best = int(row.argmax())
             out.append(Prediction(self.labels[best], round(float(row[best]), 6),
                                   {label: round(float(p), 6) for label, p in zip(self.labels, row)}))
         return out
+
+    def _proba(self, encoded, batch_size: int):
+        import torch
+
+        from tailor.train.evaluate import predict_logits
+
+        logits = predict_logits(self.model, encoded, self.tokenizer.pad_token_id, batch_size=batch_size,
+                                device=self.device)
+        return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()

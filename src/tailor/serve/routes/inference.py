@@ -33,9 +33,8 @@ async def classify(body: ClassificationRequest, principal: Reader, services: Ser
     classifier = await run_in_threadpool(services.models.classifier, named)
 
     def predict():
-        tokens = sum(len(ids) for ids in classifier.tokenizer(texts, truncation=True,
-                                                              max_length=classifier.spec.max_length)["input_ids"])
-        return classifier.predict(texts), tokens
+        encoded = classifier.encode(texts)
+        return classifier.predict_encoded(encoded), sum(len(ids) for ids in encoded.input_ids)
 
     predictions, tokens = await run_in_threadpool(predict)
     return {"object": "list", "model": body.model,
