@@ -24,15 +24,13 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from classify_vs_trainer import REPO_ROOT, write_summary
+from local_server import local_server
 
 RESULTS_PATH = REPO_ROOT / "bench" / "results" / "generate.json"
 SAMPLES = REPO_ROOT / "src" / "tailor" / "sample_data"
@@ -81,12 +79,6 @@ def api_key(settings) -> str:
         return store.create_key(TENANT, "bench", "read")[1]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def summarize(runs: list[tuple[float, float, int]]) -> dict:
     """``runs`` of (time to first token, total seconds, tokens) → medians and the pooled decode rate."""
     decode_tokens = sum(max(n - 1, 0) for _, _, n in runs)
@@ -97,24 +89,12 @@ def summarize(runs: list[tuple[float, float, int]]) -> dict:
 
 
 def bench_api(home: Path, ref: str, questions, max_tokens: int) -> dict:
-    import httpx
     import openai
 
     from tailor.settings import Settings
 
     key = api_key(Settings(home=home))
-    port = free_port()
-    env = {**os.environ, "TAILOR_HOME": str(home)}
-    server = subprocess.Popen([sys.executable, "-m", "tailor.cli", "serve", "--port", str(port), "--no-workers"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                httpx.get(url + "/health", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    with local_server(home) as (url, _):
         client = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=600)
         client.chat.completions.create(model=ref, messages=questions[0], max_tokens=2)  # load the model once
         runs = []
@@ -130,9 +110,6 @@ def bench_api(home: Path, ref: str, questions, max_tokens: int) -> dict:
                     tokens = chunk.usage.completion_tokens
             runs.append((first or 0.0, time.perf_counter() - start, tokens))
         return summarize(runs)
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def bench_generate(home: Path, ref: str, questions, max_tokens: int) -> dict:

@@ -26,16 +26,14 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from classify_vs_trainer import REPO_ROOT, write_summary
+from local_server import local_server
 
 RESULTS_PATH = REPO_ROOT / "bench" / "results" / "serve.json"
 SAMPLES = REPO_ROOT / "src" / "tailor" / "sample_data"
@@ -63,12 +61,6 @@ def long_texts(texts: list[str], tokenizer, target: int = 128) -> list[str]:
             i += 1
         out.append(" ".join(parts))
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -145,18 +137,9 @@ def main(argv=None) -> dict:
     rng = random.Random(0)
     results: dict = {"tailor": {}, "peer": {}}
 
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "tailor.cli", "serve", "--port", str(port), "--no-workers"],
-                              env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1/classifications"
-    try:
+    with local_server(home) as (base_url, server):
+        url = base_url + "/v1/classifications"
         client = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=16))
-        for _ in range(300):
-            try:
-                client.get(f"http://127.0.0.1:{port}/health")
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
 
         def classify(model: str, inputs, secret: str = key) -> dict:
             response = client.post(url, headers={"Authorization": f"Bearer {secret}"},
@@ -187,9 +170,6 @@ def main(argv=None) -> dict:
             **timed_concurrently(lambda job: classify("sentiment", job[1], tenant_keys[job[0]]), spread),
             "tenants": len(names), "rss_mb_before": round(before, 1), "rss_mb_after": round(after, 1),
             "mb_per_extra_tenant": round((after - one_tenant) / max(len(names) - 1, 1), 2)}
-    finally:
-        server.terminate()
-        server.wait(30)
 
     peer = pipeline("text-classification", model=str(hf_dir), tokenizer=tokenizer, device="cpu")
     for kind, pool in texts.items():
