@@ -124,19 +124,16 @@ def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str =
     from tailor.data.chat import build_chat_report, check_chat_lengths, encode_chat
     from tailor.eval.generation import evaluate_chat
     from tailor.models.causal import ChatModel, load_causal_lm, load_chat_tokenizer
-    from tailor.registry.refs import validate_name
     from tailor.registry.service import open_registry
     from tailor.runtime import pick_device, setup_torch, supports_bf16
     from tailor.train.checkpoint import Checkpointer, run_id_for
-    from tailor.train.job import default_name
+    from tailor.train.job import job_name
     from tailor.train.sft import build_lora_model, fit_lora, load_chat_preset, measure_tokens_per_s, median_batch
 
     settings = settings or get_settings()
     reporter = reporter or RecordingReporter()
     cfg = load_chat_preset(preset, **overrides)
-    if name is None:
-        name = default_name(data.source.path if isinstance(data, ChatDataset) and data.source else str(data))
-    name = validate_name(name)
+    name = job_name(data, name)
     t_start = time.monotonic()
     deadline = t_start + cfg.time_budget_s if cfg.time_budget_s else None
     timings: dict[str, float] = {}

@@ -66,6 +66,19 @@ def default_name(path: str | Path) -> str:
     return (stem or "model")[:64]
 
 
+def job_name(data, name: str | None) -> str:
+    """The name a job registers under: ``name``, else one from the data's file (a path, or a dataset that
+    remembers its source).
+
+    Raises:
+        UsageError: the name breaks the naming rule.
+    """
+    from tailor.registry.refs import validate_name
+
+    source = getattr(data, "source", None)
+    return validate_name(name if name is not None else default_name(source.path if source else str(data)))
+
+
 def _load(data, text_col, label_col, settings: Settings) -> TextDataset:
     from tailor.data.ingest import read_dataset
 
@@ -118,7 +131,6 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     from tailor.data.validate import check_trainable
     from tailor.eval.run import score
     from tailor.models.classifier import ClassifierSpec, TextClassifier
-    from tailor.registry.refs import validate_name
     from tailor.registry.service import open_registry
     from tailor.runtime import pick_device, setup_torch, supports_bf16
     from tailor.train.auto import choose_method
@@ -127,9 +139,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     settings = settings or get_settings()
     reporter = reporter or RecordingReporter()
     cfg = load_preset(preset, **overrides)
-    if name is None:
-        name = default_name(data.source.path if isinstance(data, TextDataset) and data.source else str(data))
-    name = validate_name(name)
+    name = job_name(data, name)
     t_start = time.monotonic()
     deadline = t_start + cfg.time_budget_s if cfg.time_budget_s else None
     timings: dict[str, float] = {}
