@@ -315,7 +315,7 @@ class _MeteredReader(io.RawIOBase):
         n = self._raw.readinto(buffer)
         self.bytes_read += n
         if self.bytes_read > self._limit:
-            raise DataError(f"the file is larger than the limit of {_mib(self._limit)} "
+            raise DataError(f"the file is larger than the limit of {format_mib(self._limit)} "
                             "(set TAILOR_MAX_FILE_MB to raise it)")
         self.sha256.update(memoryview(buffer)[:n])
         return n
@@ -361,7 +361,7 @@ def _as_regular_file(path: Path, limit: int) -> Iterator[Path]:
         raise DataError(f"{path} is a directory, not a file")
     if path.is_file():
         if info.st_size > limit:
-            raise DataError(f"the file is {_mib(info.st_size)}, over the limit of {_mib(limit)} "
+            raise DataError(f"the file is {format_mib(info.st_size)}, over the limit of {format_mib(limit)} "
                             "(set TAILOR_MAX_FILE_MB to raise it)")
         yield path
         return
@@ -372,6 +372,7 @@ def _as_regular_file(path: Path, limit: int) -> Iterator[Path]:
         yield copy
 
 
-def _mib(n: int) -> str:
+def format_mib(n: int) -> str:
+    """A byte count as MiB for messages: ``0.02 MiB``, ``512.00 MiB``."""
     return f"{n / _MIB:,.2f} MiB"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from tailor.data.ingest import format_mib
 from tailor.serve.errors import ApiError
 
 _MAX_FIELD_BYTES = 1024
@@ -28,10 +29,6 @@ class Upload:
     size: int = 0
     sha256: str = ""
     fields: dict[str, str] = field(default_factory=dict)
-
-
-def _mib(n: int) -> str:
-    return f"{n / 1024 / 1024:g} MiB"
 
 
 def _boundary(request: Request) -> bytes:
@@ -56,7 +53,7 @@ async def receive_upload(request: Request, target: Path, max_bytes: int) -> Uplo
     boundary = _boundary(request)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
-        raise ApiError(413, f"the upload is {_mib(int(declared))}, over the limit of {_mib(max_bytes)}",
+        raise ApiError(413, f"the upload is {format_mib(int(declared))}, over the limit of {format_mib(max_bytes)}",
                        param="file", code="file_too_large")
     upload = Upload(target)
     digest = hashlib.sha256()
@@ -89,8 +86,8 @@ async def receive_upload(request: Request, target: Path, max_bytes: int) -> Uplo
             upload.size += len(chunk)
             if upload.size > max_bytes:
                 if not problems:
-                    problems.append(ApiError(413, f"the file is over the limit of {_mib(max_bytes)}", param="file",
-                                             code="file_too_large"))
+                    problems.append(ApiError(413, f"the file is over the limit of {format_mib(max_bytes)}",
+                                             param="file", code="file_too_large"))
                 return
             digest.update(chunk)
             state["sink"].write(chunk)
