@@ -4,14 +4,16 @@ Three systems answer the same held-out MedQuAD questions greedily, one after ano
 the cores:
 
 - **tailor-api**: ``tailor serve`` (a subprocess) streaming ``/v1/chat/completions`` to the ``openai``
-  client; the fine-tuned version (base + LoRA, merged at load);
+  client; the fine-tuned version (base + LoRA, merged at load) on the onnxruntime-genai engine
+  (:mod:`tailor.models.genai`, built by the server on the first request and cached under ``--home``);
 - **transformers**: the peer, ``generate()`` in this process on the same merged weights;
 - **llama.cpp**: llama-cpp-python on the shipped base GGUF (Q4_1), for reference, when it is installed.
 
 For each it prints time to first token (median) and decode tokens/s (tokens after the first, over the time
-after the first), then the ratios. The fine-tuned model is the registry version ``--model`` of tenant
-``bench`` in ``--home``; without one, a quick LoRA fine-tune on the shipped MedQuAD sample makes it first.
-The summary is written to ``bench/results/generate.json``.
+after the first), then the API's ratios to both peers beside the targets (>= 4x ``generate()``, >= 0.8x
+llama.cpp), and which engine the server decoded with. The fine-tuned model is the registry version
+``--model`` of tenant ``bench`` in ``--home``; without one, a quick LoRA fine-tune on the shipped MedQuAD
+sample makes it first. The summary is written to ``bench/results/generate.json``.
 
 Usage::
 
@@ -35,6 +37,7 @@ from local_server import local_server
 RESULTS_PATH = REPO_ROOT / "bench" / "results" / "generate.json"
 SAMPLES = REPO_ROOT / "src" / "tailor" / "sample_data"
 TENANT = "bench"
+TARGETS = {"api_vs_generate": 4.0, "api_vs_llama_cpp": 0.8}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -157,6 +160,30 @@ def bench_llama_cpp(questions, max_tokens: int) -> dict | None:
     return summarize(runs)
 
 
+def server_engines(home: Path) -> list[str]:
+    """The onnxruntime-genai engines the server built under ``home`` (empty: it decoded with PyTorch)."""
+    root = home / "cache" / "genai"
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) if root.is_dir() else []
+
+
+def ratios_against_targets(results: dict) -> dict:
+    """The API's decode-rate ratios to each peer that ran, rounded to 0.01."""
+    api = results["tailor-api"]["decode_tokens_per_s"]
+    peers = {"api_vs_generate": results["transformers"], "api_vs_llama_cpp": results["llama.cpp"]}
+    return {key: round(api / peer["decode_tokens_per_s"], 2) for key, peer in peers.items() if peer}
+
+
+def print_table(results: dict, ratios: dict, engines: list[str]) -> None:
+    print(f"\n{'system':<14}{'TTFT p50 ms':>13}{'decode tok/s':>14}{'tokens':>8}")
+    for name, row in results.items():
+        if row:
+            print(f"{name:<14}{row['ttft_ms_p50']:>13}{row['decode_tokens_per_s']:>14}{row['tokens']:>8}")
+    for key, ratio in ratios.items():
+        verdict = "met" if ratio >= TARGETS[key] else "NOT met"
+        print(f"{key}: {ratio}x (target >= {TARGETS[key]}x: {verdict})")
+    print("server engine: " + (", ".join(engines) if engines else "none built (the server decoded with PyTorch)"))
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     from tailor.settings import Settings
@@ -168,18 +195,11 @@ def main(argv=None) -> dict:
     results = {"tailor-api": bench_api(home, args.model, questions, args.max_tokens),
                "transformers": bench_generate(home, args.model, questions, args.max_tokens),
                "llama.cpp": bench_llama_cpp(questions, args.max_tokens)}
-    print(f"\n{'system':<14}{'TTFT p50 ms':>13}{'decode tok/s':>14}{'tokens':>8}")
-    for name, row in results.items():
-        if row:
-            print(f"{name:<14}{row['ttft_ms_p50']:>13}{row['decode_tokens_per_s']:>14}{row['tokens']:>8}")
-    api = results["tailor-api"]["decode_tokens_per_s"]
-    ratios = {"api_vs_generate": round(api / results["transformers"]["decode_tokens_per_s"], 2)}
-    if results["llama.cpp"]:
-        ratios["api_vs_llama_cpp"] = round(api / results["llama.cpp"]["decode_tokens_per_s"], 2)
-    print("ratios: " + ", ".join(f"{k} {v}x" for k, v in ratios.items()))
+    ratios, engines = ratios_against_targets(results), server_engines(home)
+    print_table(results, ratios, engines)
     return write_summary({"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
                           "model": args.model, "max_tokens": args.max_tokens, "results": results,
-                          "ratios": ratios}, RESULTS_PATH)
+                          "ratios": ratios, "targets": TARGETS, "server_engines": engines}, RESULTS_PATH)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ Scenarios (short finance sentences, and ~128-token texts made by joining sentenc
 - **batch32**: 32 texts per request, one request at a time: items/s;
 - **concurrent8**: one text per request from 8 concurrent clients: items/s, p50/p99 latency; the peer's
   figure is its single-call latency (one text per call);
-- **tenants100**: 100 tenants, each with its own head-only version over the same base, requests spread at
-  random (one text each, 8 clients): items/s, and the server's resident memory per extra tenant;
-- **accuracy**: macro-F1 of the served model vs the fp32 PyTorch model on the held-out file.
+- **tenants100**: 100 tenants, each with its own version over the same base (half head-only, half LoRA),
+  requests spread at random (one text each, 8 clients): items/s, and the server's resident memory per extra
+  tenant, for head and for LoRA versions;
+- **accuracy**: macro-F1 of the served model (on the runtime its accuracy gate chose) vs the fp32 PyTorch
+  model on the held-out file.
 
 Each system runs alone (the server is idle while the peer runs). The summary goes to
 ``bench/results/serve.json``; the targets of issue 5 are printed beside the ratios.
@@ -89,7 +91,8 @@ def timed_concurrently(call, jobs: list, clients: int = 8) -> dict:
 
 
 def prepare(home: Path, tenants: int):
-    """Fine-tune the classifier (tenant bench), copy its head-only sibling to ``tenants`` tenants, make keys."""
+    """Fine-tune the classifier (tenant bench) and a head-only and a LoRA sibling; give each of ``tenants``
+    tenants a copy of one of the two (alternating); make keys. Returns ``(version, key, {tenant: (key, method)})``."""
     import tailor
     from tailor.registry.artifacts import MARKER
     from tailor.registry.service import open_registry
@@ -101,18 +104,20 @@ def prepare(home: Path, tenants: int):
     registry = open_registry(settings)
     full = tailor.fine_tune(SAMPLES / "finance_sentiment_train.csv", name="sentiment", tenant="bench",
                             method="full", epochs=3, settings=settings)
-    head = tailor.fine_tune(SAMPLES / "finance_sentiment_train.csv", name="sentiment-head", tenant="bench",
-                            method="head", settings=settings)
+    siblings = {method: tailor.fine_tune(SAMPLES / "finance_sentiment_train.csv", name=f"sentiment-{method}",
+                                         tenant="bench", method=method, epochs=2, settings=settings).version
+                for method in ("head", "lora")}
     bench_key = keys.create_tenant("bench")[1]
     tenant_keys = {}
-    source = registry.artifact_dir(head.version)
     for i in range(tenants):
-        name = f"t{i:03d}"
-        tenant_keys[name] = keys.create_tenant(name)[1]
+        name, method = f"t{i:03d}", ("head", "lora")[i % 2]
+        tenant_keys[name] = (keys.create_tenant(name)[1], method)
+        sibling = siblings[method]
         with registry.artifacts.stage() as staged:
-            shutil.copytree(source, staged, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MARKER))
+            shutil.copytree(registry.artifact_dir(sibling), staged, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns(MARKER))
             registry.publish_version(name, "sentiment", staged, task="classify", base_model="minilm-l6",
-                                     method="head", params={}, metrics={}, lineage={})
+                                     method=method, params={}, metrics=sibling.metrics, lineage={})
     return full.version, bench_key, tenant_keys
 
 
@@ -158,18 +163,24 @@ def main(argv=None) -> dict:
             singles = [rng.choice(pool) for _ in range(args.requests * 4)]
             results["tailor"][f"concurrent8_{kind}"] = timed_concurrently(lambda t: classify(version.name, t), singles)
         predicted = [d["label"] for d in classify(version.name, short)["data"]]
-        before = rss_mb(server.pid)
+        status = client.get(f"{base_url}/v1/models/{version.name}/status",
+                            headers={"Authorization": f"Bearer {key}"}).json()
+        results["tailor"]["runtime"] = {"runtime": status["runtime"], "gate": status["serving"]}
         names = sorted(tenant_keys)
-        classify("sentiment", short[:1], tenant_keys[names[0]])
-        one_tenant = rss_mb(server.pid)
-        for name in names:
-            classify("sentiment", short[:1], tenant_keys[name])  # every tenant's model loaded once
-        after = rss_mb(server.pid)
+        memory = {}
+        for method in ("head", "lora"):
+            mine = [n for n in names if tenant_keys[n][1] == method]
+            classify("sentiment", short[:1], tenant_keys[mine[0]][0])  # the shared base, loaded once
+            first = rss_mb(server.pid)
+            for name in mine[1:]:
+                classify("sentiment", short[:1], tenant_keys[name][0])  # every tenant's model loaded once
+            memory[method] = {"tenants": len(mine), "rss_mb_after_first": round(first, 1),
+                              "rss_mb_after_all": round(rss_mb(server.pid), 1),
+                              "mb_per_extra_tenant": round((rss_mb(server.pid) - first) / max(len(mine) - 1, 1), 2)}
         spread = [(rng.choice(names), rng.choice(short)) for _ in range(args.requests * 4)]
         results["tailor"]["tenants"] = {
-            **timed_concurrently(lambda job: classify("sentiment", job[1], tenant_keys[job[0]]), spread),
-            "tenants": len(names), "rss_mb_before": round(before, 1), "rss_mb_after": round(after, 1),
-            "mb_per_extra_tenant": round((after - one_tenant) / max(len(names) - 1, 1), 2)}
+            **timed_concurrently(lambda job: classify("sentiment", job[1], tenant_keys[job[0]][0]), spread),
+            "tenants": len(names), "memory": memory}
 
     peer = pipeline("text-classification", model=str(hf_dir), tokenizer=tokenizer, device="cpu")
     for kind, pool in texts.items():
@@ -210,9 +221,12 @@ def main(argv=None) -> dict:
         print(f"{'concurrent8 ' + kind:<22}{t[f'concurrent8_{kind}']['items_per_s']:>16}"
               f"{p[f'single_{kind}']['items_per_s']:>14}{ratios[f'concurrent8_{kind}']:>8}   >= 3x; "
               f"p50 {t[f'concurrent8_{kind}']['p50_ms']} ms vs peer {p[f'single_{kind}']['p50_ms']} ms")
-    print(f"{'100 tenants':<22}{t['tenants']['items_per_s']:>16}{'':>14}{ratios['tenants_vs_single_model']:>8}   "
-          f">= 0.7x single model; {t['tenants']['mb_per_extra_tenant']} MB per extra tenant (<= 5)")
-    print(f"macro-F1 served {f1_served} vs fp32 {f1_fp32} (agreement {results['accuracy']['agreement']})")
+    memory = t["tenants"]["memory"]
+    print(f"{f'{len(tenant_keys)} tenants':<22}{t['tenants']['items_per_s']:>16}{'':>14}"
+          f"{ratios['tenants_vs_single_model']:>8}   >= 0.7x single model; MB per extra tenant: "
+          f"head {memory['head']['mb_per_extra_tenant']}, LoRA {memory['lora']['mb_per_extra_tenant']} (<= 5)")
+    print(f"macro-F1 served {f1_served} ({t['runtime']['runtime']}) vs fp32 {f1_fp32} "
+          f"(agreement {results['accuracy']['agreement']}); gate: {t['runtime']['gate']}")
     return write_summary({"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
                           "results": results, "ratios": ratios}, RESULTS_PATH)
 

@@ -260,9 +260,10 @@ def cmd_models_catalog(args) -> int:
 
 # ---- chat -------------------------------------------------------------------------------------------------
 def cmd_chat(args) -> int:
-    from tailor.models.causal import load_chat_model
+    from tailor.models.genai import load_fast_chat_model
+    from tailor.train.progress import ConsoleReporter
 
-    chat = load_chat_model(args.model, tenant=args.tenant, merge=True)
+    chat = load_fast_chat_model(args.model, tenant=args.tenant, progress=ConsoleReporter())
     history = [{"role": "system", "content": args.system}] if args.system else []
     interactive = args.message is None and sys.stdin.isatty()
     if interactive:

@@ -51,3 +51,12 @@ class PermissionDeniedError(TailorError):
 
 class ConflictError(UsageError):
     """The request is valid but the object's state forbids it (cancelling a finished job)."""
+
+
+class UnavailableError(TailorError):
+    """The server cannot do it right now (its queue is full, or a model's load just failed); retry after
+    :attr:`retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after

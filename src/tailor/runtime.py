@@ -25,6 +25,13 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def usable_core_ids() -> list[int]:
+    """The ids of the cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def pick_device(requested: str = "auto") -> str:
     """``cuda`` when a GPU is present (or asked for), else ``cpu``."""
     import torch

@@ -26,7 +26,13 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: float = Field(default=30.0, gt=0,
                                        description="a running job silent this long has lost its worker")
     worker_poll_s: float = Field(default=1.0, gt=0, description="how often idle workers look for queued jobs")
-    model_cache_size: int = Field(default=8, ge=1, description="models the API keeps loaded for inference")
+    model_cache_size: int = Field(default=8, ge=1, description="full models the API keeps loaded for inference")
+    adapter_cache_size: int = Field(default=10_000, ge=1,
+                                    description="head-only and LoRA versions (over a shared base) kept loaded")
+    batch_window_ms: float = Field(default=2.0, ge=0, le=1000,
+                                   description="how long a classification request waits for others to share its batch")
+    batch_max_texts: int = Field(default=64, ge=1, le=4096, description="most texts in one micro-batch")
+    batch_queue_texts: int = Field(default=8192, ge=1, description="texts waiting beyond this get 503 (retry)")
 
     @property
     def registry_url(self) -> str:

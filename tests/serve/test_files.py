@@ -178,3 +178,13 @@ def test_delete_of_a_file_used_by_a_queued_job_conflicts(client, acme):
 def test_unknown_file(client, acme, path):
     error = error_of(client.get(path, headers=acme.headers), 404)
     assert error["message"] == "file 'file-nope' not found"
+
+
+def test_a_query_parameter_must_be_known_and_given_once(client, acme):
+    unknown = client.get("/v1/files?bogus=1", headers=acme.headers)
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["message"] == "unknown query parameter 'bogus' (this route takes: after, limit, purpose)"
+    repeated = client.get("/v1/files?purpose=fine-tune&purpose=batch", headers=acme.headers)
+    assert repeated.status_code == 400
+    assert repeated.json()["error"] == {"message": "query parameter 'purpose' given 2 times; give it once",
+                                        "type": "invalid_request_error", "param": "purpose", "code": None}

@@ -196,7 +196,8 @@ def test_interactive_docs_are_served_without_a_network(client):
 
 def test_head_versions_of_many_tenants_share_one_base_encoder(client, app, settings, head_artifact, acme, globex,
                                                              tweets):
-    from tailor.models.classifier import TextClassifier
+    from tailor.models.runtimes import SharedBases, load_runtime
+    from tailor.serve.batching import score_texts
     from tailor.serve.models import resolve_model
 
     publish_copy(settings, head_artifact, "globex", "tweets")
@@ -205,9 +206,11 @@ def test_head_versions_of_many_tenants_share_one_base_encoder(client, app, setti
     services = app.state.services
     loaded = [services.models.classifier(resolve_model(services.registry, tenant, "tweets"))
               for tenant in ("acme", "globex")]
-    assert loaded[0] is not loaded[1] and loaded[0].model.encoder is loaded[1].model.encoder
-    assert len(services.models) == 3  # one base encoder and two heads
-    alone = TextClassifier.from_dir(head_artifact[0]).predict_proba(TEXTS)
+    assert loaded[0] is not loaded[1] and loaded[0].session is loaded[1].session  # one base graph, two heads
+    assert len(services.models) == 2 and loaded[0].own_bytes < 10_000
+    stand_alone = load_runtime(head_artifact[0], SharedBases(settings.home / "cache" / "onnx", threads=2))
+    assert stand_alone.name == loaded[0].name == head_artifact[1].metrics["serving"]["runtime"]
+    alone = score_texts(stand_alone, TEXTS).probs
     for tenant in ("acme", "globex"):
         served = np.array([[row["scores"][label] for label in loaded[0].labels] for row in answers[tenant]])
         assert served == pytest.approx(alone, abs=1e-5)

@@ -204,22 +204,49 @@ class Prediction:
 class TextClassifier:
     """A loaded classifier that predicts labels for texts.
 
-    Texts are sorted by length and batched with dynamic padding; results come back in input order.
+    Texts are sorted by length and batched with dynamic padding; results come back in input order. It runs
+    its PyTorch ``model``, or, when built with :meth:`from_dir` and a ``runtime``, a
+    :class:`~tailor.models.runtimes.ClassifierRuntime` (``model`` is then loaded from ``directory`` on first
+    use).
     """
 
-    def __init__(self, model, tokenizer, spec: ClassifierSpec, device: str = "auto"):
-        self.model = model
+    def __init__(self, model, tokenizer, spec: ClassifierSpec, device: str = "auto", *, runtime=None,
+                 directory: Path | None = None):
+        self._model = model
         self.tokenizer = tokenizer
         self.spec = spec
         self.labels = list(spec.labels)
-        self.device = pick_device(device)
-        self.model.to(self.device)
+        self.runtime = runtime
+        self.directory = directory
+        self.device = pick_device(device) if runtime is None else "cpu"
+        if model is not None:
+            model.to(self.device)
+
+    @property
+    def model(self):
+        """The PyTorch module (read from ``directory`` on first use when the classifier runs on ONNX Runtime)."""
+        if self._model is None:
+            _, self._model, _ = load_model_for_inference(self.directory)
+        return self._model
 
     @classmethod
-    def from_dir(cls, directory: Path | str, device: str = "auto") -> "TextClassifier":
-        """Load a classifier artifact directory (see the module docstring for its layout)."""
-        spec, model, tokenizer = load_model_for_inference(Path(directory))
-        return cls(model, tokenizer, spec, device)
+    def from_dir(cls, directory: Path | str, device: str = "auto", runtime: str | None = None) -> "TextClassifier":
+        """Load a classifier artifact directory (see the module docstring for its layout).
+
+        Args:
+            runtime: None runs the PyTorch model on ``device``; ``served`` runs on the runtime the version's
+                gate record chose (what the server uses; torch-fp32 without a record); or one of
+                :data:`~tailor.models.runtimes.RUNTIMES`.
+        """
+        directory = Path(directory)
+        if runtime is not None:
+            from tailor.models.runtimes import default_bases, load_runtime
+
+            loaded = load_runtime(directory, default_bases(), None if runtime == "served" else runtime)
+            if loaded.name != "torch-fp32":
+                return cls(None, loaded.tokenizer, loaded.spec, runtime=loaded, directory=directory)
+        spec, model, tokenizer = load_model_for_inference(directory)
+        return cls(model, tokenizer, spec, device, directory=directory)
 
     def encode(self, texts: Sequence[str]):
         """The texts' token ids (truncated to the model's length, unpadded): an ``Encoded``."""
@@ -249,6 +276,9 @@ class TextClassifier:
 
         from tailor.train.evaluate import predict_logits
 
-        logits = predict_logits(self.model, encoded, self.tokenizer.pad_token_id, batch_size=batch_size,
-                                device=self.device)
+        if self.runtime is not None:
+            logits = self.runtime.predict_logits(encoded, batch_size)
+        else:
+            logits = predict_logits(self.model, encoded, self.tokenizer.pad_token_id, batch_size=batch_size,
+                                    device=self.device)
         return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()

@@ -60,9 +60,39 @@ def export_onnx(artifact: Path, target: Path) -> None:
 
     The graph is checked against the PyTorch model with ONNX Runtime before the export is accepted.
     """
+    spec, model, tokenizer = load_model_for_inference(artifact, merge=True)
+    export_logits_graph(model, tokenizer, target / "model.onnx")
+    tokenizer.save_pretrained(target)
+    spec.save(target)
+
+
+def sample_inputs(tokenizer) -> dict:
+    """Two padded sample texts as int64 ``input_ids`` and ``attention_mask`` tensors: what graphs are traced
+    and checked with."""
+    return dict(tokenizer(["a short example", "a somewhat longer example sentence for the exporter"],
+                          return_tensors="pt", padding=True))
+
+
+def export_graph(module, args: tuple, path: Path, input_names: list[str], output_names: list[str],
+                 dynamic_axes: dict) -> None:
+    """Trace ``module(*args)`` into an opset-17 ONNX file at ``path`` (the TorchScript exporter, whose graphs
+    ONNX Runtime's int8 quantizer handles)."""
     import torch
 
-    spec, model, tokenizer = load_model_for_inference(artifact, merge=True)
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on constant-folded shape checks, not problems
+        torch.onnx.export(module, args, str(path), input_names=input_names, output_names=output_names,
+                          dynamic_axes=dynamic_axes, opset_version=17, dynamo=False)
+
+
+def export_logits_graph(model, tokenizer, path: Path) -> None:
+    """``model`` (any classifier kind) as a graph from ``input_ids`` and ``attention_mask`` (dynamic batch and
+    sequence axes) to ``logits``, checked against the model.
+
+    Raises:
+        UsageError: the graph's logits differ from the model's by more than ``ONNX_TOLERANCE``.
+    """
+    import torch
 
     class LogitsOnly(torch.nn.Module):
         def __init__(self, inner):
@@ -74,30 +104,31 @@ def export_onnx(artifact: Path, target: Path) -> None:
             return out if isinstance(out, torch.Tensor) else out.logits
 
     wrapper = LogitsOnly(model).eval()
-    sample = tokenizer(["a short example", "a somewhat longer example sentence for the exporter"],
-                       return_tensors="pt", padding=True)
+    sample = sample_inputs(tokenizer)
     args = (sample["input_ids"], sample["attention_mask"])
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
             "logits": {0: "batch"}}
-    with torch.inference_mode(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracer's notes on constant-folded shape checks, not problems
-        torch.onnx.export(wrapper, args, str(target / "model.onnx"), input_names=["input_ids", "attention_mask"],
-                          output_names=["logits"], dynamic_axes=axes, opset_version=17, dynamo=False)
+    export_graph(wrapper, args, path, ["input_ids", "attention_mask"], ["logits"], axes)
+    with torch.inference_mode():
         expected = wrapper(*args).numpy()
-    tokenizer.save_pretrained(target)
-    spec.save(target)
-    _verify_onnx(target / "model.onnx", sample, expected)
+    verify_graph(path, {k: v.numpy() for k, v in zip(("input_ids", "attention_mask"), args)}, expected)
 
 
-def _verify_onnx(path: Path, sample, expected) -> None:
+def verify_graph(path: Path, feeds: dict, expected, output: str = "logits") -> float:
+    """The largest absolute difference between the graph's ``output`` on ``feeds`` and ``expected``.
+
+    Raises:
+        UsageError: it exceeds ``ONNX_TOLERANCE``.
+    """
     import numpy as np
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(["logits"], {k: sample[k].numpy().astype(np.int64) for k in ("input_ids", "attention_mask")})[0]
+    got = session.run([output], {k: np.asarray(v) for k, v in feeds.items()})[0]
     diff = float(np.abs(got - expected).max())
     if diff > ONNX_TOLERANCE:
         raise UsageError(f"the ONNX graph differs from the model by {diff:.2e} (> {ONNX_TOLERANCE}); export refused")
+    return diff
 
 
 EXPORTERS = {"hf": export_hf, "peft": export_peft, "onnx": export_onnx}

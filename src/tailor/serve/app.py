@@ -17,8 +17,11 @@ import tailor
 from tailor.data.files import FileStore
 from tailor.jobs.executor import Executor
 from tailor.jobs.store import JobStore
+from tailor.models.genai import load_fast_chat_model
 from tailor.registry.service import open_registry
 from tailor.security.keys import TenantStore
+from tailor.runtime import usable_core_ids
+from tailor.serve.batching import MicroBatcher, pin_current_thread, split_cores
 from tailor.serve.deps import Services, reject_unknown_query_parameters
 from tailor.serve.errors import install_error_handlers
 from tailor.serve.metrics import ApiMetrics, MetricsMiddleware
@@ -37,9 +40,15 @@ def build_services(settings: Settings, executor: Executor | None = None) -> Serv
     url = settings.registry_url
     metrics = ApiMetrics()
     registry = open_registry(settings)
+    _, math_cores = split_cores(usable_core_ids())
+    models = ModelCache(registry, settings.model_cache_size, head_size=settings.adapter_cache_size,
+                        cache_dir=settings.home / "cache" / "onnx", cores=math_cores, on_load=metrics.record_load,
+                        on_evict=metrics.record_eviction, on_error=metrics.record_load_error,
+                        chat_loader=lambda source: load_fast_chat_model(source, settings=settings))
+    batcher = MicroBatcher(window_s=settings.batch_window_ms / 1000, max_batch=settings.batch_max_texts,
+                           max_pending=settings.batch_queue_texts, cores=math_cores, on_batch=metrics.record_batch)
     services = Services(settings=settings, tenants=TenantStore(url), files=FileStore(url, settings.files_dir),
-                        jobs=JobStore(url), registry=registry,
-                        models=ModelCache(registry, settings.model_cache_size, on_load=metrics.record_load),
+                        jobs=JobStore(url), registry=registry, models=models, batcher=batcher,
                         executor=executor, metrics=metrics)
     metrics.add_state(services)
     return services
@@ -53,11 +62,14 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         services.files.sweep_incoming()
+        pin_current_thread(split_cores(usable_core_ids())[0])  # the event loop's thread
+        services.batcher.start()
         if executor is not None:
             executor.start()
         try:
             yield
         finally:
+            services.batcher.stop()
             if executor is not None:
                 executor.stop()
 

@@ -14,6 +14,7 @@ from tailor.jobs.executor import Executor
 from tailor.jobs.store import JobStore
 from tailor.registry.service import Registry
 from tailor.security.keys import Principal, TenantStore
+from tailor.serve.batching import MicroBatcher
 from tailor.serve.models import ModelCache
 from tailor.settings import Settings
 
@@ -28,18 +29,23 @@ class Services:
     jobs: JobStore
     registry: Registry
     models: ModelCache
+    batcher: MicroBatcher
     executor: Executor | None
     metrics: object
 
 
-def get_services(request: Request) -> Services:
+# The dependencies below are ``async def`` although they do not await: FastAPI runs a plain ``def`` dependency
+# in its thread pool, and a hop there costs more than the work itself (the key lookup is one indexed query).
+
+
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from `tailor tenants create` or `tailor keys create`")
 
 
-def get_principal(request: Request,
+async def get_principal(request: Request,
                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
     """The tenant and scopes of the request's API key.
 
@@ -48,22 +54,25 @@ def get_principal(request: Request,
     """
     if credentials is None:
         raise AuthenticationError("missing API key: send the header 'Authorization: Bearer <key>'")
-    return get_services(request).tenants.authenticate(credentials.credentials)
+    return request.app.state.services.tenants.authenticate(credentials.credentials)
 
 
-def reject_unknown_query_parameters(request: Request) -> None:
+async def reject_unknown_query_parameters(request: Request) -> None:
     """A query parameter the route does not take is an error, never silently ignored."""
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
+    from tailor.serve.errors import ApiError
+
     known = {param.alias for param in _query_params(dependant)}
     for name in request.query_params:
         if name not in known:
-            from tailor.serve.errors import ApiError
-
             allowed = ", ".join(sorted(known)) or "none"
             raise ApiError(400, f"unknown query parameter {name!r} (this route takes: {allowed})", param=name)
+        given = len(request.query_params.getlist(name))
+        if given > 1:  # every query parameter takes one value: a repeat is an error, not "the last one wins"
+            raise ApiError(400, f"query parameter {name!r} given {given} times; give it once", param=name)
 
 
 def _query_params(dependant):
@@ -73,7 +82,7 @@ def _query_params(dependant):
 
 
 def _require(scope: str):
-    def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if not principal.allows(scope):
             raise PermissionDeniedError(f"this API key lacks the '{scope}' scope (it has: {', '.join(principal.scopes)})")
         return principal

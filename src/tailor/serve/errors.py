@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tailor.errors import (AuthenticationError, ConflictError, DataError, NotFoundError, PermissionDeniedError,
-                           TailorError)
+                           TailorError, UnavailableError)
 
 log = logging.getLogger("tailor.api")
 
@@ -41,6 +41,9 @@ def _tailor_error(exc: TailorError) -> JSONResponse:
         return error_response(404, str(exc), code="not_found")
     if isinstance(exc, ConflictError):
         return error_response(409, str(exc), code="conflict")
+    if isinstance(exc, UnavailableError):
+        return error_response(503, str(exc), type="server_error", code="unavailable",
+                              headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, DataError):
         return error_response(400, str(exc), param=exc.field, code="invalid_file")
     return error_response(400, str(exc), code="invalid_request")

@@ -5,7 +5,14 @@
 ``tailor_http_request_duration_seconds``    histogram  latency by ``method`` and ``route``
 ``tailor_model_loads_total``                counter    models loaded for inference, by ``kind``
 ``tailor_model_load_seconds``               histogram  cold-load time by ``kind``
-``tailor_models_loaded``                    gauge      models in the inference cache
+``tailor_models_loaded``                    gauge      models ready in the inference cache
+``tailor_models``                           gauge      models in the cache by ``kind`` and lifecycle ``state``
+``tailor_model_evictions_total``            counter    models dropped by the cache's LRU rule, by ``kind``
+``tailor_model_load_errors_total``          counter    failed model loads, by ``kind``
+``tailor_batch_texts``                      histogram  texts per classification micro-batch
+``tailor_batch_requests``                   histogram  requests sharing one micro-batch
+``tailor_batch_seconds``                    histogram  compute time of a micro-batch
+``tailor_batch_queue_texts``                gauge      texts waiting for the math thread
 ``tailor_jobs``                             gauge      fine-tuning jobs by ``status`` (all tenants)
 ``tailor_workers_alive``                    gauge      job worker processes alive
 ``tailor_workers_limit``                    gauge      job worker processes configured (jobs run at once)
@@ -38,10 +45,30 @@ class ApiMetrics:
                                    registry=self.registry)
         self.model_load_seconds = Histogram("tailor_model_load_seconds", "cold-load time of a model", ["kind"],
                                             registry=self.registry, buckets=(.1, .25, .5, 1, 2, 5, 10, 30, 60))
+        self.evictions = Counter("tailor_model_evictions", "models dropped by the cache's LRU rule", ["kind"],
+                                 registry=self.registry)
+        self.load_errors = Counter("tailor_model_load_errors", "failed model loads", ["kind"], registry=self.registry)
+        self.batch_texts = Histogram("tailor_batch_texts", "texts per micro-batch", registry=self.registry,
+                                     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+        self.batch_requests = Histogram("tailor_batch_requests", "requests sharing a micro-batch",
+                                        registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64))
+        self.batch_seconds = Histogram("tailor_batch_seconds", "compute time of a micro-batch", registry=self.registry,
+                                       buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1))
 
     def record_load(self, kind: str, seconds: float) -> None:
         self.model_loads.labels(kind).inc()
         self.model_load_seconds.labels(kind).observe(seconds)
+
+    def record_eviction(self, kind: str) -> None:
+        self.evictions.labels(kind).inc()
+
+    def record_load_error(self, kind: str) -> None:
+        self.load_errors.labels(kind).inc()
+
+    def record_batch(self, texts: int, requests: int, seconds: float) -> None:
+        self.batch_texts.observe(texts)
+        self.batch_requests.observe(requests)
+        self.batch_seconds.observe(seconds)
 
     def add_state(self, services) -> None:
         """Report the jobs, workers and cache of ``services`` at scrape time."""
@@ -60,7 +87,15 @@ class _StateCollector:
         for status, count in sorted(self.services.jobs.count_by_status().items()):
             jobs.add_metric([status], count)
         yield jobs
-        yield GaugeMetricFamily("tailor_models_loaded", "models in the inference cache", value=len(self.services.models))
+        yield GaugeMetricFamily("tailor_models_loaded", "models ready in the inference cache",
+                                value=len(self.services.models))
+        states = GaugeMetricFamily("tailor_models", "models in the cache by kind and lifecycle state",
+                                   labels=["kind", "state"])
+        for (kind, state), count in sorted(self.services.models.counts().items()):
+            states.add_metric([kind, state], count)
+        yield states
+        yield GaugeMetricFamily("tailor_batch_queue_texts", "texts waiting for the math thread",
+                                value=self.services.batcher.pending)
         executor = self.services.executor
         if executor is not None:
             status = executor.status()

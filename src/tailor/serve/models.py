@@ -2,8 +2,12 @@
 
 A model id is a catalog base (``minilm-l6``) or a reference to one of the tenant's registered versions:
 ``credit-risk``, ``credit-risk:3``, ``credit-risk@production``, or a fine-tuned id ``ft:...``. Loaded models
-stay in a least-recently-used cache of ``settings.model_cache_size`` entries, keyed by the exact version, so
-a moved alias or a new version is picked up by the next request.
+are kept by the exact version, so a moved alias or a new version is picked up by the next request.
+
+Every model in the cache has a lifecycle state (:class:`ModelState`): ``loading`` while one thread loads it
+(requests for it wait for that load rather than start another), ``ready``, ``evicted`` once the
+least-recently-used rule dropped it (the next request loads it again), and ``errored`` when its load failed:
+requests get the error at once (503) until ``retry_s`` have passed, then one request tries again.
 """
 
 from __future__ import annotations
@@ -11,11 +15,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Callable
 
 from tailor.catalog import CATALOG, BaseModel
-from tailor.errors import NotFoundError, UsageError
+from tailor.errors import NotFoundError, TailorError, UnavailableError, UsageError
 from tailor.registry.entities import ModelVersion
 from tailor.registry.service import Registry
 
@@ -55,65 +60,201 @@ def resolve_model(registry: Registry, tenant: str, model_id: str) -> NamedModel:
         raise NotFoundError(f"model {model_id!r} not found ({exc})") from None
 
 
-class ModelCache:
-    """Loaded models by :attr:`NamedModel.cache_key`, least recently used evicted first.
+class ModelState(str, Enum):
+    """Where a model is in its life in the cache."""
 
-    Base encoders are loaded once each and shared: a head-only version is only its linear head (a few KB)
-    on top of its base's encoder, so many tenants' head versions fit in memory together (``head_size`` of
-    them); full and LoRA versions are models of their own (``size`` of them).
+    LOADING = "loading"
+    READY = "ready"
+    EVICTED = "evicted"
+    ERRORED = "errored"
+
+
+class ModelUnavailable(UnavailableError):
+    """A model's load failed recently; the API answers 503 until it may be tried again."""
+
+
+@dataclass
+class CachedModel:
+    """One model's entry: its state, the loaded object once ready, and what its loads cost.
+
+    Attributes:
+        pool: ``models`` (full versions, chat models), ``heads`` (head-only and LoRA versions over a shared
+            base: a few KB to a few MB each) or ``encoders`` (PyTorch encoders for /v1/embeddings).
+        load_seconds: the last load's duration (also observed in ``tailor_model_load_seconds``).
+        own_bytes: weights held by this entry alone (a shared base is not counted).
+    """
+
+    key: tuple
+    kind: str
+    pool: str
+    state: ModelState = ModelState.LOADING
+    model: object = None
+    error: str | None = None
+    load_seconds: float | None = None
+    loads: int = 0
+    failed_at: float = 0.0
+    last_used: float = field(default_factory=time.monotonic)
+    own_bytes: int = 0
+    loaded: threading.Event = field(default_factory=threading.Event)
+
+    def status(self) -> dict:
+        """The entry as JSON (the model object itself left out)."""
+        return {"state": self.state.value, "kind": self.kind, "runtime": getattr(self.model, "name", None)
+                if self.kind in ("classifier", "head", "lora") else None,
+                "load_seconds": None if self.load_seconds is None else round(self.load_seconds, 3),
+                "loads": self.loads, "own_bytes": self.own_bytes, "error": self.error}
+
+
+class ModelCache:
+    """Loaded models by :attr:`NamedModel.cache_key` with an explicit lifecycle (see the module docstring).
+
+    Head-only and LoRA versions run on their base's shared weights (:class:`~tailor.models.runtimes.SharedBases`,
+    loaded once per base and runtime): each such version holds only its head or adapter, so many tenants'
+    versions fit together (``head_size`` of them). Full versions and chat models are models of their own
+    (``size`` of them). Each pool drops its least recently used model first.
 
     Args:
         registry: where versions' artifacts are.
-        size: how many full or LoRA models (and chat models) stay loaded.
-        head_size: how many head-only versions stay loaded.
-        on_load: called with ``(kind, seconds)`` after each load (for /metrics).
+        size: how many full classifiers, chat models and embedding encoders stay loaded.
+        head_size: how many head-only and LoRA versions stay loaded.
+        cache_dir: where shared base graphs are built once (``<home>/cache/onnx``, as training builds them).
+        cores: the cores model math runs on: loads run pinned to them, so the threads a runtime starts
+            stay there.
+        on_load / on_evict / on_error: called with ``(kind, seconds)``, ``(kind,)`` and ``(kind,)`` (for /metrics).
+        retry_s: how long a failed load is answered from memory before it is tried again.
+        chat_loader: ``(source) -> ChatModel`` for chat models (default: the PyTorch loader; the app passes
+            :func:`tailor.models.genai.load_fast_chat_model`).
     """
 
-    def __init__(self, registry: Registry, size: int, on_load: Callable[[str, float], None] | None = None,
-                 head_size: int = 10_000):
+    def __init__(self, registry: Registry, size: int, *, head_size: int = 10_000, cache_dir=None,
+                 cores: list[int] | None = None, on_load: Callable[[str, float], None] | None = None,
+                 on_evict: Callable[[str], None] | None = None, on_error: Callable[[str], None] | None = None,
+                 retry_s: float = 10.0, chat_loader: Callable[[str], object] | None = None):
         self.registry = registry
-        self.size = size
-        self.head_size = head_size
-        self.on_load = on_load
-        self._bases: OrderedDict[tuple, object] = OrderedDict()
-        self._models: OrderedDict[tuple, object] = OrderedDict()
-        self._heads: OrderedDict[tuple, object] = OrderedDict()
+        self.limits = {"models": size, "heads": head_size, "encoders": size}
+        self.cache_dir = cache_dir
+        self.cores = cores
+        self.on_load, self.on_evict, self.on_error = on_load, on_evict, on_error
+        self.retry_s = retry_s
+        self.chat_loader = chat_loader
+        self._entries: dict[tuple, CachedModel] = {}
+        self._lru: dict[str, OrderedDict[tuple, None]] = {pool: OrderedDict() for pool in self.limits}
         self._lock = threading.Lock()
-        self._loading: dict[tuple, threading.Lock] = {}
+        self._bases = None
 
     def __len__(self) -> int:
-        return len(self._bases) + len(self._models) + len(self._heads)
+        """Models ready in memory."""
+        return sum(1 for e in list(self._entries.values()) if e.state is ModelState.READY)
 
-    def _get(self, key: tuple, kind: str, load: Callable[[], object], store: OrderedDict, limit: int | None):
+    def counts(self) -> dict[tuple[str, str], int]:
+        """``(kind, state) -> number of models``, for /metrics."""
+        out: dict[tuple[str, str], int] = {}
+        for entry in list(self._entries.values()):
+            out[(entry.kind, entry.state.value)] = out.get((entry.kind, entry.state.value), 0) + 1
+        return out
+
+    @staticmethod
+    def key_of(named: NamedModel) -> tuple:
+        """The cache key the model serves under: a base encoder serves embeddings, everything else itself."""
+        return ("encoder", named.base.id) if named.base is not None and named.task == "classify" else named.cache_key
+
+    def status(self, key: tuple) -> dict:
+        """The lifecycle of the model ``key``: ``not_loaded`` when the cache has never held it."""
+        entry = self._entries.get(key)
+        return entry.status() if entry else {"state": "not_loaded", "kind": None, "runtime": None,
+                                             "load_seconds": None, "loads": 0, "own_bytes": 0, "error": None}
+
+    @property
+    def bases(self):
+        """The shared base encoders of head-only and LoRA versions (created on first use)."""
+        if self._bases is None:
+            from tailor.models.runtimes import SharedBases
+
+            with self._lock:
+                if self._bases is None:
+                    self._bases = SharedBases(self.cache_dir, self._threads())
+        return self._bases
+
+    def ready(self, key: tuple):
+        """The model ``key`` if it is loaded and ready (counted as used), else None; never loads, never blocks
+        on IO, so a request may call it from the event loop and skip the thread pool."""
         with self._lock:
-            if key in store:
-                store.move_to_end(key)
-                return store[key]
-            key_lock = self._loading.setdefault(key, threading.Lock())
-        with key_lock:
+            entry = self._entries.get(key)
+            return self._touch(entry) if entry is not None and entry.state is ModelState.READY else None
+
+    def _touch(self, entry: CachedModel):
+        """Count a use of the ready ``entry`` (the caller holds the lock); returns its model."""
+        entry.last_used = time.monotonic()
+        self._lru[entry.pool].move_to_end(entry.key)
+        return entry.model
+
+    def _threads(self) -> int:
+        from tailor.runtime import usable_cores
+
+        return len(self.cores) if self.cores else usable_cores()
+
+    def _get(self, key: tuple, kind: str, pool: str, load: Callable[[], object]):
+        """The ready model ``key``, loading it in this thread if no other thread is."""
+        while True:
             with self._lock:
-                if key in store:
-                    return store[key]
-            started = time.perf_counter()
+                entry = self._entries.get(key)
+                if entry is not None and entry.state is ModelState.READY:
+                    return self._touch(entry)
+                if entry is not None and entry.state is ModelState.ERRORED \
+                        and time.monotonic() - entry.failed_at < self.retry_s:
+                    raise ModelUnavailable(entry.error, self._retry_after(entry))
+                if entry is None or entry.state is not ModelState.LOADING:
+                    entry = self._entries[key] = CachedModel(key, kind, pool, loads=entry.loads if entry else 0)
+                    break
+            entry.loaded.wait()  # another thread is loading it: use its result
+        return self._load(entry, load)
+
+    def _load(self, entry: CachedModel, load: Callable[[], object]):
+        from tailor.serve.batching import pin_current_thread
+
+        started = time.perf_counter()
+        before = _affinity()
+        try:
+            pin_current_thread(self.cores)
             model = load()
-            if self.on_load:
-                self.on_load(kind, time.perf_counter() - started)
+        except Exception as exc:
             with self._lock:
-                store[key] = model
-                while limit is not None and len(store) > limit:
-                    store.popitem(last=False)
-                self._loading.pop(key, None)
-            return model
+                entry.state, entry.failed_at = ModelState.ERRORED, time.monotonic()
+                entry.error = f"the model could not be loaded: {exc}"
+                entry.loaded.set()
+            if self.on_error:
+                self.on_error(entry.kind)
+            if isinstance(exc, TailorError):
+                raise
+            raise ModelUnavailable(entry.error, int(self.retry_s)) from exc
+        finally:
+            pin_current_thread(before)
+        seconds = time.perf_counter() - started
+        evicted = []
+        with self._lock:
+            entry.model, entry.state, entry.error = model, ModelState.READY, None
+            entry.load_seconds, entry.loads = seconds, entry.loads + 1
+            entry.own_bytes = int(getattr(model, "own_bytes", 0) or 0)
+            lru = self._lru[entry.pool]
+            lru[entry.key] = None
+            while len(lru) > self.limits[entry.pool]:
+                old = self._entries[lru.popitem(last=False)[0]]
+                old.state, old.model = ModelState.EVICTED, None
+                evicted.append(old.kind)
+            entry.loaded.set()
+        if self.on_load:
+            self.on_load(entry.kind, seconds)
+        for kind in evicted:
+            if self.on_evict:
+                self.on_evict(kind)
+        return model
 
-    def _base_encoder(self, base_name: str):
-        """The shared :class:`~tailor.models.embed.TextEncoder` of a base model (loaded once, never evicted:
-        there are as many as base models in use)."""
-        from tailor.models.embed import TextEncoder
-
-        return self._get(("base", base_name), "encoder", lambda: TextEncoder.from_base(base_name), self._bases, None)
+    def _retry_after(self, entry: CachedModel) -> int:
+        return max(1, int(self.retry_s - (time.monotonic() - entry.failed_at) + 0.999))
 
     def classifier(self, named: NamedModel):
-        """The loaded :class:`~tailor.models.classifier.TextClassifier` of a classification version.
+        """The loaded :class:`~tailor.models.runtimes.ClassifierRuntime` of a classification version, on the
+        runtime its accuracy gate chose.
 
         Raises:
             UsageError: the id names a base model or a version of another task.
@@ -121,19 +262,16 @@ class ModelCache:
         if named.base is not None or named.task != "classify":
             what = "a base model without labels; fine-tune it first" if named.base else f"a {named.task} model"
             raise UsageError(f"model {named.id!r} is {what}: /v1/classifications needs a fine-tuned classifier")
-        from tailor.models.classifier import TextClassifier, load_shared_head
+        from tailor.models.runtimes import load_runtime
 
         directory = self.registry.artifact_dir(named.version)
-        if named.version.method == "head":
-            base = self._base_encoder(named.version.base_model)
-            return self._get(named.cache_key, "head", lambda: load_shared_head(directory, base.encoder, base.tokenizer),
-                             self._heads, self.head_size)
-        return self._get(named.cache_key, "classifier", lambda: TextClassifier.from_dir(directory), self._models,
-                         self.size)
+        shared = named.version.method in ("head", "lora")
+        return self._get(named.cache_key, named.version.method if shared else "classifier",
+                         "heads" if shared else "models",
+                         lambda: load_runtime(directory, self.bases, threads=self._threads()))
 
     def chat(self, named: NamedModel):
-        """A :class:`~tailor.models.causal.ChatModel` for a chat base or a fine-tuned chat version (its adapter
-        merged into the base weights for decoding speed).
+        """A :class:`~tailor.models.causal.ChatModel` for a chat base or a fine-tuned chat version.
 
         Raises:
             UsageError: the id names an encoder model.
@@ -141,13 +279,18 @@ class ModelCache:
         if named.task != "chat":
             raise UsageError(f"model {named.id!r} is a {named.task} model: completions need a chat model "
                              "(e.g. smollm2-135m-instruct or a fine-tuned chat model)")
+        source = named.base.id if named.base else str(self.registry.artifact_dir(named.version))
+        return self._get(named.cache_key, "chat", "models", lambda: self._load_chat(source))
+
+    def _load_chat(self, source: str):
+        if self.chat_loader is not None:
+            return self.chat_loader(source)
         from tailor.models.causal import load_chat_model
 
-        source = named.base.id if named.base else str(self.registry.artifact_dir(named.version))
-        return self._get(named.cache_key, "chat", lambda: load_chat_model(source, merge=True), self._models, self.size)
+        return load_chat_model(source, merge=True)
 
     def encoder(self, named: NamedModel):
-        """A :class:`~tailor.models.embed.TextEncoder` for a base encoder or a fine-tuned classifier.
+        """A :class:`~tailor.models.embed.TextEncoder` (PyTorch) for a base encoder or a fine-tuned classifier.
 
         Raises:
             UsageError: the id names a chat model.
@@ -155,8 +298,18 @@ class ModelCache:
         if named.task != "classify":
             raise UsageError(f"model {named.id!r} is a {named.task} model: embeddings need an encoder "
                              "(e.g. minilm-l6 or a fine-tuned classifier)")
+        from tailor.models.classifier import TextClassifier
         from tailor.models.embed import TextEncoder
 
         if named.base is not None:
-            return self._base_encoder(named.base.id)
-        return TextEncoder.from_classifier(self.classifier(named))
+            return self._get(self.key_of(named), "encoder", "encoders",
+                             lambda: TextEncoder.from_base(named.base.id))
+        directory = self.registry.artifact_dir(named.version)
+        return self._get(("encoder", *named.cache_key), "encoder", "encoders",
+                         lambda: TextEncoder.from_classifier(TextClassifier.from_dir(directory)))
+
+
+def _affinity() -> list[int] | None:
+    import os
+
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None

@@ -137,6 +137,21 @@ class ModelObject(BaseModel):
     description: str | None = Field(description="Tailor: one line on a catalog base")
 
 
+class ModelStatus(BaseModel):
+    id: str
+    object: Literal["model.status"]
+    state: Literal["not_loaded", "loading", "ready", "evicted", "errored"] = Field(
+        description="the model's lifecycle in this server's inference cache")
+    kind: str | None = Field(description="classifier, head, lora, chat or encoder once loaded")
+    runtime: str | None = Field(description="the classification runtime in use (torch-fp32, onnx-fp32, onnx-int8)")
+    load_seconds: float | None = Field(description="how long its last load took")
+    loads: int = Field(description="times it was loaded (again after an eviction)")
+    own_bytes: int = Field(description="memory its weights hold alone; a shared base is not counted")
+    error: str | None = Field(description="why its last load failed (state errored)")
+    serving: dict | None = Field(description="the accuracy gate's record: the runtime chosen and every runtime's "
+                                             "validation macro-F1 (classification versions)")
+
+
 class ModelList(BaseModel):
     object: Literal["list"]
     data: list[ModelObject]

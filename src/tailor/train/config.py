@@ -72,6 +72,11 @@ class TrainConfig(LoraTrainingConfig):
         "auto", description="bf16 autocast where the hardware runs it natively (auto), or force one")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     time_budget_s: float | None = Field(None, gt=0, description="wall-clock budget for training (and search)")
+    runtime: Literal["auto", "torch-fp32", "onnx-fp32", "onnx-int8"] = Field(
+        "auto", description="inference runtime; auto: the fastest whose validation macro-F1 is within "
+                            "runtime_gate_points of torch-fp32")
+    runtime_gate_points: float = Field(0.5, ge=0, le=100, description="macro-F1 points (0..100) a faster runtime "
+                                                                       "may lose against torch-fp32")
 
 
 def validate_config(config_class, values: dict, what: str = "training config"):

@@ -238,14 +238,29 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     timings["total_s"] = round(time.monotonic() - t_start, 2)
     with registry.artifacts.stage() as staged:
         _write_artifacts(staged, model, tokenizer, spec, cfg, metrics, baseline, report, outcome, trials, name)
+        serving = _choose_runtime(staged, split.val, cfg, reporter, settings)
         version = registry.publish_version(
             tenant, name, staged, task="classify", base_model=base.name, method=method, params=cfg.model_dump(),
-            metrics={"test": metrics, "baseline": baseline, "valid_macro_f1": outcome.best_valid_f1},
+            metrics={"test": metrics, "baseline": baseline, "valid_macro_f1": outcome.best_valid_f1,
+                     "serving": serving},
             lineage=lineage)
     checkpointer.clear()
     reporter.message(f"registered {version.ref}", model=version.ref)
     return TrainResult(version, metrics, baseline, report, method, reason, cfg.model_dump(), timings,
                        outcome.history, outcome.best_epoch, trials)
+
+
+def _choose_runtime(staged: Path, val: TextDataset, cfg: TrainConfig, reporter: Reporter,
+                    settings: Settings) -> dict:
+    """Build the staged version's ONNX graphs and let the accuracy gate choose its serving runtime on the
+    validation rows (see :mod:`tailor.models.optimize`); the record lands in ``serving.json``."""
+    from tailor.models.optimize import describe_record, optimize_version
+    from tailor.models.runtimes import default_bases
+
+    record = optimize_version(staged, list(val.texts), list(val.labels), default_bases(settings.home),
+                              gate_points=cfg.runtime_gate_points, runtime=cfg.runtime)
+    reporter.message(describe_record(record), runtime=record["runtime"])
+    return record
 
 
 def _write_artifacts(directory: Path, model, tokenizer, spec, cfg: TrainConfig, metrics: dict, baseline: dict,

@@ -11,7 +11,8 @@ from tailor.serve.schemas import ErrorResponse
 _TEXTS = {400: "invalid request (the message names the field)", 401: "missing, unknown or revoked API key",
           403: "the API key lacks the scope", 404: "no such object for this tenant",
           409: "the object's state forbids it", 413: "the upload is over the size limit",
-          415: "the body is not multipart/form-data"}
+          415: "the body is not multipart/form-data",
+          503: "busy, or the model's load just failed: retry after the Retry-After header's seconds"}
 
 
 def errors(*statuses: int) -> dict:

@@ -70,7 +70,7 @@ def _stream_chunks(head: dict, pieces: Iterator[str], usage: dict, include_usage
         yield {**head, "choices": [], "usage": _usage(usage)}
 
 
-@router.post("/chat/completions", response_model=ChatCompletion, responses={**errors(404), **_STREAM_RESPONSE},
+@router.post("/chat/completions", response_model=ChatCompletion, responses={**errors(404, 503), **_STREAM_RESPONSE},
              summary="Chat with a chat base or a fine-tuned chat model (stream: true for server-sent events)")
 async def chat_completions(body: ChatCompletionRequest, principal: Reader, services: ServicesDep):
     named = resolve_model(services.registry, principal.tenant, body.model)
@@ -94,7 +94,7 @@ async def chat_completions(body: ChatCompletionRequest, principal: Reader, servi
                          "finish_reason": usage["finish_reason"], "logprobs": None}]}
 
 
-@router.post("/completions", response_model=Completion, responses={**errors(404), **_STREAM_RESPONSE},
+@router.post("/completions", response_model=Completion, responses={**errors(404, 503), **_STREAM_RESPONSE},
              summary="Continue a plain-text prompt (no chat template; stream: true for server-sent events)")
 async def completions(body: CompletionRequest, principal: Reader, services: ServicesDep):
     named = resolve_model(services.registry, principal.tenant, body.model)

@@ -25,25 +25,26 @@ def _texts(value: str | list[str], max_chars: int) -> list[str]:
     return texts
 
 
-@router.post("/classifications", response_model=ClassificationResponse, responses=errors(404),
+@router.post("/classifications", response_model=ClassificationResponse, responses=errors(404, 503),
              summary="Tailor: classify texts with a fine-tuned classifier")
 async def classify(body: ClassificationRequest, principal: Reader, services: ServicesDep) -> dict:
     texts = _texts(body.input, services.settings.max_text_chars)
     named = resolve_model(services.registry, principal.tenant, body.model)
-    classifier = await run_in_threadpool(services.models.classifier, named)
-
-    def predict():
-        encoded = classifier.encode(texts)
-        return classifier.predict_encoded(encoded), sum(len(ids) for ids in encoded.input_ids)
-
-    predictions, tokens = await run_in_threadpool(predict)
-    return {"object": "list", "model": body.model,
-            "data": [{"index": i, "label": p.label, "score": p.score, "scores": p.scores}
-                     for i, p in enumerate(predictions)],
+    runtime = services.models.ready(named.cache_key) if named.version and named.task == "classify" else None
+    if runtime is None:
+        runtime = await run_in_threadpool(services.models.classifier, named)
+    scored = await services.batcher.score(named.cache_key, runtime, texts)
+    labels, tokens = runtime.labels, sum(scored.tokens)
+    data = []
+    for i, row in enumerate(scored.probs):
+        best = int(row.argmax())
+        data.append({"index": i, "label": labels[best], "score": round(float(row[best]), 6),
+                     "scores": {label: round(float(p), 6) for label, p in zip(labels, row)}})
+    return {"object": "list", "model": body.model, "data": data,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
-@router.post("/embeddings", response_model=EmbeddingResponse, responses=errors(404),
+@router.post("/embeddings", response_model=EmbeddingResponse, responses=errors(404, 503),
              summary="Sentence embeddings from a base encoder or a fine-tuned classifier's encoder")
 async def embeddings(body: EmbeddingRequest, principal: Reader, services: ServicesDep) -> dict:
     texts = _texts(body.input, services.settings.max_text_chars)

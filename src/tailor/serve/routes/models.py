@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
 
 from tailor.catalog import CATALOG
 from tailor.registry.refs import parse_ref
@@ -10,7 +11,7 @@ from tailor.serve.deps import Deployer, Reader, ServicesDep
 from tailor.serve.errors import ApiError
 from tailor.serve.models import NamedModel, resolve_model
 from tailor.serve.routes.common import errors
-from tailor.serve.schemas import Deleted, ModelList, ModelObject
+from tailor.serve.schemas import Deleted, ModelList, ModelObject, ModelStatus
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 _TAILOR_EPOCH = 1735689600  # catalog bases have no creation time of their own: 2025-01-01
@@ -42,6 +43,31 @@ def list_models(principal: Reader, services: ServicesDep) -> dict:
             summary="Get a model by id, name:version or name@alias")
 def get_model(model_id: str, principal: Reader, services: ServicesDep) -> dict:
     return _model_object(resolve_model(services.registry, principal.tenant, model_id))
+
+
+def _status(named: NamedModel, services) -> dict:
+    status = services.models.status(services.models.key_of(named))
+    serving = named.version.metrics.get("serving") if named.version else None
+    return {"id": named.id, "object": "model.status", **status, "serving": serving}
+
+
+@router.get("/{model_id}/status", response_model=ModelStatus, responses=errors(404),
+            summary="Tailor: the model's lifecycle in the inference cache (loading, ready, evicted, errored)")
+def model_status(model_id: str, principal: Reader, services: ServicesDep) -> dict:
+    return _status(resolve_model(services.registry, principal.tenant, model_id), services)
+
+
+@router.post("/{model_id}/load", response_model=ModelStatus, responses=errors(404, 503),
+             summary="Tailor: load the model now (warm it before traffic); returns its status")
+async def load_model(model_id: str, principal: Deployer, services: ServicesDep) -> dict:
+    named = resolve_model(services.registry, principal.tenant, model_id)
+    if named.task == "chat":
+        await run_in_threadpool(services.models.chat, named)
+    elif named.version is not None:
+        await run_in_threadpool(services.models.classifier, named)
+    else:
+        await run_in_threadpool(services.models.encoder, named)
+    return _status(named, services)
 
 
 @router.delete("/{model_id}", response_model=Deleted, responses=errors(404),

@@ -1,0 +1,213 @@
+"""Micro-batching: concurrent classification requests share one forward pass.
+
+Requests put their texts on one queue; one math thread takes, for the model whose request waited longest,
+every queued request of that model (up to ``max_batch`` texts, a larger request alone), waiting at most
+``window_s`` after the oldest arrival for more to come. It tokenizes them in one call, sorts the texts by
+length and runs them in buckets of ``bucket_size``, so each bucket pads only to its own longest text, and
+hands every request its own rows back. Results are the same as one request at a time: each text's row
+depends only on its own tokens (tested).
+
+One thread does all the math, so the cores are never oversubscribed; with more than two cores the HTTP
+event loop keeps one core of its own (see :func:`split_cores`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from tailor.errors import UnavailableError
+from tailor.models.runtimes import pad_batch
+
+
+class ServerBusy(UnavailableError):
+    """The batch queue is full; the caller should retry shortly."""
+
+
+@dataclass
+class Scored:
+    """One request's result: class probabilities ``(n, C)`` in input order and the tokens of each text."""
+
+    probs: np.ndarray
+    tokens: list[int]
+
+
+@dataclass
+class _Request:
+    key: tuple
+    runtime: object
+    texts: list[str]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future
+    arrived: float = field(default_factory=time.perf_counter)
+
+
+def split_cores(cores: list[int]) -> tuple[list[int], list[int]]:
+    """``(http_cores, math_cores)``: with more than two cores the HTTP loop keeps the first one to itself
+    and the math gets the rest; with one or two, both share all of them (one core of two would halve the
+    math)."""
+    if len(cores) > 2:
+        return cores[:1], cores[1:]
+    return cores, cores
+
+
+def pin_current_thread(cores: list[int]) -> None:
+    """Restrict the calling thread (and the threads it starts later) to ``cores`` where the OS allows it."""
+    if hasattr(os, "sched_setaffinity") and cores:
+        try:
+            os.sched_setaffinity(0, set(cores))
+        except OSError:
+            pass
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def score_texts(runtime, texts: list[str], bucket_size: int = 32) -> Scored:
+    """Probabilities for ``texts`` on ``runtime``: tokenized together, run in length-sorted buckets of
+    ``bucket_size`` padded to their own longest text, rows returned in input order."""
+    ids = runtime.tokenizer(texts, truncation=True, max_length=runtime.max_length, padding=False)["input_ids"]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    probs = np.zeros((len(ids), len(runtime.labels)), dtype=np.float32)
+    for start in range(0, len(order), bucket_size):
+        rows = order[start:start + bucket_size]
+        input_ids, mask = pad_batch([ids[i] for i in rows], runtime.pad_id)
+        probs[rows] = softmax(runtime.logits(input_ids, mask))
+    return Scored(probs, [len(r) for r in ids])
+
+
+class MicroBatcher:
+    """The math thread and its queue (see the module docstring).
+
+    Args:
+        window_s: the longest a request waits for others to share its batch.
+        max_batch: most texts per batch (a single request with more runs alone).
+        bucket_size: most texts per forward pass inside a batch.
+        max_pending: most texts waiting; beyond it requests get :class:`ServerBusy`.
+        cores: the cores the math thread is pinned to (default: all usable ones).
+        on_batch: called with ``(texts, requests, seconds)`` after each batch (for /metrics).
+    """
+
+    def __init__(self, *, window_s: float = 0.002, max_batch: int = 64, bucket_size: int = 32,
+                 max_pending: int = 4096, cores: list[int] | None = None,
+                 on_batch: Callable[[int, int, float], None] | None = None):
+        self.window_s, self.max_batch, self.bucket_size = window_s, max_batch, bucket_size
+        self.max_pending, self.cores, self.on_batch = max_pending, cores, on_batch
+        self._queue: deque[_Request] = deque()
+        self._pending_texts = 0
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    @property
+    def pending(self) -> int:
+        """Texts waiting in the queue."""
+        return self._pending_texts
+
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is not None:
+                return
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="tailor-math", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    async def score(self, key: tuple, runtime, texts: list[str]) -> Scored:
+        """Probabilities for ``texts`` on ``runtime`` (the loaded model ``key``), batched with other requests.
+
+        Raises:
+            ServerBusy: the queue already holds ``max_pending`` texts.
+        """
+        loop = asyncio.get_running_loop()
+        request = _Request(key, runtime, list(texts), loop, loop.create_future())
+        with self._cond:
+            if self._pending_texts + len(texts) > self.max_pending and self._queue:
+                raise ServerBusy(f"the server is busy ({self._pending_texts} texts queued); retry shortly")
+            self._queue.append(request)
+            self._pending_texts += len(texts)
+            self._cond.notify()
+        if self._thread is None:
+            self.start()
+        return await request.future
+
+    def _run(self) -> None:
+        if self.cores:
+            pin_current_thread(self.cores)
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._execute(batch)
+
+    def _next_batch(self) -> list[_Request] | None:
+        with self._cond:
+            while not self._queue:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            deadline = self._queue[0].arrived + self.window_s
+            while self._pending_texts < self.max_batch and not self._stopping:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return self._take()
+
+    def _take(self) -> list[_Request]:
+        """The oldest request and the queued requests of the same model after it, up to ``max_batch`` texts."""
+        first = self._queue.popleft()
+        taken, count, keep = [first], len(first.texts), deque()
+        while self._queue:
+            request = self._queue.popleft()
+            if request.key == first.key and count + len(request.texts) <= self.max_batch:
+                taken.append(request)
+                count += len(request.texts)
+            else:
+                keep.append(request)
+        self._queue = keep
+        self._pending_texts -= count
+        return taken
+
+    def _execute(self, batch: list[_Request]) -> None:
+        started = time.perf_counter()
+        texts = [t for request in batch for t in request.texts]
+        try:
+            scored = score_texts(batch[0].runtime, texts, self.bucket_size)
+        except BaseException as exc:  # every waiting request gets the error, the thread lives on
+            for request in batch:
+                request.loop.call_soon_threadsafe(_settle, request.future, None, exc)
+            return
+        start = 0
+        for request in batch:
+            end = start + len(request.texts)
+            part = Scored(scored.probs[start:end], scored.tokens[start:end])
+            request.loop.call_soon_threadsafe(_settle, request.future, part, None)
+            start = end
+        if self.on_batch:
+            self.on_batch(len(texts), len(batch), time.perf_counter() - started)
+
+
+def _settle(future: asyncio.Future, result, error) -> None:
+    if future.done():  # the client went away and the request was cancelled
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
