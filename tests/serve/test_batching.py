@@ -99,14 +99,16 @@ def test_a_batch_pads_each_length_bucket_only_to_its_own_longest_text(runtime):
     assert scored.probs[1:] == pytest.approx(np.repeat(scored.probs[1:2], 3, axis=0))
 
 
-def test_requests_for_different_models_never_share_a_batch(runtime):
+def test_requests_for_models_that_share_no_graph_never_share_a_batch(runtime, head_artifact, bases):
+    from tailor.models.runtimes import load_runtime
     from tailor.serve.batching import MicroBatcher
 
+    runtimes = [runtime, load_runtime(head_artifact[0], bases, runtime="onnx-int8")]  # two sessions
     seen = []
     batcher = MicroBatcher(window_s=0.05, on_batch=lambda texts, n, s: seen.append(n))
 
     async def mixed():
-        return await asyncio.gather(*(batcher.score((f"m{i % 2}",), runtime, [TEXTS[i]]) for i in range(6)))
+        return await asyncio.gather(*(batcher.score((f"m{i % 2}",), runtimes[i % 2], [TEXTS[i]]) for i in range(6)))
 
     try:
         results = asyncio.run(mixed())
@@ -154,3 +156,34 @@ def test_the_http_loop_keeps_a_core_only_when_there_are_more_than_two():
     assert split_cores([0]) == ([0], [0])
     assert split_cores([0, 1]) == ([0, 1], [0, 1])
     assert split_cores([0, 1, 2, 3]) == ([0], [1, 2, 3])
+
+
+def test_head_versions_over_one_base_share_the_encoder_pass_and_keep_their_own_heads(head_artifact, bases, tmp_path):
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from tailor.models.runtimes import load_runtime
+    from tailor.serve.batching import MicroBatcher, score_texts
+
+    other = tmp_path / "other-tenant"
+    shutil.copytree(head_artifact[0], other)
+    weights = load_file(str(other / "head.safetensors"))
+    save_file({"weight": -weights["weight"], "bias": weights["bias"]}, str(other / "head.safetensors"))
+    mine, theirs = (load_runtime(d, bases, runtime="onnx-fp32") for d in (head_artifact[0], other))
+    assert mine.batch_key == theirs.batch_key and mine.session is theirs.session
+    batches = []
+    batcher = MicroBatcher(window_s=0.05, on_batch=lambda texts, n, s: batches.append(n))
+
+    async def both():
+        return await asyncio.gather(batcher.score(("mine",), mine, TEXTS[:3]), batcher.score(("theirs",), theirs,
+                                                                                             TEXTS[3:]))
+
+    try:
+        got_mine, got_theirs = asyncio.run(both())
+    finally:
+        batcher.stop()
+    assert batches == [2]  # one pass for both tenants
+    assert got_mine.probs == pytest.approx(score_texts(mine, TEXTS[:3]).probs, abs=1e-5)
+    assert got_theirs.probs == pytest.approx(score_texts(theirs, TEXTS[3:]).probs, abs=1e-5)
+    assert not np.allclose(got_theirs.probs, score_texts(mine, TEXTS[3:]).probs, atol=1e-3)  # its own head

@@ -125,14 +125,28 @@ class OnnxRuntime(ClassifierRuntime):
         self.head = head
         self.output = session.get_outputs()[0].name
 
-    def logits(self, input_ids, attention_mask):
+    @property
+    def batch_key(self) -> tuple | None:
+        """Versions with equal keys may share one forward pass: head versions over the same base session
+        (and truncation length) run the encoder once for all their texts, then each applies its own head.
+        None: the version batches only with itself."""
+        return ("features", id(self.session), self.max_length) if self.head is not None else None
+
+    def features(self, input_ids, attention_mask) -> np.ndarray:
+        """The session's output: logits, or for a head version the pooled embeddings its head reads."""
         feeds = {"input_ids": np.ascontiguousarray(input_ids, dtype=np.int64),
                  "attention_mask": np.ascontiguousarray(attention_mask, dtype=np.int64), **self.feeds}
-        out = self.session.run([self.output], feeds)[0]
+        return self.session.run([self.output], feeds)[0]
+
+    def apply_head(self, features: np.ndarray) -> np.ndarray:
+        """Logits from :meth:`features` (the head in numpy for a head version)."""
         if self.head is None:
-            return out
+            return features
         weight, bias = self.head
-        return (out @ weight.T + bias).astype(np.float32)
+        return (features @ weight.T + bias).astype(np.float32)
+
+    def logits(self, input_ids, attention_mask):
+        return self.apply_head(self.features(input_ids, attention_mask))
 
 
 def open_session(path: Path, threads: int | None = None):

@@ -1,7 +1,8 @@
 """Micro-batching: concurrent classification requests share one forward pass.
 
 Requests put their texts on one queue; one math thread takes, for the model whose request waited longest,
-every queued request of that model (up to ``max_batch`` texts, a larger request alone), waiting at most
+every queued request of that model (up to ``max_batch`` texts, a larger request alone; head-only versions
+of many tenants over one base count as one model: they share the encoder pass), waiting at most
 ``window_s`` after the oldest arrival for more to come. It tokenizes them in one call, sorts the texts by
 length and runs them in buckets of ``bucket_size``, so each bucket pads only to its own longest text, and
 hands every request its own rows back. Results are the same as one request at a time: each text's row
@@ -72,17 +73,32 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def score_texts(runtime, texts: list[str], bucket_size: int = 32) -> Scored:
-    """Probabilities for ``texts`` on ``runtime``: tokenized together, run in length-sorted buckets of
-    ``bucket_size`` padded to their own longest text, rows returned in input order."""
+def run_in_buckets(runtime, texts: list[str], forward, bucket_size: int = 32) -> tuple[np.ndarray, list[int]]:
+    """``(forward's output rows in input order, tokens per text)``: ``texts`` tokenized together with
+    ``runtime``'s tokenizer, run through ``forward(input_ids, attention_mask)`` in length-sorted buckets of
+    ``bucket_size``, each padded only to its own longest text."""
     ids = runtime.tokenizer(texts, truncation=True, max_length=runtime.max_length, padding=False)["input_ids"]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    probs = np.zeros((len(ids), len(runtime.labels)), dtype=np.float32)
+    out = None
     for start in range(0, len(order), bucket_size):
         rows = order[start:start + bucket_size]
-        input_ids, mask = pad_batch([ids[i] for i in rows], runtime.pad_id)
-        probs[rows] = softmax(runtime.logits(input_ids, mask))
-    return Scored(probs, [len(r) for r in ids])
+        result = forward(*pad_batch([ids[i] for i in rows], runtime.pad_id))
+        if out is None:
+            out = np.zeros((len(ids), *result.shape[1:]), dtype=np.float32)
+        out[rows] = result
+    return out, [len(r) for r in ids]
+
+
+def score_texts(runtime, texts: list[str], bucket_size: int = 32) -> Scored:
+    """Probabilities for ``texts`` on ``runtime`` (see :func:`run_in_buckets`)."""
+    logits, tokens = run_in_buckets(runtime, texts, runtime.logits, bucket_size)
+    return Scored(softmax(logits), tokens)
+
+
+def batch_key(key: tuple, runtime) -> tuple:
+    """What a request batches under: its runtime's shared key (head versions over one base session) or its
+    own model ``key``."""
+    return getattr(runtime, "batch_key", None) or key
 
 
 class MicroBatcher:
@@ -136,7 +152,7 @@ class MicroBatcher:
             ServerBusy: the queue already holds ``max_pending`` texts.
         """
         loop = asyncio.get_running_loop()
-        request = _Request(key, runtime, list(texts), loop, loop.create_future())
+        request = _Request(batch_key(key, runtime), runtime, list(texts), loop, loop.create_future())
         with self._cond:
             if self._pending_texts + len(texts) > self.max_pending and self._queue:
                 raise ServerBusy(f"the server is busy ({self._pending_texts} texts queued); retry shortly")
@@ -189,19 +205,32 @@ class MicroBatcher:
         started = time.perf_counter()
         texts = [t for request in batch for t in request.texts]
         try:
-            scored = score_texts(batch[0].runtime, texts, self.bucket_size)
+            parts = self._score(batch, texts)
         except BaseException as exc:  # every waiting request gets the error, the thread lives on
             for request in batch:
                 request.loop.call_soon_threadsafe(_settle, request.future, None, exc)
             return
-        start = 0
-        for request in batch:
-            end = start + len(request.texts)
-            part = Scored(scored.probs[start:end], scored.tokens[start:end])
+        for request, part in zip(batch, parts):
             request.loop.call_soon_threadsafe(_settle, request.future, part, None)
-            start = end
         if self.on_batch:
             self.on_batch(len(texts), len(batch), time.perf_counter() - started)
+
+
+    def _score(self, batch: list[_Request], texts: list[str]) -> list[Scored]:
+        """One :class:`Scored` per request: one forward pass for all texts; when the requests are different
+        head versions over one base, the pass stops at the shared features and each applies its own head."""
+        first = batch[0].runtime
+        if all(request.runtime is first for request in batch):
+            forward, finish = first.logits, lambda request, rows: rows
+        else:
+            forward, finish = first.features, lambda request, rows: request.runtime.apply_head(rows)
+        outputs, tokens = run_in_buckets(first, texts, forward, self.bucket_size)
+        parts, start = [], 0
+        for request in batch:
+            end = start + len(request.texts)
+            parts.append(Scored(softmax(finish(request, outputs[start:end])), tokens[start:end]))
+            start = end
+        return parts
 
 
 def _settle(future: asyncio.Future, result, error) -> None:
