@@ -210,10 +210,10 @@ class ModelCache:
         return self._load(entry, load)
 
     def _load(self, entry: CachedModel, load: Callable[[], object]):
-        from tailor.serve.batching import pin_current_thread
+        from tailor.serve.batching import pin_current_thread, thread_affinity
 
         started = time.perf_counter()
-        before = _affinity()
+        before = thread_affinity()
         try:
             pin_current_thread(self.cores)
             model = load()
@@ -307,9 +307,3 @@ class ModelCache:
         directory = self.registry.artifact_dir(named.version)
         return self._get(("encoder", *named.cache_key), "encoder", "encoders",
                          lambda: TextEncoder.from_classifier(TextClassifier.from_dir(directory)))
-
-
-def _affinity() -> list[int] | None:
-    import os
-
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
