@@ -7,7 +7,8 @@ Scenarios (short finance sentences, and ~128-token texts made by joining sentenc
 - **concurrent8**: one text per request from 8 concurrent clients: items/s, p50/p99 latency; the peer's
   figure is its single-call latency (one text per call);
 - **tenants100**: 100 tenants, each with its own version over the same base (half head-only, half LoRA),
-  requests spread at random (one text each, 8 clients): items/s, and the server's resident memory per extra
+  requests spread at random (one text each, 8 clients) over all of them, over the head tenants and over
+  the LoRA tenants: items/s and the runtimes their gates chose, and the server's resident memory per extra
   tenant, for head and for LoRA versions;
 - **accuracy**: macro-F1 of the served model (on the runtime its accuracy gate chose) vs the fp32 PyTorch
   model on the held-out file.
@@ -167,6 +168,11 @@ def main(argv=None) -> dict:
                             headers={"Authorization": f"Bearer {key}"}).json()
         results["tailor"]["runtime"] = {"runtime": status["runtime"], "gate": status["serving"]}
         names = sorted(tenant_keys)
+
+        def tenant_status(name: str) -> dict:
+            return client.get(f"{base_url}/v1/models/sentiment/status",
+                              headers={"Authorization": f"Bearer {tenant_keys[name][0]}"}).json()
+
         memory = {}
         for method in ("head", "lora"):
             mine = [n for n in names if tenant_keys[n][1] == method]
@@ -177,10 +183,14 @@ def main(argv=None) -> dict:
             memory[method] = {"tenants": len(mine), "rss_mb_after_first": round(first, 1),
                               "rss_mb_after_all": round(rss_mb(server.pid), 1),
                               "mb_per_extra_tenant": round((rss_mb(server.pid) - first) / max(len(mine) - 1, 1), 2)}
-        spread = [(rng.choice(names), rng.choice(short)) for _ in range(args.requests * 4)]
-        results["tailor"]["tenants"] = {
-            **timed_concurrently(lambda job: classify("sentiment", job[1], tenant_keys[job[0]][0]), spread),
-            "tenants": len(names), "memory": memory}
+        for group, members in (("all", names), ("head", [n for n in names if tenant_keys[n][1] == "head"]),
+                               ("lora", [n for n in names if tenant_keys[n][1] == "lora"])):
+            spread = [(rng.choice(members), rng.choice(short)) for _ in range(args.requests * 4)]
+            runtimes = sorted({tenant_status(n)["runtime"] for n in members})
+            results["tailor"][f"tenants_{group}"] = {
+                **timed_concurrently(lambda job: classify("sentiment", job[1], tenant_keys[job[0]][0]), spread),
+                "tenants": len(members), "runtimes": runtimes}
+        results["tailor"]["tenant_memory"] = memory
 
     peer = pipeline("text-classification", model=str(hf_dir), tokenizer=tokenizer, device="cpu")
     for kind, pool in texts.items():
@@ -213,7 +223,9 @@ def main(argv=None) -> dict:
         ratios[f"batch32_{kind}"] = round(t[f"batch32_{kind}"]["items_per_s"] / p[f"batch32_{kind}"]["items_per_s"], 2)
         ratios[f"concurrent8_{kind}"] = round(t[f"concurrent8_{kind}"]["items_per_s"]
                                               / p[f"single_{kind}"]["items_per_s"], 2)
-    ratios["tenants_vs_single_model"] = round(t["tenants"]["items_per_s"] / t["concurrent8_short"]["items_per_s"], 2)
+    for group in ("all", "head", "lora"):
+        ratios[f"tenants_{group}_vs_single_model"] = round(t[f"tenants_{group}"]["items_per_s"]
+                                                           / t["concurrent8_short"]["items_per_s"], 2)
     print(f"\n{'scenario':<22}{'tailor items/s':>16}{'peer items/s':>14}{'ratio':>8}   target")
     for kind in texts:
         print(f"{'batch32 ' + kind:<22}{t[f'batch32_{kind}']['items_per_s']:>16}"
@@ -221,10 +233,14 @@ def main(argv=None) -> dict:
         print(f"{'concurrent8 ' + kind:<22}{t[f'concurrent8_{kind}']['items_per_s']:>16}"
               f"{p[f'single_{kind}']['items_per_s']:>14}{ratios[f'concurrent8_{kind}']:>8}   >= 3x; "
               f"p50 {t[f'concurrent8_{kind}']['p50_ms']} ms vs peer {p[f'single_{kind}']['p50_ms']} ms")
-    memory = t["tenants"]["memory"]
-    print(f"{f'{len(tenant_keys)} tenants':<22}{t['tenants']['items_per_s']:>16}{'':>14}"
-          f"{ratios['tenants_vs_single_model']:>8}   >= 0.7x single model; MB per extra tenant: "
-          f"head {memory['head']['mb_per_extra_tenant']}, LoRA {memory['lora']['mb_per_extra_tenant']} (<= 5)")
+    for group in ("all", "head", "lora"):
+        row = t[f"tenants_{group}"]
+        label = f"{row['tenants']} tenants ({group})"
+        print(f"{label:<22}{row['items_per_s']:>16}{'':>14}{ratios[f'tenants_{group}_vs_single_model']:>8}   >= 0.7x single "
+              f"model (runtimes: {', '.join(row['runtimes'])})")
+    memory = t["tenant_memory"]
+    print(f"MB per extra tenant: head {memory['head']['mb_per_extra_tenant']}, "
+          f"LoRA {memory['lora']['mb_per_extra_tenant']} (<= 5)")
     print(f"macro-F1 served {f1_served} ({t['runtime']['runtime']}) vs fp32 {f1_fp32} "
           f"(agreement {results['accuracy']['agreement']}); gate: {t['runtime']['gate']}")
     return write_summary({"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},

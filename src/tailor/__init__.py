@@ -43,11 +43,13 @@ def fine_tune(data, task: str = "classify", **kwargs):
     return run_classification_job(data, **kwargs)
 
 
-def load_model(ref: str):
-    """Load a registered model version (``name``, ``name:3``, ``name@alias``) ready to predict."""
+def load_model(ref: str, runtime: str | None = "served"):
+    """Load a registered model version (``name``, ``name:3``, ``name@alias``) ready to predict, on the
+    runtime its accuracy gate chose (``served``, as the API runs it) or the one named (``torch-fp32``, the
+    PyTorch reference; ``onnx-fp32``; ``onnx-int8``)."""
     from tailor.registry.service import load_classifier
 
-    return load_classifier(ref)
+    return load_classifier(ref, runtime=runtime)
 
 
 def evaluate(ref: str, data, **kwargs):

@@ -11,7 +11,7 @@ TEXTS = ["$TSLA falls 8% after delivery miss", "Upgrade: analysts lift target on
 
 
 def _tailor_proba(ref):
-    return tailor.load_model(ref).predict_proba(TEXTS)
+    return tailor.load_model(ref, runtime="torch-fp32").predict_proba(TEXTS)  # exports are fp32
 
 
 def _hf_proba(directory):

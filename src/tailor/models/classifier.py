@@ -230,19 +230,22 @@ class TextClassifier:
         return self._model
 
     @classmethod
-    def from_dir(cls, directory: Path | str, device: str = "auto", runtime: str | None = None) -> "TextClassifier":
+    def from_dir(cls, directory: Path | str, device: str = "auto", runtime: str | None = None,
+                 bases=None) -> "TextClassifier":
         """Load a classifier artifact directory (see the module docstring for its layout).
 
         Args:
             runtime: None runs the PyTorch model on ``device``; ``served`` runs on the runtime the version's
                 gate record chose (what the server uses; torch-fp32 without a record); or one of
                 :data:`~tailor.models.runtimes.RUNTIMES`.
+            bases: the :class:`~tailor.models.runtimes.SharedBases` head and LoRA versions run on (default:
+                this process's, under the settings' home).
         """
         directory = Path(directory)
         if runtime is not None:
             from tailor.models.runtimes import default_bases, load_runtime
 
-            loaded = load_runtime(directory, default_bases(), None if runtime == "served" else runtime)
+            loaded = load_runtime(directory, bases or default_bases(), None if runtime == "served" else runtime)
             if loaded.name != "torch-fp32":
                 return cls(None, loaded.tokenizer, loaded.spec, runtime=loaded, directory=directory)
         spec, model, tokenizer = load_model_for_inference(directory)

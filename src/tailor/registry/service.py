@@ -91,19 +91,27 @@ def open_registry(settings: Settings | None = None) -> Registry:
     return Registry(SqlRegistryStore(settings.registry_url), ArtifactStore(settings.artifacts_dir))
 
 
-def load_classifier(ref: str, tenant: str = DEFAULT_TENANT, settings: Settings | None = None):
+def load_classifier(ref: str, tenant: str = DEFAULT_TENANT, settings: Settings | None = None,
+                    runtime: str | None = "served"):
     """Resolve ``ref`` (``name``, ``name:3``, ``name@alias``) and load that version ready to predict.
+
+    Args:
+        runtime: ``served`` (default): the runtime the version's accuracy gate chose, as the API serves it;
+            None or ``torch-fp32``: the PyTorch reference; or ``onnx-fp32`` / ``onnx-int8``.
 
     Returns:
         A :class:`tailor.models.classifier.TextClassifier` whose ``version`` attribute is the
         :class:`ModelVersion` it came from.
     """
     from tailor.models.classifier import TextClassifier
+    from tailor.models.runtimes import default_bases
 
+    settings = settings or get_settings()
     registry = open_registry(settings)
     version = registry.store.resolve(tenant, ref)
     if version.task != "classify":
         raise UsageError(f"{version.ref} is a {version.task} model, not a classifier")
-    classifier = TextClassifier.from_dir(registry.artifact_dir(version))
+    classifier = TextClassifier.from_dir(registry.artifact_dir(version), runtime=runtime,
+                                         bases=default_bases(settings.home))
     classifier.version = version
     return classifier
