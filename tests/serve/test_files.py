@@ -188,3 +188,11 @@ def test_a_query_parameter_must_be_known_and_given_once(client, acme):
     assert repeated.status_code == 400
     assert repeated.json()["error"] == {"message": "query parameter 'purpose' given 2 times; give it once",
                                         "type": "invalid_request_error", "param": "purpose", "code": None}
+
+
+def test_an_empty_query_parameter_is_refused_not_read_as_absent(client, acme):
+    for url, name in (("/v1/files?purpose=", "purpose"), ("/v1/files?after=", "after"),
+                      ("/v1/fine_tuning/jobs?after=", "after")):
+        response = client.get(url, headers=acme.headers)
+        assert response.status_code == 400, url
+        assert response.json()["error"]["param"] == name

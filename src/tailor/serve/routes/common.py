@@ -22,4 +22,5 @@ def errors(*statuses: int) -> dict:
 
 
 Limit = Annotated[int, Query(ge=1, le=100, description="how many objects to return")]
-After = Annotated[str | None, Query(max_length=64, description="return objects after (older than) this id")]
+After = Annotated[str | None, Query(min_length=1, max_length=64,
+                                    description="return objects after (older than) this id")]

@@ -47,7 +47,7 @@ async def upload_file(request: Request, principal: Trainer, services: ServicesDe
 
 @router.get("", response_model=FileList, responses=errors(404), summary="List the tenant's files")
 def list_files(principal: Reader, services: ServicesDep, after: After = None, limit: Limit = 100,
-               purpose: Annotated[str | None, Query(max_length=32)] = None) -> dict:
+               purpose: Annotated[str | None, Query(min_length=1, max_length=32)] = None) -> dict:
     files, has_more = services.files.list(principal.tenant, purpose=purpose, after=after, limit=limit)
     data = [f.to_openai() for f in files]
     return {"object": "list", "data": data, "has_more": has_more, "first_id": data[0]["id"] if data else None,
