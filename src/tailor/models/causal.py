@@ -402,33 +402,47 @@ def load_chat_model(ref_or_dir: str, tenant: str = "default", settings=None, dev
         NotFoundError: an unknown reference.
         UsageError: the version or directory is not a chat model.
     """
-    from tailor.catalog import CATALOG, resolve_base
     from tailor.runtime import pick_device
 
     device = pick_device(device)
+    directory, name, version = resolve_chat_source(ref_or_dir, tenant, settings)
+    if not (directory / SPEC_FILE).is_file():
+        model, tokenizer = load_causal_lm(directory, device)
+        return ChatModel(model, tokenizer, name=name, device=device, max_length=_context_length(model))
+    model, tokenizer, spec = load_peft_model(directory, device, merge=merge)
+    chat = ChatModel(model, tokenizer, name=name, device=device, max_length=_context_length(model),
+                     system_prompt=spec.system_prompt)
+    chat.version = version
+    return chat
+
+
+def resolve_chat_source(ref_or_dir: str, tenant: str = "default", settings=None) -> tuple[Path, str, object]:
+    """``(directory, name, version)`` of a chat model reference: a catalog base's (de-quantized) directory, a
+    directory as given (a Hugging Face causal LM, or a chat version's artifact with ``tailor_model.json``), or
+    a registry reference's artifact with its :class:`ModelVersion` (``version`` is None for the others).
+
+    Raises:
+        NotFoundError: an unknown reference.
+        UsageError: it names a model of another task.
+    """
+    from tailor.catalog import CATALOG, resolve_base
+
     path = Path(str(ref_or_dir)).expanduser()
-    if ref_or_dir in CATALOG or (path.is_dir() and not (path / SPEC_FILE).is_file()):
-        if ref_or_dir in CATALOG and CATALOG[ref_or_dir].task != "chat":
+    if ref_or_dir in CATALOG:
+        if CATALOG[ref_or_dir].task != "chat":
             raise UsageError(f"{ref_or_dir} is a {CATALOG[ref_or_dir].task} base model, not a chat model")
-        base = resolve_base(str(ref_or_dir))
-        model, tokenizer = load_causal_lm(base.path, device)
-        return ChatModel(model, tokenizer, name=str(ref_or_dir), device=device,
-                         max_length=_context_length(model))
+        return Path(resolve_base(str(ref_or_dir)).path), str(ref_or_dir), None
     if path.is_dir():
-        model, tokenizer, spec = load_peft_model(path, device, merge=merge)
-        return ChatModel(model, tokenizer, name=str(path), device=device, max_length=_context_length(model),
-                         system_prompt=spec.system_prompt)
+        if (path / SPEC_FILE).is_file():
+            ChatSpec.load(path)  # refuses a version of another task
+        return path, str(path), None
     from tailor.registry.service import open_registry
 
     registry = open_registry(settings)
     version = registry.store.resolve(tenant, ref_or_dir)
     if version.task != "chat":
         raise UsageError(f"{version.ref} is a {version.task} model, not a chat model")
-    model, tokenizer, spec = load_peft_model(registry.artifact_dir(version), device, merge=merge)
-    chat = ChatModel(model, tokenizer, name=version.ref, device=device, max_length=_context_length(model),
-                     system_prompt=spec.system_prompt)
-    chat.version = version
-    return chat
+    return registry.artifact_dir(version), version.ref, version
 
 
 def _context_length(model) -> int:

@@ -337,12 +337,12 @@ def load_fast_chat_model(ref_or_dir: str, settings=None, tenant: str = "default"
         UsageError: not a chat model, or an unknown precision.
         TailorError: building the engine failed for another reason.
     """
-    from tailor.models.causal import load_chat_model, load_chat_tokenizer
+    from tailor.models.causal import load_chat_model, load_chat_tokenizer, resolve_chat_source
     from tailor.settings import get_settings
 
     _check_precision(precision)
     settings = settings or get_settings()
-    directory, name, version = _resolve_chat_source(ref_or_dir, settings, tenant)
+    directory, name, version = resolve_chat_source(ref_or_dir, tenant, settings)
     try:
         engine_dir = ensure_engine(directory, settings.home / "cache" / "genai", precision, progress)
         engine = load_engine(engine_dir)
@@ -355,33 +355,6 @@ def load_fast_chat_model(ref_or_dir: str, settings=None, tenant: str = "default"
                            system_prompt=spec.system_prompt if spec else None)
     chat.version = version
     return chat
-
-
-def _resolve_chat_source(ref_or_dir: str, settings, tenant: str) -> tuple[Path, str, object]:
-    """``(directory, name, version)`` of a chat model reference, as :func:`load_chat_model` resolves it.
-
-    Raises:
-        NotFoundError: an unknown reference.
-        UsageError: it names a model of another task.
-    """
-    from tailor.catalog import CATALOG, resolve_base
-
-    path = Path(str(ref_or_dir)).expanduser()
-    if ref_or_dir in CATALOG:
-        if CATALOG[ref_or_dir].task != "chat":
-            raise UsageError(f"{ref_or_dir} is a {CATALOG[ref_or_dir].task} base model, not a chat model")
-        return Path(resolve_base(str(ref_or_dir)).path), str(ref_or_dir), None
-    if path.is_dir():
-        if (path / SPEC_FILE).is_file():
-            ChatSpec.load(path)  # refuses a version of another task
-        return path, str(path), None
-    from tailor.registry.service import open_registry
-
-    registry = open_registry(settings)
-    version = registry.store.resolve(tenant, ref_or_dir)
-    if version.task != "chat":
-        raise UsageError(f"{version.ref} is a {version.task} model, not a chat model")
-    return registry.artifact_dir(version), version.ref, version
 
 
 if __name__ == "__main__":
