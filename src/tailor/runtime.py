@@ -19,14 +19,12 @@ def setup_torch() -> None:
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (the affinity mask where the OS has one, as on Linux)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+    """How many cores this process may run on (see :func:`usable_core_ids`)."""
+    return max(1, len(usable_core_ids()))
 
 
 def usable_core_ids() -> list[int]:
-    """The ids of the cores this process may run on."""
+    """The ids of the cores this process may run on (the affinity mask where the OS has one, as on Linux)."""
     if hasattr(os, "sched_getaffinity"):
         return sorted(os.sched_getaffinity(0))
     return list(range(os.cpu_count() or 1))

@@ -60,11 +60,6 @@ def split_cores(cores: list[int]) -> tuple[list[int], list[int]]:
     return cores, cores
 
 
-def thread_affinity() -> list[int] | None:
-    """The cores the calling thread may run on (None where the OS does not say)."""
-    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-
-
 def pin_current_thread(cores: list[int] | None) -> None:
     """Restrict the calling thread (and the threads it starts later) to ``cores`` where the OS allows it."""
     if hasattr(os, "sched_setaffinity") and cores:

@@ -210,10 +210,11 @@ class ModelCache:
         return self._load(entry, load)
 
     def _load(self, entry: CachedModel, load: Callable[[], object]):
-        from tailor.serve.batching import pin_current_thread, thread_affinity
+        from tailor.runtime import usable_core_ids
+        from tailor.serve.batching import pin_current_thread
 
         started = time.perf_counter()
-        before = thread_affinity()
+        before = usable_core_ids()  # the calling thread's cores, restored after the load
         try:
             pin_current_thread(self.cores)
             model = load()
