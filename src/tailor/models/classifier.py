@@ -201,6 +201,17 @@ class Prediction:
     scores: dict[str, float]
 
 
+def predictions_from_probs(labels: Sequence[str], probs) -> list[Prediction]:
+    """One :class:`Prediction` per row of ``probs`` (``(n, len(labels))``, columns in ``labels`` order):
+    the most probable label and every label's probability, rounded to 6 decimals."""
+    out = []
+    for row in probs:
+        best = int(row.argmax())
+        out.append(Prediction(labels[best], round(float(row[best]), 6),
+                              {label: round(float(p), 6) for label, p in zip(labels, row)}))
+    return out
+
+
 class TextClassifier:
     """A loaded classifier that predicts labels for texts.
 
@@ -267,12 +278,7 @@ class TextClassifier:
 
     def predict_encoded(self, encoded, batch_size: int = 64) -> list[Prediction]:
         """:meth:`predict` for texts already encoded with :meth:`encode` (the API counts their tokens too)."""
-        out = []
-        for row in self._proba(encoded, batch_size):
-            best = int(row.argmax())
-            out.append(Prediction(self.labels[best], round(float(row[best]), 6),
-                                  {label: round(float(p), 6) for label, p in zip(self.labels, row)}))
-        return out
+        return predictions_from_probs(self.labels, self._proba(encoded, batch_size))
 
     def _proba(self, encoded, batch_size: int):
         import torch

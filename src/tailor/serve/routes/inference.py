@@ -7,6 +7,7 @@ import base64
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
+from tailor.models.classifier import predictions_from_probs
 from tailor.serve.deps import Reader, ServicesDep
 from tailor.serve.errors import ApiError
 from tailor.serve.models import resolve_model
@@ -34,13 +35,10 @@ async def classify(body: ClassificationRequest, principal: Reader, services: Ser
     if runtime is None:
         runtime = await run_in_threadpool(services.models.classifier, named)
     scored = await services.batcher.score(named.cache_key, runtime, texts)
-    labels, tokens = runtime.labels, sum(scored.tokens)
-    data = []
-    for i, row in enumerate(scored.probs):
-        best = int(row.argmax())
-        data.append({"index": i, "label": labels[best], "score": round(float(row[best]), 6),
-                     "scores": {label: round(float(p), 6) for label, p in zip(labels, row)}})
-    return {"object": "list", "model": body.model, "data": data,
+    tokens = sum(scored.tokens)
+    return {"object": "list", "model": body.model,
+            "data": [{"index": i, "label": p.label, "score": p.score, "scores": p.scores}
+                     for i, p in enumerate(predictions_from_probs(runtime.labels, scored.probs))],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
