@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 
 @functools.lru_cache(maxsize=1)
 def setup_torch() -> None:
-    """Quiet transformers' load reports and use every core for math (once per process)."""
+    """Quiet transformers' load reports and use every usable core for math (once per process; a training
+    then shares them with other trainings through :mod:`tailor.cores`)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
     import transformers
@@ -19,8 +21,63 @@ def setup_torch() -> None:
 
 
 def usable_cores() -> int:
-    """How many cores this process may run on (see :func:`usable_core_ids`)."""
-    return max(1, len(usable_core_ids()))
+    """How many cores this process may use: its affinity mask (:func:`usable_core_ids`), bounded by a cgroup
+    CPU quota (a container's or a Kubernetes pod's CPU limit, rounded down) and by ``TAILOR_THREADS`` when
+    set. At least 1."""
+    cores = len(usable_core_ids())
+    quota = cgroup_cpu_limit()
+    if quota is not None:
+        cores = min(cores, int(quota))
+    explicit = os.environ.get("TAILOR_THREADS", "").strip()
+    if explicit.isdigit() and int(explicit) > 0:
+        cores = min(cores, int(explicit))
+    return max(1, cores)
+
+
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup") -> float | None:
+    """The CPU quota of this process's cgroup in cores (e.g. 1.5), or None when there is none.
+
+    Reads cgroup v2's ``cpu.max`` (``"150000 100000"``; ``"max ..."`` means no limit) or v1's
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (-1 means no limit), for this process's own cgroup and its
+    ancestors (the tightest wins), as listed in ``/proc/self/cgroup``.
+    """
+    try:
+        lines = Path(proc_cgroup).read_text(encoding="ascii").splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, group = rest.partition(":")
+        if hierarchy == "0" and controllers == "":
+            base, read = Path(root), _cpu_max
+        elif "cpu" in controllers.split(","):
+            base, read = Path(root) / controllers, _cfs_quota
+        else:
+            continue
+        parts = [p for p in group.split("/") if p]
+        for depth in range(len(parts), -1, -1):
+            limit = read(base.joinpath(*parts[:depth]))
+            if limit is not None:
+                limits.append(limit)
+    return min(limits) if limits else None
+
+
+def _cpu_max(directory: Path) -> float | None:
+    try:
+        quota, period = (directory / "cpu.max").read_text(encoding="ascii").split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if quota == "max" else int(quota) / int(period)
+
+
+def _cfs_quota(directory: Path) -> float | None:
+    try:
+        quota = int((directory / "cpu.cfs_quota_us").read_text(encoding="ascii"))
+        period = int((directory / "cpu.cfs_period_us").read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        return None
+    return None if quota <= 0 or period <= 0 else quota / period
 
 
 def usable_core_ids() -> list[int]:

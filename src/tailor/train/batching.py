@@ -72,7 +72,11 @@ def collate(encoded: Encoded, indices: Sequence[int], pad_id: int, device: str =
 
 def iter_batches(encoded: Encoded, batch_size: int, pad_id: int, *, shuffle: bool, seed: int = 0,
                  device: str = "cpu") -> Iterator[tuple[list[int], dict]]:
-    """Yield ``(indices, batch)`` pairs over ``encoded`` in length-grouped order."""
+    """Yield ``(indices, batch)`` pairs over ``encoded`` in length-grouped order. Before each batch, a
+    training's thread count follows its share of the machine's cores (:func:`tailor.cores.rebalance`)."""
+    from tailor.cores import rebalance
+
     lengths = [len(r) for r in encoded.input_ids]
     for idx in length_grouped_batches(lengths, batch_size, shuffle=shuffle, seed=seed):
+        rebalance()
         yield idx, collate(encoded, idx, pad_id, device)
