@@ -9,11 +9,14 @@ import pytest
 
 from samples import SAMPLE_TEST, sample_rows
 from tailor.models.classifier import TextClassifier, load_model_for_inference
-from tailor.models.optimize import choose_runtime, optimize_version
+from tailor.models.optimize import bootstrap_macro_f1, choose_runtime, compare_to_reference, optimize_version
 from tailor.models.runtimes import RUNTIMES, default_bases, load_runtime, pad_batch, read_record
 from tailor.registry.service import open_registry
 
-RECORD_KEYS = {"runtime", "gate_points", "validation_rows", "macro_f1", "items_per_s", "allowed", "reason", "seconds"}
+RECORD_KEYS = {"runtime", "gate_points", "min_agreement", "validation_rows", "macro_f1", "agreement", "delta_ci",
+               "items_per_s", "allowed", "reason", "seconds"}
+REASON = ("fastest runtime agreeing with torch-fp32 on at least 98% of the validation labels and not shown to lose "
+          "more than 0.5 macro-F1 points")
 TEXTS = [text for text, _ in sample_rows(SAMPLE_TEST)[:40]]
 LABELS = [label for _, label in sample_rows(SAMPLE_TEST)[:40]]
 
@@ -34,23 +37,59 @@ def _copy(trained, method, tmp_path):
 def test_jobs_record_the_gate_in_the_artifact_and_the_metrics(trained, method):
     record = read_record(_artifact(trained, method))
     assert set(record) == RECORD_KEYS
-    assert record["gate_points"] == 0.5 and record["validation_rows"] == 6
-    assert set(record["macro_f1"]) == set(record["items_per_s"]) == set(RUNTIMES)
-    floor = record["macro_f1"]["torch-fp32"] - 0.5
-    assert record["allowed"] == [r for r in RUNTIMES if r == "torch-fp32" or record["macro_f1"][r] >= floor]
+    assert record["gate_points"] == 0.5 and record["min_agreement"] == 0.98 and record["validation_rows"] == 6
+    assert set(record["macro_f1"]) == set(record["items_per_s"]) == set(record["agreement"]) == set(RUNTIMES)
+    assert record["agreement"]["torch-fp32"] == 1.0 and record["delta_ci"]["torch-fp32"] == [0.0, 0.0]
+    passes = {r: record["agreement"][r] >= 0.98 and record["delta_ci"][r][1] >= -0.5 for r in RUNTIMES}
+    assert record["allowed"] == [r for r in RUNTIMES if r == "torch-fp32" or passes[r]]
     assert record["runtime"] == max(record["allowed"], key=record["items_per_s"].get)
-    assert record["reason"] == "fastest runtime within 0.5 points of torch-fp32"
+    assert record["reason"] == REASON
     assert trained[method].version.metrics["serving"] == record
 
 
-def test_the_gate_rule_on_exact_scores():
+def _flip(labels: list[str], rows: range, to: str = "wrong") -> list[str]:
+    return [to if i in rows else label for i, label in enumerate(labels)]
+
+
+def test_the_gate_lets_two_flipped_rows_of_a_small_split_pass():
+    """The issue's case: 179 validation rows, int8 wrong on two rows fp32 got right (91.95 vs 93.05)."""
+    truth = [f"c{i % 3}" for i in range(179)]
+    fp32 = _flip(truth, range(0, 12))                      # 12 mistakes
+    int8 = _flip(fp32, range(100, 102))                    # and two more
+    found = compare_to_reference(truth, fp32, int8)
+    assert found["agreement"] == round(177 / 179, 4)
+    low, high = found["delta_ci"]
+    assert low < -1.0 and high == 0.0                      # could be noise: the interval reaches 0
+    assert passes_gate(found) is True
+
+
+def test_the_gate_refuses_many_changed_labels_or_a_consistent_loss():
+    truth = [f"c{i % 3}" for i in range(179)]
+    fp32 = _flip(truth, range(0, 12))
+    many = _flip(fp32, range(100, 106))                    # 6 of 179 changed: 96.6% agreement
+    assert compare_to_reference(truth, fp32, many)["agreement"] < 0.98
+    assert passes_gate(compare_to_reference(truth, fp32, many)) is False
+    big = [f"c{i % 3}" for i in range(3000)]
+    worse = _flip(big, range(0, 50))                       # 1.7% of 3000 rows lost, none gained
+    found = compare_to_reference(big, big, worse)
+    assert found["agreement"] > 0.98 and found["delta_ci"][1] < -0.5
+    assert passes_gate(found) is False
+
+
+def passes_gate(found: dict) -> bool:
     speeds = {"torch-fp32": 70.0, "onnx-fp32": 150.0, "onnx-int8": 480.0}
-    scores = {"torch-fp32": 80.0, "onnx-fp32": 80.0, "onnx-int8": 79.5}
-    assert choose_runtime(scores, speeds, 0.5, 100) == (
-        "onnx-int8", ["torch-fp32", "onnx-fp32", "onnx-int8"], "fastest runtime within 0.5 points of torch-fp32")
-    scores["onnx-int8"] = 79.49
-    assert choose_runtime(scores, speeds, 0.5, 100)[:2] == ("onnx-fp32", ["torch-fp32", "onnx-fp32"])
-    assert choose_runtime(scores, speeds, 0.5, 100, forced="onnx-int8") == (
+    same = {"agreement": 1.0, "delta_ci": [0.0, 0.0]}
+    chosen, allowed, reason = choose_runtime(dict.fromkeys(RUNTIMES, 90.0), speeds, 0.5, 179,
+                                             comparisons={"torch-fp32": same, "onnx-fp32": same, "onnx-int8": found})
+    assert reason == REASON and chosen == allowed[-1]
+    return "onnx-int8" in allowed
+
+
+def test_the_gate_rule_when_forced_or_without_validation_rows():
+    speeds = {"torch-fp32": 70.0, "onnx-fp32": 150.0, "onnx-int8": 480.0}
+    same, far = {"agreement": 1.0, "delta_ci": [0.0, 0.0]}, {"agreement": 0.5, "delta_ci": [-30.0, -10.0]}
+    comparisons = {"torch-fp32": same, "onnx-fp32": same, "onnx-int8": far}
+    assert choose_runtime(dict.fromkeys(RUNTIMES, 80.0), speeds, 0.5, 100, "onnx-int8", comparisons) == (
         "onnx-int8", ["torch-fp32", "onnx-fp32"], "forced by the config (runtime=onnx-int8)")
     empty = dict.fromkeys(RUNTIMES)
     assert choose_runtime(empty, speeds, 0.5, 0) == (
@@ -58,9 +97,21 @@ def test_the_gate_rule_on_exact_scores():
                                                   "fastest fp32 runtime")
 
 
+def test_bootstrap_macro_f1_matches_scikit_learn_on_the_identity_resample():
+    from sklearn.metrics import f1_score
+
+    truth = ["a", "b", "c", "a", "b", "c", "a", "a"]
+    guess = ["a", "b", "b", "a", "c", "c", "b", "a"]
+    scores = bootstrap_macro_f1(truth, [guess, truth], resamples=200)
+    assert scores.shape == (2, 200) and (scores[1] == 1.0).all()
+    assert scores[0].min() >= 0 and scores[0].max() <= 1
+    expected = f1_score(truth, guess, average="macro")
+    assert abs(np.median(scores[0]) - expected) < 0.15
+
+
 def test_the_gate_accepts_and_refuses_int8_on_a_real_version(trained, tmp_path):
     staged = _copy(trained, "head", tmp_path)
-    accepted = optimize_version(staged, TEXTS, LABELS, gate_points=100)
+    accepted = optimize_version(staged, TEXTS, LABELS, gate_points=100, min_agreement=0.0)
     assert accepted["allowed"] == list(RUNTIMES) and accepted["validation_rows"] == 40
     assert json.loads((staged / "serving.json").read_text()) == accepted
     assert accepted["macro_f1"]["onnx-fp32"] == accepted["macro_f1"]["torch-fp32"]
@@ -87,7 +138,24 @@ def test_onnx_fp32_equals_torch_and_int8_mostly_agrees(trained, method):
     int8 = _logits(load_runtime(artifact, bases, "onnx-int8"))
     assert torch_logits.shape == fp32.shape == int8.shape == (40, 3)
     assert np.abs(fp32 - torch_logits).max() <= 1e-3
-    assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.85
+    assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.9  # a 2-epoch head on 60 rows: near-ties
+
+
+@pytest.mark.parametrize("method", ["full", "lora", "head"])
+def test_int8_gives_every_text_the_same_answer_alone_or_in_any_batch(trained, method):
+    """300 held-out texts: each scored alone, and in shuffled batches of 32 that mix short and long texts
+    (so each is padded to its batch's longest): the same label always, logits equal to 1e-4."""
+    runtime = load_runtime(_artifact(trained, method), default_bases(), "onnx-int8")
+    texts = [text for text, _ in sample_rows(SAMPLE_TEST)[:300]]
+    encoded = runtime.encode(texts).input_ids
+    alone = np.concatenate([runtime.logits(*pad_batch([row], runtime.pad_id)) for row in encoded])
+    order = np.random.default_rng(0).permutation(len(texts))
+    batched = np.zeros_like(alone)
+    for start in range(0, len(order), 32):
+        rows = order[start:start + 32]
+        batched[rows] = runtime.logits(*pad_batch([encoded[i] for i in rows], runtime.pad_id))
+    assert (alone.argmax(1) == batched.argmax(1)).all()
+    assert np.abs(alone - batched).max() <= 1e-4
 
 
 def test_head_versions_share_the_base_session(trained, tmp_path):
