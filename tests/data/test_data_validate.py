@@ -14,8 +14,8 @@ def dataset(labels: list[str]) -> TextDataset:
 
 @pytest.mark.parametrize("labels, what, message", [
     ([], "training data", "no rows in training data"),
-    (["spam"] * 5, "training data", "only one class ('spam') in training data: a classifier needs at least two"),
-    (["ham"], "evaluation data", "only one class ('ham') in evaluation data: a classifier needs at least two"),
+    (["spam"] * 5, "training data", "only one class ('spam') in training data: a classifier needs at least 2 labels"),
+    (["ham"], "evaluation data", "only one class ('ham') in evaluation data: a classifier needs at least 2 labels"),
     ([f"id{i}" for i in range(50)], "training data",
      "every label is unique (50 rows, 50 labels): is the label column an id?"),
 ])

@@ -80,3 +80,13 @@ def test_unsupported_exports_are_refused_and_leave_nothing(trained, tmp_path):
     (tmp_path / "busy" / "file").write_text("x")
     with pytest.raises(UsageError, match="exists and is not empty"):
         export_version("small-full", "hf", tmp_path / "busy")
+
+
+def test_an_export_is_readable_by_everyone_like_a_copy(trained, tmp_path):
+    out = tmp_path / "shared"
+    out.mkdir(mode=0o700)  # an empty directory is replaced, taking the export's modes
+    export_version("small-head", "onnx", out)
+    assert oct(out.stat().st_mode & 0o777) == "0o755"
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {
+        name: "0o644" for name in ("model.onnx", "tailor_model.json", "tokenizer.json", "tokenizer_config.json")}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared"]  # no temporary directory left behind

@@ -23,8 +23,9 @@ EXPECTED_COLUMNS = {
              "started_at", "finished_at"],
     "job_events": ["id", "job_id", "created_at", "level", "type", "message", "data"],
     "job_checkpoints": ["id", "job_id", "step", "metrics", "created_at"],
+    "alias_events": ["id", "model_id", "alias", "version", "action", "created_at"],
 }
-ALL_STEPS = ["m001_initial", "m002_service"]
+ALL_STEPS = ["m001_initial", "m002_service", "m003_alias_events"]
 
 
 @pytest.fixture
@@ -55,6 +56,10 @@ def test_blank_database_is_migrated_to_the_expected_schema(engine):
     assert [(fk["constrained_columns"], fk["referred_table"]) for fk in schema.get_foreign_keys("api_keys")] == [
         (["tenant"], "tenants")]
     assert [c["column_names"] for c in schema.get_unique_constraints("api_keys")] == [["secret_hash"]]
+    assert [(fk["constrained_columns"], fk["referred_table"]) for fk in schema.get_foreign_keys("alias_events")] == [
+        (["model_id"], "models")]
+    assert [(i["name"], i["column_names"]) for i in schema.get_indexes("alias_events")] == [
+        ("ix_alias_events_model", ["model_id", "id"])]
 
 
 def test_migrating_twice_is_a_no_op(engine):

@@ -103,3 +103,49 @@ def test_delete_model_removes_every_version_and_its_files(registry):
     assert [m.name for m in registry.store.list_models("acme")] == ["other"]
     assert files_under(registry.artifacts.root) == [f"{kept.artifact_path}/{MARKER}",
                                                     f"{kept.artifact_path}/model.safetensors"]
+
+
+def add_version(store, name="spam", task="classify", lineage=None, tenant="acme"):
+    return store.create_version(tenant, name, task=task, base_model="minilm-l6", method="head",
+                                artifact_path=f"{tenant}/{name}/x", params={}, metrics={},
+                                lineage={"label_counts": {"ham": 40, "spam": 9}} if lineage is None else lineage)
+
+
+def test_same_labels_pass_and_other_labels_are_refused_naming_both(registry):
+    from tailor.registry.service import check_same_labels
+
+    store = registry.store
+    check_same_labels(store, "acme", "spam", ["ham", "spam"])  # no model yet
+    add_version(store)
+    check_same_labels(store, "acme", "spam", ["spam", "ham", "spam"])  # the same set, any order
+    with pytest.raises(UsageError) as refused:
+        check_same_labels(store, "acme", "spam", ["balance", "bill_due"])
+    assert str(refused.value) == (
+        "model 'spam' (tenant acme) has labels [ham, spam]; this data has [balance, bill_due]: pass --new-labels "
+        "to register it as a new version of 'spam' anyway, or --name to start a new model")
+    with pytest.raises(UsageError, match=r"has labels \[ham, spam\]; this data has \[ham, spam, unsure\]"):
+        check_same_labels(store, "acme", "spam", ["ham", "spam", "unsure"])
+    check_same_labels(store, "globex", "spam", ["balance"])  # another tenant's model is another model
+
+
+def test_the_latest_version_decides_and_long_label_lists_are_cut(registry):
+    from tailor.registry.service import check_same_labels
+
+    store = registry.store
+    add_version(store)
+    add_version(store, lineage={"label_counts": {f"intent_{i:03d}": 5 for i in range(150)}})
+    check_same_labels(store, "acme", "spam", [f"intent_{i:03d}" for i in range(150)])
+    with pytest.raises(UsageError) as refused:
+        check_same_labels(store, "acme", "spam", ["ham", "spam"])
+    assert str(refused.value).startswith(
+        "model 'spam' (tenant acme) has labels [intent_000, intent_001, intent_002, intent_003, intent_004, "
+        "intent_005, intent_006, intent_007, intent_008, intent_009, ... (150 labels)]; this data has [ham, spam]")
+
+
+@pytest.mark.parametrize("task, lineage", [("chat", {}), ("classify", {}), ("classify", {"job": "ftjob-1"})])
+def test_versions_without_recorded_labels_are_not_checked(registry, task, lineage):
+    from tailor.registry.service import check_same_labels, version_labels
+
+    version = add_version(registry.store, task=task, lineage=lineage)
+    assert version_labels(version) is None
+    check_same_labels(registry.store, "acme", "spam", ["anything", "else"])

@@ -145,6 +145,47 @@ def test_delete_model_returns_its_versions_and_frees_the_name(store):
     assert add(store).version == 1
 
 
+def test_alias_history_records_every_change_oldest_first(store):
+    for _ in range(3):
+        add(store)
+    store.set_alias(A, "credit-risk", "production", 1)
+    store.set_alias(A, "credit-risk", "production", 1)  # already there: no event
+    store.set_alias(A, "credit-risk", "canary", 3)
+    store.set_alias(A, "credit-risk", "production", 2)
+    store.delete_alias(A, "credit-risk", "canary")
+    store.set_alias(A, "credit-risk", "canary", 2)
+    store.delete_version(A, "credit-risk", 2)
+    history = store.alias_history(A, "credit-risk")
+    assert [(e.alias, e.version, e.action) for e in history] == [
+        ("production", 1, "set"), ("canary", 3, "set"), ("production", 2, "set"), ("canary", None, "unset"),
+        ("canary", 2, "set"), ("canary", None, "version_deleted"), ("production", None, "version_deleted")]
+    assert {(e.tenant, e.name) for e in history} == {(A, "credit-risk")}
+    assert all(e.created_at.tzinfo == timezone.utc for e in history)
+    assert [e.created_at for e in history] == sorted(e.created_at for e in history)
+    first = json.loads(json.dumps(history[0].to_dict()))
+    assert first == {"tenant": A, "name": "credit-risk", "alias": "production", "version": 1, "action": "set",
+                     "created_at": history[0].created_at.isoformat()}
+    assert store.get_model(A, "credit-risk").aliases == {}
+
+
+def test_deleting_a_model_deletes_its_alias_history(store):
+    add(store)
+    store.set_alias(A, "credit-risk", "production", 1)
+    store.delete_model(A, "credit-risk")
+    add(store)
+    assert store.alias_history(A, "credit-risk") == []
+
+
+def test_a_refused_alias_change_records_nothing(store):
+    add(store)
+    for call in (lambda: store.set_alias(A, "credit-risk", "production", 7),
+                 lambda: store.set_alias(A, "credit-risk", "latest", 1),
+                 lambda: store.delete_alias(A, "credit-risk", "production")):
+        with pytest.raises((NotFoundError, UsageError)):
+            call()
+    assert store.alias_history(A, "credit-risk") == []
+
+
 NOT_FOUND = [
     (lambda s: s.get_model(A, "nope"), "model 'nope' not found"),
     (lambda s: s.list_versions(A, "nope"), "model 'nope' not found"),
@@ -159,6 +200,7 @@ NOT_FOUND = [
     (lambda s: s.update_metrics(A, "credit-risk", 7, {}), "version credit-risk:7 not found"),
     (lambda s: s.delete_version(A, "credit-risk", 7), "version credit-risk:7 not found"),
     (lambda s: s.delete_model(A, "nope"), "model 'nope' not found"),
+    (lambda s: s.alias_history(A, "nope"), "model 'nope' not found"),
 ]
 
 
@@ -182,6 +224,7 @@ ACROSS_TENANTS = {
     "update_metrics": lambda s: s.update_metrics(B, "credit-risk", 1, {"accuracy": 0.0}),
     "delete_version": lambda s: s.delete_version(B, "credit-risk", 1),
     "delete_model": lambda s: s.delete_model(B, "credit-risk"),
+    "alias_history": lambda s: s.alias_history(B, "credit-risk"),
 }
 
 
@@ -194,6 +237,7 @@ def test_tenant_cannot_reach_another_tenants_objects(store, call):
         call(store)
     assert str(caught.value) == "model 'credit-risk' not found"
     assert store.list_versions(A, "credit-risk") == before
+    assert [(e.alias, e.version) for e in store.alias_history(A, "credit-risk")] == [("production", 1)]
     assert store.list_models(B) == []
 
 

@@ -7,17 +7,10 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from api_helpers import SMALL_CSV, upload
+from api_helpers import SMALL_CSV, error_of, upload
 
 FILE_KEYS = {"id", "object", "bytes", "created_at", "filename", "purpose", "status", "status_details", "expires_at",
              "kind", "summary"}
-
-
-def error_of(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
-    return body["error"]
 
 
 def jsonl(records) -> bytes:
@@ -52,6 +45,24 @@ def test_upload_jsonl_with_a_bad_line_names_it(client, acme, settings):
     assert error["message"].startswith("bad.jsonl: line 3: not valid JSON")
     assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", "file", "invalid_file")
     assert list((settings.files_dir / ".incoming").iterdir()) == []
+
+
+@pytest.mark.parametrize("filename, content, param", [
+    ("one.csv", b"text,category\n" + b"".join(b"row %d,up\n" % i for i in range(5)), "category"),
+    ("one.jsonl", jsonl({"text": f"stock {i} moved", "label": "up"} for i in range(5)), "label"),
+])
+def test_upload_of_a_one_class_file_is_refused(client, acme, settings, filename, content, param):
+    error = error_of(upload(client, acme, content, filename=filename), 400)
+    assert error["message"] == f"{filename}: only one class ('up') in the file: a classifier needs at least 2 labels"
+    assert (error["param"], error["code"]) == (param, "invalid_file")
+    assert client.get("/v1/files", headers=acme.headers).json()["data"] == []
+    assert list((settings.files_dir / ".incoming").iterdir()) == []
+
+
+def test_upload_of_a_one_line_chat_file_is_not_a_label_check(client, acme):
+    content = jsonl([{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}])
+    body = upload(client, acme, content, filename="chat.jsonl").json()
+    assert (body["kind"], body["summary"]["examples"]) == ("chat", 1)
 
 
 def test_upload_binary_junk(client, acme, settings):

@@ -66,7 +66,8 @@ def inspect_upload(path: Path, filename: str, max_bytes: int) -> tuple[str, dict
     """Check an uploaded file the way training will read it; return ``(kind, summary)``.
 
     Raises:
-        DataError: the file cannot be used (the message names the line and field).
+        DataError: the file cannot be used (the message names the line and field), or a text/label file holds
+            one label only (``a classifier needs at least 2 labels``).
     """
     suffix = Path(filename).suffix.lower()
     if suffix and suffix not in _SUFFIXES:
@@ -88,9 +89,11 @@ def _inspect(path: Path, suffix: str, max_bytes: int) -> tuple[str, dict]:
     if suffix in (".jsonl", ".json", "") and sniff_chat_format(path):
         return CHAT, validate_chat_file(path, max_bytes=max_bytes)
     from tailor.data.ingest import read_dataset
+    from tailor.data.validate import check_label_count
 
     dataset = read_dataset(path, max_bytes=max_bytes)
     source = dataset.source
+    check_label_count(dataset.label_counts(), what="the file", field=source.label_col)
     return TEXT_LABEL, {"format": source.format, "encoding": source.encoding, "rows": len(dataset),
                         "text_column": source.text_col, "label_column": source.label_col,
                         "labels": dataset.label_counts()}

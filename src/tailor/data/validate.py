@@ -23,10 +23,27 @@ def check_trainable(ds: TextDataset, *, what: str = "training data") -> None:
     counts = ds.label_counts()
     if not counts:
         raise DataError(f"no rows in {what}")
-    if len(counts) == 1:
-        raise DataError(f"only one class ({next(iter(counts))!r}) in {what}: a classifier needs at least two")
+    check_label_count(counts, what=what)
     if len(counts) == len(ds) > _UNIQUE_LABELS_MIN_ROWS:
         raise DataError(f"every label is unique ({len(ds)} rows, {len(counts)} labels): is the label column an id?")
+
+
+def check_label_count(label_counts: dict[str, int], *, what: str = "training data",
+                      field: str | None = None) -> None:
+    """Refuse labelled data with a single class: nothing to tell apart.
+
+    Args:
+        label_counts: rows per label.
+        what: how the message names the data.
+        field: the label column, named by the error.
+
+    Raises:
+        DataError: exactly one label, e.g. ``only one class ('spam') in training data: a classifier needs at
+            least 2 labels``.
+    """
+    if len(label_counts) == 1:
+        raise DataError(f"only one class ({next(iter(label_counts))!r}) in {what}: a classifier needs at least "
+                        "2 labels", field=field)
 
 
 def small_classes(label_counts: dict[str, int]) -> list[dict]:

@@ -104,8 +104,8 @@ def publish_dir(out_dir: Path, build: Callable[[Path], None]) -> Path:
     try:
         build(tmp)
         tmp.chmod(0o755)  # mkdtemp's 0700 would make the cache private to whoever converted first
-        for path in tmp.iterdir():
-            path.chmod(0o644)
+        for path in tmp.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
         if out_dir.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
             os.replace(out_dir, trash / out_dir.name)

@@ -8,14 +8,13 @@ end, so a failed export never leaves a half-written directory behind.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 from tailor.errors import UsageError
 from tailor.models.classifier import SPEC_FILE, ClassifierSpec, load_model_for_inference
+from tailor.models.conversion import publish_dir
 from tailor.registry.store import DEFAULT_TENANT
 
 FORMATS = ("hf", "peft", "onnx")
@@ -154,15 +153,7 @@ def export_artifact(artifact: Path, fmt: str, out: str | Path) -> list[str]:
         raise UsageError(f"unknown export format {fmt!r} for this model; formats are: {', '.join(exporters)}")
     out = Path(out).expanduser().resolve()
     _check_out_dir(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        exporters[fmt](artifact, tmp)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    publish_dir(out, lambda tmp: exporters[fmt](artifact, tmp))  # readable by all (0755/0644), like a cp
     return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
 
 

@@ -73,3 +73,25 @@ class ModelVersion:
             "aliases": list(self.aliases),
             "created_at": _iso_utc(self.created_at),
         }
+
+
+@dataclass(frozen=True)
+class AliasEvent:
+    """One change of a model's alias, as the alias history lists it.
+
+    Attributes:
+        version: the version the alias pointed at from then on; ``None`` once it was removed.
+        action: ``set`` (set or moved), ``unset`` (removed on request) or ``version_deleted`` (removed with
+            the version it pointed at).
+    """
+
+    tenant: str
+    name: str
+    alias: str
+    version: int | None
+    action: str
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict; ``created_at`` in ISO 8601 UTC."""
+        return {**asdict(self), "created_at": _iso_utc(self.created_at)}

@@ -169,9 +169,30 @@ def _m002_service(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _m003_alias_events(conn: Connection) -> None:
+    """The history of every model's aliases: one row per set, move or removal, in the order they happened."""
+    metadata = MetaData()
+    Table("models", metadata, Column("id", Integer, primary_key=True))
+    Table(
+        "alias_events",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+        Column("alias", String(32), nullable=False),
+        # No foreign key: the history outlives a deleted version. NULL means the alias was removed.
+        Column("version", Integer),
+        # set, unset, version_deleted (removed with its version)
+        Column("action", String(16), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Index("ix_alias_events_model", "model_id", "id"),
+    )
+    metadata.tables["alias_events"].create(conn)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_service", _m002_service),
+    ("m003_alias_events", _m003_alias_events),
 ]
 
 

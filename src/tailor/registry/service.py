@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from tailor.errors import UsageError
+from tailor.errors import NotFoundError, UsageError
 from tailor.registry.artifacts import ArtifactStore
 from tailor.registry.entities import ModelVersion
 from tailor.registry.refs import validate_name, validate_tenant
@@ -83,6 +83,48 @@ class Registry:
         for version in deleted:
             self.artifacts.remove(version.artifact_path)
         return deleted
+
+
+def version_labels(version: ModelVersion) -> list[str] | None:
+    """The sorted labels a classification version was trained on (from its lineage's label counts); ``None``
+    for a chat version or one that recorded none."""
+    counts = version.lineage.get("label_counts") if version.task == "classify" else None
+    return sorted(counts) if counts else None
+
+
+def _label_list(labels: list[str], shown: int = 10) -> str:
+    if len(labels) <= shown:
+        return f"[{', '.join(labels)}]"
+    return f"[{', '.join(labels[:shown])}, ... ({len(labels)} labels)]"
+
+
+def check_same_labels(store: RegistryStore, tenant: str, name: str, labels: list[str]) -> None:
+    """Refuse to add a classification version whose label set differs from the model's latest version.
+
+    A model name stands for one task with one set of classes: a new version with other labels would
+    silently answer with classes its clients do not expect (``train@latest`` turning from spam into banking).
+    Nothing is checked when the model does not exist yet, has no versions, or its latest version recorded
+    no labels.
+
+    Args:
+        labels: the labels of the data the new version is trained on.
+
+    Raises:
+        UsageError: the label sets differ; the message names both and the ways out.
+    """
+    try:
+        model = store.get_model(tenant, name)
+    except NotFoundError:
+        return
+    if model.latest_version is None:
+        return
+    previous = version_labels(store.get_version(tenant, name, model.latest_version))
+    new = sorted(set(labels))
+    if previous is None or previous == new:
+        return
+    raise UsageError(
+        f"model {name!r} (tenant {tenant}) has labels {_label_list(previous)}; this data has {_label_list(new)}: "
+        f"pass --new-labels to register it as a new version of {name!r} anyway, or --name to start a new model")
 
 
 def open_registry(settings: Settings | None = None) -> Registry:

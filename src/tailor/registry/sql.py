@@ -28,7 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tailor.db import JsonText, UtcDateTime, now, open_engine
 from tailor.errors import NotFoundError
-from tailor.registry.entities import ModelVersion, RegisteredModel
+from tailor.registry.entities import AliasEvent, ModelVersion, RegisteredModel
 from tailor.registry.refs import parse_ref, validate_alias, validate_name
 from tailor.registry.store import RegistryStore
 
@@ -70,6 +70,21 @@ _aliases = Table(
     Column("alias", String(32), primary_key=True),
     Column("version", Integer),
 )
+_alias_events = Table(
+    "alias_events",
+    _metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer),
+    Column("alias", String(32)),
+    Column("version", Integer),
+    Column("action", String(16)),
+    Column("created_at", UtcDateTime),
+)
+
+
+def _record_alias_event(conn: Connection, model_id: int, alias: str, version: int | None, action: str) -> None:
+    conn.execute(insert(_alias_events).values(model_id=model_id, alias=alias, version=version, action=action,
+                                              created_at=now()))
 
 
 def _version_not_found(name: str, version: int) -> NotFoundError:
@@ -274,8 +289,14 @@ class SqlRegistryStore(RegistryStore):
             model_id = _find_model_id(conn, tenant, name)
             _require_version(conn, model_id, name, version)
             where = (_aliases.c.model_id == model_id, _aliases.c.alias == alias)
-            if not conn.execute(update(_aliases).where(*where).values(version=version)).rowcount:
+            current = conn.scalar(select(_aliases.c.version).where(*where))
+            if current == version:
+                return
+            if current is None:  # a concurrent setter makes this insert fail; the retry then moves its row
                 conn.execute(insert(_aliases).values(model_id=model_id, alias=alias, version=version))
+            else:
+                conn.execute(update(_aliases).where(*where).values(version=version))
+            _record_alias_event(conn, model_id, alias, version, "set")
 
         self._transaction(work)
 
@@ -286,6 +307,15 @@ class SqlRegistryStore(RegistryStore):
             where = (_aliases.c.model_id == model_id, _aliases.c.alias == alias)
             if not conn.execute(delete(_aliases).where(*where)).rowcount:
                 raise NotFoundError(f"alias {name}@{alias} not found")
+            _record_alias_event(conn, model_id, alias, None, "unset")
+
+    def alias_history(self, tenant: str, name: str) -> list[AliasEvent]:
+        with self._engine.connect() as conn:
+            model_id = _find_model_id(conn, tenant, name)
+            rows = conn.execute(select(_alias_events).where(_alias_events.c.model_id == model_id)
+                                .order_by(_alias_events.c.id)).all()
+        return [AliasEvent(tenant=tenant, name=name, alias=row.alias, version=row.version, action=row.action,
+                           created_at=row.created_at) for row in rows]
 
     def update_metrics(self, tenant: str, name: str, version: int, metrics: dict) -> ModelVersion:
         with self._engine.begin() as conn:
@@ -303,6 +333,8 @@ class SqlRegistryStore(RegistryStore):
         with self._engine.begin() as conn:
             model_id = _find_model_id(conn, tenant, name)
             deleted = _require_version(conn, model_id, name, version)
+            for alias in deleted.aliases:
+                _record_alias_event(conn, model_id, alias, None, "version_deleted")
             conn.execute(delete(_aliases).where(_aliases.c.model_id == model_id, _aliases.c.version == version))
             conn.execute(delete(_versions).where(_versions.c.model_id == model_id, _versions.c.version == version))
             return deleted
@@ -312,6 +344,7 @@ class SqlRegistryStore(RegistryStore):
             model_id = _find_model_id(conn, tenant, name)
             deleted = _select_versions(conn, _versions.c.model_id == model_id)
             conn.execute(delete(_aliases).where(_aliases.c.model_id == model_id))
+            conn.execute(delete(_alias_events).where(_alias_events.c.model_id == model_id))
             conn.execute(delete(_versions).where(_versions.c.model_id == model_id))
             conn.execute(delete(_models).where(_models.c.id == model_id))
             return deleted

@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 
 from tailor.errors import NotFoundError
-from tailor.registry.entities import ModelVersion, RegisteredModel
+from tailor.registry.entities import AliasEvent, ModelVersion, RegisteredModel
 from tailor.registry.refs import parse_ref
 
 DEFAULT_TENANT = "default"
@@ -64,7 +64,8 @@ class RegistryStore(abc.ABC):
 
     @abc.abstractmethod
     def set_alias(self, tenant: str, name: str, alias: str, version: int) -> None:
-        """Point ``alias`` at ``version``, moving it if it pointed elsewhere.
+        """Point ``alias`` at ``version``, moving it if it pointed elsewhere, and record a ``set`` event in
+        the alias history (none when it already pointed there).
 
         Raises:
             UsageError: the alias is ``latest`` or malformed.
@@ -73,7 +74,14 @@ class RegistryStore(abc.ABC):
 
     @abc.abstractmethod
     def delete_alias(self, tenant: str, name: str, alias: str) -> None:
-        """Remove ``alias``. Raises UsageError for ``latest``, NotFoundError for a missing alias."""
+        """Remove ``alias`` and record an ``unset`` event. Raises UsageError for ``latest``, NotFoundError for
+        a missing alias."""
+
+    @abc.abstractmethod
+    def alias_history(self, tenant: str, name: str) -> list[AliasEvent]:
+        """Every change of the model's aliases, oldest first: ``set`` events (set or moved), ``unset``
+        events and ``version_deleted`` ones (the alias went with its version). Deleting the model deletes its
+        history. Raises NotFoundError for a missing model."""
 
     @abc.abstractmethod
     def update_metrics(self, tenant: str, name: str, version: int, metrics: dict) -> ModelVersion:
@@ -81,7 +89,8 @@ class RegistryStore(abc.ABC):
 
     @abc.abstractmethod
     def delete_version(self, tenant: str, name: str, version: int) -> ModelVersion:
-        """Delete a version and the aliases pointing at it; return it as it was. Raises NotFoundError."""
+        """Delete a version and the aliases pointing at it (recording ``version_deleted`` events); return it
+        as it was. Raises NotFoundError."""
 
     @abc.abstractmethod
     def delete_model(self, tenant: str, name: str) -> list[ModelVersion]:

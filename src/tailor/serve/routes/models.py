@@ -1,4 +1,5 @@
-"""``/v1/models``: the base catalog plus the tenant's registered models; get and delete by id or reference."""
+"""``/v1/models``: the base catalog plus the tenant's registered models; get and delete by id or reference;
+Tailor's alias routes (set or move, remove, list with history) so a tenant promotes and rolls back itself."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from tailor.catalog import CATALOG
-from tailor.registry.refs import parse_ref
+from tailor.errors import NotFoundError, UsageError
+from tailor.registry.refs import parse_ref, validate_alias
 from tailor.serve.deps import Deployer, Reader, ServicesDep
 from tailor.serve.errors import ApiError
 from tailor.serve.models import NamedModel, resolve_model
 from tailor.serve.routes.common import errors
-from tailor.serve.schemas import Deleted, ModelList, ModelObject, ModelStatus
+from tailor.serve.schemas import (AliasList, AliasObject, AliasSet, Deleted, ModelList, ModelObject,
+                                  ModelStatus)
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 _TAILOR_EPOCH = 1735689600  # catalog bases have no creation time of their own: 2025-01-01
@@ -76,10 +79,73 @@ def delete_model(model_id: str, principal: Deployer, services: ServicesDep) -> d
     if resolve_model(services.registry, principal.tenant, model_id).base is not None:
         raise ApiError(400, f"{model_id!r} is a base model of the catalog and cannot be deleted", param="model_id")
     ref = parse_ref(model_id)
-    if ref.alias is not None:
+    if "@" in model_id:  # name@latest too: it names one version, and deleting the whole model would surprise
         raise ApiError(400, f"delete {ref.name!r} or one version ({ref.name}:N), not an alias", param="model_id")
     if ref.version is not None:
         services.registry.delete_version(principal.tenant, ref.name, ref.version)
     else:
         services.registry.delete_model(principal.tenant, ref.name)
     return {"id": model_id, "object": "model", "deleted": True}
+
+
+def _model_name(model_id: str) -> str:
+    """The registered model ``model_id`` names; a version, an alias or a catalog base is refused (400), an id no
+    model could have is not found (404), as :func:`resolve_model` answers."""
+    if model_id in CATALOG:
+        raise ApiError(400, f"{model_id!r} is a base model of the catalog; aliases name versions of fine-tuned "
+                            "models", param="model_id")
+    try:
+        ref = parse_ref(model_id)
+    except UsageError as exc:
+        raise NotFoundError(f"model {model_id!r} not found ({exc})") from None
+    if ref.version is not None or "@" in model_id:
+        raise ApiError(400, f"give the model's name ({ref.name}), not a version or an alias", param="model_id")
+    return ref.name
+
+
+def _alias_name(alias: str) -> str:
+    try:
+        return validate_alias(alias)
+    except UsageError as exc:
+        raise ApiError(400, str(exc), param="alias") from None
+
+
+@router.get("/{model_id}/aliases", response_model=AliasList, responses=errors(404),
+            summary="Tailor: a fine-tuned model's aliases and their history (set, moved, removed)")
+def list_aliases(model_id: str, principal: Reader, services: ServicesDep) -> dict:
+    name = _model_name(model_id)
+    store = services.registry.store
+    model = store.get_model(principal.tenant, name)
+    history = store.alias_history(principal.tenant, name)
+    return {"object": "list", "model": name,
+            "data": [{"object": "model.alias", "model": name, "alias": alias, "version": version}
+                     for alias, version in sorted(model.aliases.items())],
+            "history": [{"alias": e.alias, "version": e.version, "action": e.action,
+                         "created_at": int(e.created_at.timestamp())} for e in history]}
+
+
+@router.put("/{model_id}/aliases/{alias}", response_model=AliasObject, responses=errors(404),
+            summary="Tailor: point an alias (e.g. production) at a version of a fine-tuned model, or move it")
+def set_alias(model_id: str, alias: str, body: AliasSet, principal: Deployer, services: ServicesDep) -> dict:
+    name, alias = _model_name(model_id), _alias_name(alias)
+    store = services.registry.store
+    store.get_model(principal.tenant, name)
+    try:
+        store.get_version(principal.tenant, name, body.version)
+    except NotFoundError as exc:
+        raise ApiError(404, str(exc), param="version", code="not_found") from None
+    store.set_alias(principal.tenant, name, alias, body.version)
+    return {"object": "model.alias", "model": name, "alias": alias, "version": body.version}
+
+
+@router.delete("/{model_id}/aliases/{alias}", response_model=Deleted, responses=errors(404),
+               summary="Tailor: remove an alias of a fine-tuned model (its version stays)")
+def delete_alias(model_id: str, alias: str, principal: Deployer, services: ServicesDep) -> dict:
+    name, alias = _model_name(model_id), _alias_name(alias)
+    store = services.registry.store
+    store.get_model(principal.tenant, name)
+    try:
+        store.delete_alias(principal.tenant, name, alias)
+    except NotFoundError as exc:
+        raise ApiError(404, str(exc), param="alias", code="not_found") from None
+    return {"id": f"{name}@{alias}", "object": "model.alias", "deleted": True}

@@ -1,9 +1,9 @@
-"""``/health`` and ``/metrics``: no API key needed, no tenant data shown."""
+"""``/health``, ``/metrics`` and ``/`` (a redirect to the docs): no API key needed, no tenant data shown."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
 import tailor
 from tailor.serve.deps import ServicesDep
@@ -25,3 +25,9 @@ def health(services: ServicesDep) -> dict:
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
 def metrics(services: ServicesDep) -> Response:
     return Response(services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.get("/", include_in_schema=False)
+def root() -> RedirectResponse:
+    """A browser pointed at the server lands on the interactive API docs."""
+    return RedirectResponse("/docs")
