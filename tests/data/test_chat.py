@@ -2,9 +2,10 @@ import json
 
 import pytest
 
-from tailor.data.chat import (IGNORE_INDEX, ChatDataset, ChatExample, build_chat_report, check_chat_lengths,
-                              encode_chat, encode_conversation, format_chat_report_text, read_chat_dataset,
-                              render_chat_report_html, sniff_chat_format, validate_chat_file)
+from tailor.data.chat import (IGNORE_INDEX, ChatDataset, ChatExample, LengthFit, build_chat_report,
+                              encode_chat, encode_conversation, fit_chat_lengths, format_chat_report_text,
+                              read_chat_dataset, render_chat_report_html, sniff_chat_format, token_limit,
+                              validate_chat_file)
 from tailor.errors import DataError
 from tiny_chat import build_tiny_chat_model, review_conversations, write_jsonl
 
@@ -112,14 +113,62 @@ def test_assistant_tokens_are_exactly_the_replies_and_end_of_turn(tokenizer):
     assert tokenizer.decode(ids) == tokenizer.apply_chat_template(messages, tokenize=False)
 
 
-def test_too_long_conversations_are_refused_with_counts(tokenizer):
-    long = ChatExample([{"role": "user", "content": "the lamp is good " * 40},
-                        {"role": "assistant", "content": "positive"}], line=12)
-    n = len(encode_conversation(tokenizer, long.messages)[0])
+def _over_long_dataset() -> ChatDataset:
+    """Lines 1 and 4 fit 64 tokens; 2 has a long question (no answer token within 64: dropped); 3 and 5 have
+    long answers (truncated)."""
+    short = HELLO["messages"]
+    long_question = [{"role": "user", "content": "the lamp is good " * 40}, {"role": "assistant", "content": "positive"}]
+    long_answer = [{"role": "user", "content": "describe the lamp"},
+                   {"role": "assistant", "content": "the lamp is good and fine " * 20}]
+    return ChatDataset([ChatExample(short, 1), ChatExample(long_question, 2), ChatExample(long_answer, 3),
+                        ChatExample(short, 4), ChatExample(long_answer, 5)])
+
+
+def test_over_long_conversations_are_truncated_or_dropped_and_their_lines_named(tokenizer):
+    dataset = _over_long_dataset()
+    kept, encoded, fit = fit_chat_lengths(dataset, tokenizer, 64)
+    assert [e.line for e in kept.examples] == [1, 3, 4, 5]
+    assert (fit.truncated, fit.dropped, fit.max_length) == ([3, 5], [2], 64)
+    assert fit.summary() == {"max_length": 64, "truncated": {"count": 2, "lines": [3, 5]},
+                             "dropped": {"count": 1, "lines": [2]}}
+    assert fit.describe() == ("3 conversations over the 64-token limit: 2 truncated (lines 3, 5), 1 dropped, no "
+                              "assistant token within the limit (line 2)")
+    # a truncated conversation keeps its start, so the loss covers the answer tokens that fit
+    full_ids, full_labels = encode_conversation(tokenizer, dataset.examples[2].messages)
+    assert len(full_ids) > 64
+    assert (encoded.input_ids[1], encoded.labels[1]) == (full_ids[:64], full_labels[:64])
+    assert sum(t != IGNORE_INDEX for t in encoded.labels[1]) > 10
+    assert encoded.input_ids[0] == encode_conversation(tokenizer, HELLO["messages"])[0]  # short ones untouched
+    # the dropped one had no answer token within the limit
+    assert all(t == IGNORE_INDEX for t in encode_conversation(tokenizer, dataset.examples[1].messages)[1][:64])
+    assert LengthFit(64).describe() is None and fit_chat_lengths(dataset, tokenizer, 4096)[2].describe() is None
+
+
+def test_strict_checking_refuses_over_long_conversations_with_their_lines(tokenizer):
+    dataset = _over_long_dataset()
+    n = [len(encode_conversation(tokenizer, e.messages)[0]) for e in dataset.examples]
     with pytest.raises(DataError) as info:
-        check_chat_lengths(ChatDataset([ChatExample(HELLO["messages"], 1), long]), tokenizer, 64)
-    assert str(info.value) == f"line 12: {n:,} tokens, {n - 64:,} over the 64-token limit"
-    assert info.value.field == "messages"
+        fit_chat_lengths(dataset, tokenizer, 64, strict=True)
+    assert str(info.value) == (f"line 2: {n[1]:,} tokens, {n[1] - 64:,} over the 64-token limit (and 2 more "
+                               "problems, at lines 3, 5)")
+    assert (info.value.line, info.value.field, info.value.total_problems) == (2, "messages", 3)
+    assert len(fit_chat_lengths(dataset, tokenizer, 4096, strict=True)[0]) == 5
+
+
+def test_a_file_with_nothing_left_within_the_limit_is_refused(tokenizer):
+    dataset = ChatDataset([_over_long_dataset().examples[1]])
+    with pytest.raises(DataError) as info:
+        fit_chat_lengths(dataset, tokenizer, 32)
+    assert str(info.value) == ("no conversation keeps an assistant token within the 32-token limit (1 conversation "
+                               "over the 32-token limit: 1 dropped, no assistant token within the limit (line 2)); "
+                               "raise max_length")
+
+
+def test_the_token_limit_is_the_setting_capped_by_the_model_context(tokenizer):
+    from tailor.models.causal import context_length
+
+    assert context_length(tokenizer.name_or_path) == 512  # the tiny model's max_position_embeddings
+    assert (token_limit(1024, 512), token_limit(256, 512), token_limit(1024, None)) == (512, 256, 1024)
 
 
 def test_chat_report_counts_tokens_duplicates_and_estimates_time(tokenizer, tmp_path):
@@ -141,18 +190,30 @@ def test_chat_report_counts_tokens_duplicates_and_estimates_time(tokenizer, tmp_
     json.dumps(report)
 
 
-def test_service_report_of_a_file_counts_over_long_lines_and_hides_the_directory(tmp_path, tokenizer):
+def test_service_report_of_a_file_names_over_long_lines_and_hides_the_directory(tmp_path, tokenizer):
     from tailor.data.chat import SMOLLM2_CPU_TOKENS_PER_S, chat_report_for_file
 
-    rows = review_conversations(4) + [{"messages": [{"role": "user", "content": "the lamp is good " * 30},
-                                                    {"role": "assistant", "content": "positive"}]}]
+    long_answer = {"messages": [{"role": "user", "content": "describe it"},
+                                {"role": "assistant", "content": "the lamp is good " * 30}]}
+    long_question = {"messages": [{"role": "user", "content": "the lamp is good " * 30},
+                                  {"role": "assistant", "content": "positive"}]}
+    rows = review_conversations(4) + [long_question, long_answer]
     path = write_jsonl(tmp_path / "upload-123.jsonl", rows)
     report = chat_report_for_file(path, base=tokenizer.name_or_path, max_length=64, epochs=1)
     assert report["source"]["path"] == "upload-123.jsonl"
-    assert report["over_limit"] == {"count": 1, "lines": [5]}
+    assert report["over_limit"] == {"max_length": 64, "truncated": {"count": 1, "lines": [6]},
+                                    "dropped": {"count": 1, "lines": [5]}}
     assert report["examples"] == 5 and report["base_model"] == tokenizer.name_or_path
+    assert report["tokens"]["max"] == 64 and report["max_length"] == 64
     assert report["estimate"]["seconds"] == round(report["tokens"]["total"] / SMOLLM2_CPU_TOKENS_PER_S, 1)
+    text = format_chat_report_text(report)
+    assert ("2 conversations over the 64-token limit: 1 truncated (line 6), 1 dropped, no assistant token within "
+            "the limit (line 5)") in text.splitlines()
+    assert "Over the token limit" in render_chat_report_html(report)
     json.dumps(report)
+    # without a setting, the limit is the default preset's, capped by the model's context (512 here)
+    assert chat_report_for_file(path, base=tokenizer.name_or_path)["over_limit"] == {
+        "max_length": 512, "truncated": {"count": 0, "lines": []}, "dropped": {"count": 0, "lines": []}}
 
 
 def test_shipped_chat_sample_is_valid():

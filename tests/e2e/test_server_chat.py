@@ -4,6 +4,7 @@ upload chat examples, fine-tune SmolLM2 with LoRA, read the losses from the even
 from __future__ import annotations
 
 import itertools
+import re
 
 import openai
 import pytest
@@ -37,6 +38,8 @@ def test_openai_client_fine_tunes_smollm2_and_chats_with_it_streaming(server, tm
     metrics = [e.data for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data
                if e.type == "metrics" and "valid_loss" in (e.data or {})]
     assert metrics and {"step", "train_loss", "valid_loss"} <= set(metrics[0])
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100).data]
+    assert any(re.fullmatch(r"serving engine ready \(\d+\.\d s\)", m) for m in messages), messages
     test = done.result["metrics"]["test"]
     assert test["loss"] < test["base_loss"]  # the tuned model fits held-out answers better than the base
 
@@ -51,6 +54,7 @@ def test_openai_client_fine_tunes_smollm2_and_chats_with_it_streaming(server, tm
         max_tokens=12, temperature=0)
     assert whole.choices[0].message.content == text
     assert done.fine_tuned_model in [m.id for m in client.models.list().data]
-    completion = client.completions.create(model="smollm2-135m-instruct", prompt="The capital of France is",
-                                           max_tokens=4, temperature=0)
+    # the base's engine may not be built yet: 503 with Retry-After while it builds, which the client's retries honour
+    completion = client.with_options(max_retries=30).completions.create(
+        model="smollm2-135m-instruct", prompt="The capital of France is", max_tokens=4, temperature=0)
     assert completion.usage.completion_tokens <= 4 and completion.choices[0].text

@@ -3,6 +3,7 @@ and seeds on the default engine, the engine cache, fine-tuned versions, and the 
 
 import json
 import logging
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -157,6 +158,20 @@ def test_the_engine_cache_is_reused_and_a_broken_one_rebuilt(tiny_dir, tmp_path)
                                    "TAILOR_CONVERTED.json is missing or unreadable")
     assert check_engine(engine_dir, tiny_dir, "fp32") is None
     assert (engine_dir / "model.onnx").stat().st_mtime_ns != built
+
+
+def test_progress_hears_a_build_before_it_starts_and_nothing_once_it_is_built(tiny_dir, tmp_path):
+    """What the server's model cache relies on to answer 503 during a build instead of waiting silently."""
+    settings = Settings(home=tmp_path / "home")
+    first = RecordingReporter()
+    chat = load_fast_chat_model(str(tiny_dir), settings=settings, progress=first)
+    (building, source), (ready, _) = first.messages
+    assert building == (f"building the int8 onnxruntime-genai engine of {tiny_dir.name} into {chat.engine_dir} "
+                        "(once)") and source == {"source": str(tiny_dir.resolve())}
+    assert re.fullmatch(rf"engine {re.escape(chat.engine_dir.name)} ready in \d+\.\ds", ready)
+    again = RecordingReporter()
+    assert load_fast_chat_model(str(tiny_dir), settings=settings, progress=again).engine_dir == chat.engine_dir
+    assert again.messages == []
 
 
 def test_the_cache_key_follows_the_source_and_a_failed_build_leaves_nothing(tiny_dir, tmp_path):

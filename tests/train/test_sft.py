@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from tailor.data.chat import ChatExample, encode_chat
-from tailor.errors import UsageError
+from tailor.data.chat import DEFAULT_CHAT_MAX_LENGTH, ChatExample, encode_chat
+from tailor.errors import DataError, UsageError
 from tailor.train.checkpoint import Checkpointer, trainable_state
 from tailor.train.progress import RecordingReporter
 from tailor.train.sft import (ChatConfig, build_lora_model, chat_preset_names, collate_chat, fit_lora,
@@ -63,7 +63,9 @@ def test_every_chat_preset_loads_and_bad_keys_are_refused():
     for name in chat_preset_names():
         assert load_chat_preset(name).base == "smollm2-135m-instruct"
     cfg = load_chat_preset("default")
-    assert (cfg.lora_r, cfg.lora_alpha, cfg.lr, cfg.max_length, cfg.batch_size * cfg.grad_accum) == (16, 32, 2e-4, 512, 16)
+    assert (cfg.lora_r, cfg.lora_alpha, cfg.lr, cfg.max_length, cfg.batch_size * cfg.grad_accum) == (16, 32, 2e-4, 1024, 16)
+    assert cfg.max_length == DEFAULT_CHAT_MAX_LENGTH and cfg.strict is False  # the service's report uses the constant
+    assert load_chat_preset("fast").max_length == 256
     assert cfg.lora_targets == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     with pytest.raises(UsageError, match="^invalid chat training config: epoch: unknown setting$"):
         load_chat_preset("default", epoch=3)
@@ -162,8 +164,21 @@ def test_chat_job_registers_a_peft_adapter_and_resumes_in_the_given_run_dir(tiny
     with pytest.raises(KeyboardInterrupt):
         run_chat_job(data, name="reviews", run_dir=run_dir, reporter=CrashAfter(1), **options)
     assert (run_dir / "checkpoints" / "last.pt").is_file()
-    result = run_chat_job(data, name="reviews", run_dir=run_dir, resume=True, **options)
+    reporter = RecordingReporter()
+    result = run_chat_job(data, name="reviews", run_dir=run_dir, resume=True, reporter=reporter, **options)
     assert not (run_dir / "checkpoints").exists()  # cleared once the version is registered
+
+    # the serving engine is built once the version is registered, so its first chat request need not wait
+    from tailor.models.genai import DEFAULT_PRECISION, check_engine, engine_dir_for
+    from tailor.settings import get_settings
+
+    (text, data_), = [m for m in reporter.messages if m[0].startswith("serving engine ready")]
+    assert text == f"serving engine ready ({data_['engine_s']:.1f} s)" and data_["engine_s"] > 0
+    assert [m[0] for m in reporter.messages[-2:]] == ["registered reviews:1", text]
+    assert result.timings["engine_s"] == data_["engine_s"]
+    artifact = open_registry().artifact_dir(result.version)
+    engine = engine_dir_for(artifact, get_settings().home / "cache" / "genai", DEFAULT_PRECISION)
+    assert check_engine(engine, artifact, DEFAULT_PRECISION) is None
 
     version = result.version
     assert (version.ref, version.task, version.method, version.base_model) == ("reviews:1", "chat", "lora",
@@ -192,6 +207,59 @@ def test_chat_job_registers_a_peft_adapter_and_resumes_in_the_given_run_dir(tiny
     base_logits = base(input_ids=ids).logits
     peft_model = PeftModel.from_pretrained(base, str(artifact / "adapter")).eval()
     assert not torch.allclose(peft_model(input_ids=ids).logits, base_logits)
+
+
+def _long_conversations() -> list[dict]:
+    """Two with answers far over 512 tokens (truncated) around one whose question is (dropped)."""
+    answer = {"messages": [{"role": "user", "content": "describe the lamp"},
+                           {"role": "assistant", "content": "the lamp is good and fine, " * 200}]}
+    question = {"messages": [{"role": "user", "content": "the lamp is good and fine, " * 200},
+                             {"role": "assistant", "content": "positive"}]}
+    return [answer, question, answer]
+
+
+def test_a_chat_job_truncates_or_drops_a_few_long_examples_and_strict_checking_fails(tiny_dir, tmp_path, fresh_home):
+    from tailor.data.chat import encode_conversation
+    from tailor.models.causal import load_chat_tokenizer
+    from tailor.train.chat_job import run_chat_job
+
+    data = write_jsonl(tmp_path / "long.jsonl", review_conversations(40) + _long_conversations())
+    options = dict(base=str(tiny_dir), epochs=1, batch_size=4, grad_accum=1, max_length=1000, samples=0,
+                   eval_examples=4, seed=1, build_engine=False)
+    reporter = RecordingReporter()
+    result = run_chat_job(data, name="long", reporter=reporter, **options)
+    messages = dict(reporter.messages)
+    assert messages[f"max_length 1000 is above {tiny_dir}'s context: conversations get at most 512 tokens"] == \
+        {"max_length": 512}
+    said = ("3 conversations over the 512-token limit: 2 truncated (lines 41, 43), 1 dropped, no assistant token "
+            "within the limit (line 42)")
+    over = {"max_length": 512, "truncated": {"count": 2, "lines": [41, 43]}, "dropped": {"count": 1, "lines": [42]}}
+    assert messages[said] == over
+    assert result.data_report["over_limit"] == over and result.data_report["examples"] == 42
+    assert result.data_report["tokens"]["max"] == 512 and result.config["max_length"] == 512
+    assert sum(result.version.lineage["rows"].values()) == 42
+    assert result.metrics["test"]["loss"] > 0 and not any(m.startswith("serving engine") for m in messages)
+
+    tokenizer = load_chat_tokenizer(tiny_dir)
+    n = len(encode_conversation(tokenizer, _long_conversations()[0]["messages"])[0])
+    with pytest.raises(DataError) as info:
+        run_chat_job(data, name="long-strict", reporter=RecordingReporter(), strict=True, **options)
+    assert str(info.value) == (f"line 41: {n:,} tokens, {n - 512:,} over the 512-token limit (and 2 more problems, "
+                               "at lines 42, 43)")
+
+
+def test_the_api_s_strict_option_reaches_the_chat_config_and_is_refused_for_classifiers():
+    from tailor.jobs.spec import CHAT, CLASSIFICATION, JobCreate, resolve_training
+
+    def body(**tailor):
+        return JobCreate(model="m", training_file="file-1", method={"type": "supervised", "tailor": tailor})
+
+    assert resolve_training(body(strict=True), CHAT)[1]["strict"] is True
+    assert "strict" not in resolve_training(body(), CHAT)[1]
+    assert body().tailor_options().model_dump(exclude_none=True) == {"method": "auto", "preset": "default"}
+    with pytest.raises(UsageError, match="^strict checking of token lengths is for chat jobs; classification "
+                                         "truncates long texts$"):
+        resolve_training(body(strict=True), CLASSIFICATION)
 
 
 def test_cli_trains_a_chat_model_and_shows_it(tiny_dir, tmp_path):
@@ -224,6 +292,33 @@ def test_cli_trains_a_chat_model_and_shows_it(tiny_dir, tmp_path):
     assert piped.returncode == 0 and len(piped.stdout.splitlines()) == 2, piped.stderr
     missing = tailor("chat", "nope", "-m", "hi")
     assert (missing.returncode, missing.stderr.strip()) == (2, "error: model 'nope' not found")
+
+    # --json: one object; a reply cut at --max-tokens says so (finish_reason, and a note on stderr in text mode)
+    cut = tailor("chat", "cli-chat", "-m", "the lamp is great", "--max-tokens", "1", "--json")
+    assert cut.returncode == 0, cut.stderr
+    reply = json.loads(cut.stdout.strip().splitlines()[-1])
+    assert set(reply) == {"model", "message", "reply", "finish_reason", "usage"}
+    assert (reply["model"], reply["message"], reply["finish_reason"]) == ("cli-chat:1", "the lamp is great", "length")
+    usage = reply["usage"]
+    assert usage["completion_tokens"] == 1 and usage["total_tokens"] == usage["prompt_tokens"] + 1 > 1
+    text = tailor("chat", "cli-chat", "-m", "the lamp is great", "--max-tokens", "1")
+    assert text.stdout == reply["reply"] + "\n"
+    assert text.stderr.splitlines()[-1] == "[stopped at --max-tokens 1]"  # plain: stderr is not a terminal here
+    no_question = tailor("chat", "cli-chat", "--json")
+    assert (no_question.returncode, no_question.stderr.strip()) == (
+        2, "error: --json answers one question: give it with -m/--message")
+
+    # an ft: id names its tenant, as predict, show and export read it
+    from api_helpers import publish_copy
+    from tailor.registry.service import open_registry
+    from tailor.settings import Settings
+
+    settings = Settings(home=tmp_path / "home")
+    version = open_registry(settings).store.resolve("default", "cli-chat")
+    publish_copy(settings, (open_registry(settings).artifact_dir(version), version), "acme", "ft:tiny:acme:cli:ftjob-1")
+    ft = tailor("chat", "ft:tiny:acme:cli:ftjob-1", "-m", "the lamp is great", "--max-tokens", "1", "--json")
+    assert ft.returncode == 0, ft.stderr
+    assert json.loads(ft.stdout.strip().splitlines()[-1])["model"] == "ft:tiny:acme:cli:ftjob-1:1"
 
     bad = write_jsonl(tmp_path / "bad.jsonl", review_conversations(3) + ['{"messages": [{"role": "bot", "content": "x"}]}'])
     out = tailor("train", bad, "--task", "chat", "--base", tiny_dir)

@@ -10,6 +10,10 @@ Two record formats are accepted, detected from the first record:
 
 Every line is checked; the first problems (up to :data:`MAX_REPORTED_PROBLEMS`) are collected and the
 :class:`~tailor.errors.DataError` names the first, with its line and field, and how many more there are.
+
+Conversations longer than the token limit are not problems: :func:`fit_chat_lengths` truncates them (keeping
+their start, as OpenAI's fine-tuning does) or drops those that would keep no assistant token, and reports
+which lines; only strict checking refuses them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ ROLES = ("system", "user", "assistant")
 FORMATS = ("chat", "instruction")
 MAX_REPORTED_PROBLEMS = 20
 IGNORE_INDEX = -100  # label of tokens that carry no loss (PyTorch cross-entropy's ignore_index)
+# The default chat preset's max_length (train/presets/chat/default.json; a test keeps them equal), used where
+# no training config is at hand (the service's report of an uploaded file). See ChatConfig.max_length for why.
+DEFAULT_CHAT_MAX_LENGTH = 1024
 
 
 @dataclass(frozen=True)
@@ -213,17 +220,15 @@ def _parse_chat_lines(lines, problems: _Problems) -> tuple[str | None, list[Chat
     return fmt, examples, rows
 
 
-def read_chat_dataset(path, *, max_bytes: int | None = None, tokenizer=None,
-                      max_length: int | None = None) -> ChatDataset:
+def read_chat_dataset(path, *, max_bytes: int | None = None) -> ChatDataset:
     """Read and validate a JSONL file of conversations (chat or instruction format).
 
-    Without a tokenizer this is the cheap check the service runs on upload; with ``tokenizer`` and
-    ``max_length`` every conversation must also fit the context once rendered with the chat template.
+    This is the cheap check the service runs on upload (no tokenizer); token lengths are fitted to a limit
+    later, by :func:`fit_chat_lengths`.
 
     Args:
         path: the ``.jsonl`` file (UTF-8, optionally with a BOM).
         max_bytes: largest file accepted; defaults to ``TAILOR_MAX_FILE_MB``.
-        tokenizer / max_length: check token lengths too.
 
     Returns:
         A :class:`ChatDataset`.
@@ -246,8 +251,6 @@ def read_chat_dataset(path, *, max_bytes: int | None = None, tokenizer=None,
     if fmt is None:
         raise DataError("no conversations found: expected JSON Lines with 'messages' (chat format) or "
                         f"'instruction' and 'output' (instruction format); {problems.items[0]}")
-    if tokenizer is not None and max_length:
-        _check_lengths(examples, tokenizer, max_length, problems)
     problems.raise_if_any()
     return ChatDataset(examples, ChatSource(str(path), fmt, sha256, rows))
 
@@ -336,24 +339,105 @@ def encode_chat(tokenizer, examples: list[ChatExample], max_length: int | None =
     return EncodedChat(ids, labels)
 
 
-def _check_lengths(examples: list[ChatExample], tokenizer, max_length: int, problems: _Problems) -> None:
-    """Record a problem for every conversation longer than ``max_length`` tokens once rendered."""
-    for example in examples:
-        n = len(encode_conversation(tokenizer, example.messages)[0])
-        if n > max_length:
-            problems.add(example.line, "messages",
-                         f"{n:,} tokens, {n - max_length:,} over the {max_length:,}-token limit")
+def token_limit(max_length: int, context: int | None) -> int:
+    """The most tokens a conversation may have: the ``max_length`` setting, capped by the model's context
+    (its maximum positions; None when unknown)."""
+    return min(max_length, context) if context else max_length
 
 
-def check_chat_lengths(dataset: ChatDataset, tokenizer, max_length: int) -> None:
-    """Refuse conversations longer than ``max_length`` tokens once rendered with the chat template.
+@dataclass(frozen=True)
+class LengthFit:
+    """What the token limit did to a dataset.
+
+    Attributes:
+        max_length: the limit, in tokens.
+        truncated: lines of the conversations cut to the limit (their start kept, assistant tokens left).
+        dropped: lines of the conversations left out: no assistant token would be left to learn from.
+    """
+
+    max_length: int
+    truncated: list[int] = field(default_factory=list)
+    dropped: list[int] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        """``{"max_length", "truncated": {"count", "lines"}, "dropped": {"count", "lines"}}``; ``lines`` lists
+        the first :data:`MAX_REPORTED_PROBLEMS`."""
+        return {"max_length": self.max_length,
+                "truncated": {"count": len(self.truncated), "lines": self.truncated[:MAX_REPORTED_PROBLEMS]},
+                "dropped": {"count": len(self.dropped), "lines": self.dropped[:MAX_REPORTED_PROBLEMS]}}
+
+    def describe(self) -> str | None:
+        """One line for the job's events and the report, None when every conversation fits (see
+        :func:`describe_over_limit`)."""
+        return describe_over_limit(self.summary())
+
+
+def describe_over_limit(summary: dict | None) -> str | None:
+    """A :meth:`LengthFit.summary` in words, e.g. ``3 conversations over the 512-token limit: 2 truncated
+    (lines 11, 40), 1 dropped, no assistant token within the limit (line 7)``; None when nothing was cut."""
+    if not summary or not (summary["truncated"]["count"] or summary["dropped"]["count"]):
+        return None
+
+    def lines(part: dict) -> str:
+        more = ", ..." if part["count"] > len(part["lines"]) else ""
+        return f"line{'s' if part['count'] > 1 else ''} {', '.join(map(str, part['lines']))}{more}"
+
+    truncated, dropped = summary["truncated"], summary["dropped"]
+    n = truncated["count"] + dropped["count"]
+    parts = []
+    if truncated["count"]:
+        parts.append(f"{truncated['count']} truncated ({lines(truncated)})")
+    if dropped["count"]:
+        parts.append(f"{dropped['count']} dropped, no assistant token within the limit ({lines(dropped)})")
+    return f"{n} conversation{'s' if n > 1 else ''} over the {summary['max_length']:,}-token limit: " + ", ".join(parts)
+
+
+def fit_chat_lengths(dataset: ChatDataset, tokenizer, max_length: int, *,
+                     strict: bool = False) -> tuple[ChatDataset, EncodedChat, LengthFit]:
+    """Tokenize ``dataset`` and make every conversation fit ``max_length`` tokens, as OpenAI's fine-tuning does.
+
+    A longer conversation keeps its start up to the limit, so the loss still covers the assistant tokens that
+    fit (``truncated``); one that would keep no assistant token to learn from (none after the first position,
+    which nothing predicts) is left out (``dropped``).
+
+    Args:
+        dataset: validated conversations.
+        tokenizer: the model's tokenizer, with its chat template.
+        max_length: the limit (see :func:`token_limit`).
+        strict: refuse over-long conversations instead.
+
+    Returns:
+        ``(kept, encoded, fit)``: the conversations kept (in order, with their lines), their token ids and labels
+        cut to the limit, and the :class:`LengthFit` that names the lines truncated and dropped.
 
     Raises:
-        DataError: ``line 12: 1,234 tokens, 210 over the 1,024-token limit`` for the first (and a count).
+        DataError: with ``strict``, ``line 11: 514 tokens, 2 over the 512-token limit`` for the first over-long
+            conversation (and a count of the others); without it, when no conversation is left.
     """
     problems = _Problems()
-    _check_lengths(dataset.examples, tokenizer, max_length, problems)
+    kept, ids, labels, truncated, dropped = [], [], [], [], []
+    for example in dataset.examples:
+        row_ids, row_labels = encode_conversation(tokenizer, example.messages)
+        n = len(row_ids)
+        if n > max_length:
+            if strict:
+                problems.add(example.line, "messages",
+                             f"{n:,} tokens, {n - max_length:,} over the {max_length:,}-token limit")
+                continue
+            row_ids, row_labels = row_ids[:max_length], row_labels[:max_length]
+            if all(t == IGNORE_INDEX for t in row_labels[1:]):
+                dropped.append(example.line)
+                continue
+            truncated.append(example.line)
+        kept.append(example)
+        ids.append(row_ids)
+        labels.append(row_labels)
     problems.raise_if_any()
+    fit = LengthFit(max_length, truncated, dropped)
+    if not kept:
+        raise DataError(f"no conversation keeps an assistant token within the {max_length:,}-token limit "
+                        f"({fit.describe()}); raise max_length")
+    return ChatDataset(kept, dataset.source), EncodedChat(ids, labels), fit
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -377,21 +461,23 @@ def _fingerprint(messages: list[dict]) -> str:
 
 def build_chat_report(dataset: ChatDataset, encoded: EncodedChat, *, max_length: int, epochs: int = 1,
                       tokens_per_s: float | None = None, tokens_per_s_source: str = "",
-                      eval_ds: ChatDataset | None = None) -> dict:
+                      eval_ds: ChatDataset | None = None, length_fit: LengthFit | None = None) -> dict:
     """The data report of a chat dataset.
 
     Args:
-        dataset / encoded: the conversations and their tokenization (:func:`encode_chat`).
+        dataset / encoded: the conversations and their tokenization (:func:`encode_chat`, or the kept
+            conversations of :func:`fit_chat_lengths`).
         epochs: used for the training-time estimate.
         tokens_per_s: measured training throughput (tokens per second, forward + backward) on this machine;
             without it there is no estimate.
         tokens_per_s_source: how it was measured, shown beside the estimate.
         eval_ds: the eval file, to count conversations that appear in both.
+        length_fit: what the token limit truncated and dropped (``over_limit``).
 
     Returns:
         ``{"source", "examples", "format", "turns", "tokens": {min,p50,p95,max,mean,total},
-        "assistant_tokens": {...}, "duplicates", "leaked_into_eval", "max_length", "estimate", "warnings",
-        "samples"}``.
+        "assistant_tokens": {...}, "duplicates", "leaked_into_eval", "max_length", "over_limit", "estimate",
+        "warnings", "samples"}``; ``over_limit`` is :meth:`LengthFit.summary` (None without ``length_fit``).
     """
     lengths = [len(r) for r in encoded.input_ids]
     trained = [sum(1 for t in row if t != IGNORE_INDEX) for row in encoded.labels]
@@ -416,6 +502,7 @@ def build_chat_report(dataset: ChatDataset, encoded: EncodedChat, *, max_length:
         "duplicates": duplicates,
         "leaked_into_eval": leaked,
         "max_length": max_length,
+        "over_limit": length_fit.summary() if length_fit is not None else None,
         "estimate": estimate,
         "samples": [e.messages for e in dataset.examples[:3]],
     }
@@ -442,6 +529,8 @@ def format_chat_report_text(report: dict) -> str:
              f"tokens per conversation: min {tok.get('min')}  p50 {tok.get('p50')}  p95 {tok.get('p95')}  "
              f"max {tok.get('max')}  (limit {report['max_length']}); total {tok.get('total')}",
              f"assistant tokens (trained on): total {ast.get('total')}, p50 {ast.get('p50')} per conversation"]
+    if describe_over_limit(report.get("over_limit")):
+        lines.append(describe_over_limit(report["over_limit"]))
     if report["estimate"]:
         est = report["estimate"]
         lines.append(f"estimated training time: {est['seconds']:.0f}s for {est['epochs']} epoch(s) at "
@@ -465,6 +554,8 @@ def render_chat_report_html(report: dict) -> str:
                     [row("per conversation", report["tokens"]), row("assistant (trained on)", report["assistant_tokens"]),
                      row("messages per conversation", report["turns"])])
     parts = [section("Summary", summary), section("Lengths", lengths)]
+    if describe_over_limit(report.get("over_limit")):
+        parts.append(section("Over the token limit", paragraph(describe_over_limit(report["over_limit"]), "warn")))
     if report["estimate"]:
         est = report["estimate"]
         parts.append(section("Estimated training time", paragraph(
@@ -484,32 +575,34 @@ def render_chat_report_html(report: dict) -> str:
 SMOLLM2_CPU_TOKENS_PER_S = 390.0
 
 
-def chat_report_for_file(path, *, base: str = "smollm2-135m-instruct", max_length: int = 512, epochs: int = 2,
-                         display_name: str | None = None, max_bytes: int | None = None) -> dict:
+def chat_report_for_file(path, *, base: str = "smollm2-135m-instruct", max_length: int | None = None,
+                         epochs: int = 2, display_name: str | None = None, max_bytes: int | None = None) -> dict:
     """The data report of a chat file as the service shows it, counted with ``base``'s tokenizer.
 
-    Conversations longer than ``max_length`` are reported, not refused (``over_limit``: ``count`` and the
-    first 20 ``lines``), and ``base_model`` names the tokenizer used. The training-time
-    estimate uses :data:`SMOLLM2_CPU_TOKENS_PER_S` (a constant measured on the development machine), since
-    no model is loaded here.
+    Conversations longer than the token limit are reported as training will treat them (``over_limit``: the
+    lines truncated and dropped, see :func:`fit_chat_lengths`), not refused, and ``base_model`` names the
+    tokenizer used. The training-time estimate uses :data:`SMOLLM2_CPU_TOKENS_PER_S` (a constant measured on
+    the development machine), since no model is loaded here.
 
     Args:
+        max_length: the limit; default :data:`DEFAULT_CHAT_MAX_LENGTH` (the default chat preset's), capped
+            by the base model's context as training caps it.
         display_name: the name shown as the source path (default: the file's name, never its directory).
 
     Raises:
-        DataError: as :func:`read_chat_dataset`.
+        DataError: as :func:`read_chat_dataset`, or no conversation keeps an assistant token within the limit.
     """
     from tailor.catalog import resolve_base
-    from tailor.models.causal import load_chat_tokenizer
+    from tailor.models.causal import context_length, load_chat_tokenizer
 
     dataset = read_chat_dataset(path, max_bytes=max_bytes)
-    tokenizer = load_chat_tokenizer(resolve_base(base).path)
-    encoded = encode_chat(tokenizer, dataset.examples)
+    base_path = resolve_base(base).path
+    tokenizer = load_chat_tokenizer(base_path)
+    limit = token_limit(max_length or DEFAULT_CHAT_MAX_LENGTH, context_length(base_path))
+    kept, encoded, fit = fit_chat_lengths(dataset, tokenizer, limit)
     source = "constant: SmolLM2-135M LoRA training throughput measured on the 2-core development machine"
-    report = build_chat_report(dataset, encoded, max_length=max_length, epochs=epochs,
-                               tokens_per_s=SMOLLM2_CPU_TOKENS_PER_S, tokens_per_s_source=source)
+    report = build_chat_report(kept, encoded, max_length=limit, epochs=epochs, tokens_per_s=SMOLLM2_CPU_TOKENS_PER_S,
+                               tokens_per_s_source=source, length_fit=fit)
     report["source"]["path"] = display_name or Path(path).name
-    over = [example.line for example, ids in zip(dataset.examples, encoded.input_ids) if len(ids) > max_length]
-    report["over_limit"] = {"count": len(over), "lines": over[:MAX_REPORTED_PROBLEMS]}
     report["base_model"] = base
     return report

@@ -18,6 +18,7 @@ import importlib.util
 import json
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -216,7 +217,9 @@ def load_peft_model(artifact: Path, device: str = "cpu", merge: bool = False):
     spec = ChatSpec.load(artifact)
     base, _ = load_causal_lm(resolve_base(spec.base_model).path, device)
     tokenizer = load_chat_tokenizer(artifact / TOKENIZER_DIR)
-    model = PeftModel.from_pretrained(base, str(artifact / ADAPTER_DIR)).to(device).eval()
+    with warnings.catch_warnings():  # PEFT calls a transformers property that 5.x deprecates
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        model = PeftModel.from_pretrained(base, str(artifact / ADAPTER_DIR)).to(device).eval()
     if merge:
         model = model.merge_and_unload()
     return model, tokenizer, spec
@@ -416,10 +419,12 @@ def load_chat_model(ref_or_dir: str, tenant: str = "default", settings=None, dev
     return chat
 
 
-def resolve_chat_source(ref_or_dir: str, tenant: str = "default", settings=None) -> tuple[Path, str, object]:
+def resolve_chat_source(ref_or_dir: str, tenant: str = "default", settings=None,
+                        progress=None) -> tuple[Path, str, object]:
     """``(directory, name, version)`` of a chat model reference: a catalog base's (de-quantized) directory, a
     directory as given (a Hugging Face causal LM, or a chat version's artifact with ``tailor_model.json``), or
     a registry reference's artifact with its :class:`ModelVersion` (``version`` is None for the others).
+    ``progress`` hears about a catalog base's one-time conversion.
 
     Raises:
         NotFoundError: an unknown reference.
@@ -431,7 +436,7 @@ def resolve_chat_source(ref_or_dir: str, tenant: str = "default", settings=None)
     if ref_or_dir in CATALOG:
         if CATALOG[ref_or_dir].task != "chat":
             raise UsageError(f"{ref_or_dir} is a {CATALOG[ref_or_dir].task} base model, not a chat model")
-        return Path(resolve_base(str(ref_or_dir)).path), str(ref_or_dir), None
+        return Path(resolve_base(str(ref_or_dir), progress=progress).path), str(ref_or_dir), None
     if path.is_dir():
         if (path / SPEC_FILE).is_file():
             ChatSpec.load(path)  # refuses a version of another task
@@ -445,8 +450,23 @@ def resolve_chat_source(ref_or_dir: str, tenant: str = "default", settings=None)
     return registry.artifact_dir(version), version.ref, version
 
 
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+
+
+def context_length(path: str | Path) -> int | None:
+    """The context of the causal LM in the directory ``path``, in tokens: its ``config.json``'s maximum
+    positions (``max_position_embeddings`` or an older name), or None when it names none."""
+    config = Path(path) / "config.json"
+    return _positions(json.loads(config.read_text(encoding="utf-8"))) if config.is_file() else None
+
+
+def _positions(config: dict) -> int | None:
+    values = [config.get(key) for key in CONTEXT_KEYS]
+    return next((v for v in values if isinstance(v, int) and v > 0), None)
+
+
 def _context_length(model) -> int:
-    return int(getattr(model.config, "max_position_embeddings", None) or 2048)
+    return _positions(model.config.to_dict()) or 2048
 
 
 # ----------------------------------------------------------------------------------------------- export

@@ -215,7 +215,8 @@ def ensure_engine(source: str | Path, cache_root: Path, precision: str = DEFAULT
 
     _check_precision(precision)
     progress = progress or RecordingReporter()
-    directory = Path(resolve_base(source).path if str(source) in CATALOG else source).expanduser().resolve()
+    directory = Path(resolve_base(source, progress=progress).path if str(source) in CATALOG else source)
+    directory = directory.expanduser().resolve()
     out_dir = engine_dir_for(directory, cache_root, precision)
     if conversion.reuse_conversion(out_dir, lambda d: check_engine(d, directory, precision), progress, out_dir.name):
         return out_dir
@@ -326,7 +327,8 @@ def load_fast_chat_model(ref_or_dir: str, settings=None, tenant: str = "default"
         settings: whose storage root holds the registry and the engine cache (default: the global settings).
         tenant: the tenant whose registry reference is resolved.
         precision: the engine's weight precision (``int8``, ``int4`` or ``fp32``).
-        progress: a Reporter that hears about a first build.
+        progress: a Reporter that hears about a first build (and a catalog base's one-time conversion) before
+            it starts; it hears nothing when the engine is already built.
 
     Returns:
         An :class:`EngineChatModel`; the PyTorch :class:`ChatModel` (adapter merged), with a logged warning,
@@ -342,7 +344,7 @@ def load_fast_chat_model(ref_or_dir: str, settings=None, tenant: str = "default"
 
     _check_precision(precision)
     settings = settings or get_settings()
-    directory, name, version = resolve_chat_source(ref_or_dir, tenant, settings)
+    directory, name, version = resolve_chat_source(ref_or_dir, tenant, settings, progress)
     try:
         engine_dir = ensure_engine(directory, settings.home / "cache" / "genai", precision, progress)
         engine = load_engine(engine_dir)

@@ -44,7 +44,8 @@ def build_services(settings: Settings, executor: Executor | None = None) -> Serv
     models = ModelCache(registry, settings.model_cache_size, head_size=settings.adapter_cache_size,
                         cache_dir=settings.home / "cache" / "onnx", cores=math_cores, on_load=metrics.record_load,
                         on_evict=metrics.record_eviction, on_error=metrics.record_load_error,
-                        chat_loader=lambda source: load_fast_chat_model(source, settings=settings))
+                        chat_loader=lambda source, progress: load_fast_chat_model(source, settings=settings,
+                                                                                 progress=progress))
     batcher = MicroBatcher(window_s=settings.batch_window_ms / 1000, max_batch=settings.batch_max_texts,
                            max_pending=settings.batch_queue_texts, cores=math_cores, on_batch=metrics.record_batch)
     services = Services(settings=settings, tenants=TenantStore(url), files=FileStore(url, settings.files_dir),

@@ -8,6 +8,13 @@ Every model in the cache has a lifecycle state (:class:`ModelState`): ``loading`
 (requests for it wait for that load rather than start another), ``ready``, ``evicted`` once the
 least-recently-used rule dropped it (the next request loads it again), and ``errored`` when its load failed:
 requests get the error at once (503) until ``retry_s`` have passed, then one request tries again.
+
+A chat model loads in a background thread, once however many requests ask for it. A completion request waits
+for a quick load (an onnxruntime-genai engine already built: about a second), but not for a build (the
+engine of a version registered without one, of the base, or after the cache was wiped: ~40 s for SmolLM2):
+as soon as the loader says a build began, or after ``chat_wait_s``, it gets 503 with ``Retry-After``
+(:data:`LOADING_RETRY_S`) and a message that says how long the build has run; ``POST /v1/models/{id}/load``
+waits for it.
 """
 
 from __future__ import annotations
@@ -23,6 +30,10 @@ from tailor.catalog import CATALOG, BaseModel
 from tailor.errors import NotFoundError, TailorError, UnavailableError, UsageError
 from tailor.registry.entities import ModelVersion
 from tailor.registry.service import Registry
+from tailor.train.progress import RecordingReporter
+
+LOADING_RETRY_S = 5  # Retry-After of a request for a chat model whose engine is being built
+CHAT_WAIT_S = 10.0  # the longest a completion request waits for a chat model's load that reports no build
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,9 @@ class CachedModel:
     last_used: float = field(default_factory=time.monotonic)
     own_bytes: int = 0
     loaded: threading.Event = field(default_factory=threading.Event)
+    load_started: float = field(default_factory=time.monotonic)
+    building_since: float | None = None  # a chat model's loader reported a build (an engine) at this time
+    noticed: threading.Event = field(default_factory=threading.Event)  # a build began, or the load ended
 
     def status(self) -> dict:
         """The entry as JSON (the model object itself left out)."""
@@ -122,14 +136,17 @@ class ModelCache:
             stay there.
         on_load / on_evict / on_error: called with ``(kind, seconds)``, ``(kind,)`` and ``(kind,)`` (for /metrics).
         retry_s: how long a failed load is answered from memory before it is tried again.
-        chat_loader: ``(source) -> ChatModel`` for chat models (default: the PyTorch loader; the app passes
+        chat_loader: ``(source, progress) -> ChatModel`` for chat models, ``progress`` a Reporter that hears
+            about a build before it starts (default: the PyTorch loader; the app passes
             :func:`tailor.models.genai.load_fast_chat_model`).
+        chat_wait_s: the longest a completion request waits for a chat model's load that reports no build.
     """
 
     def __init__(self, registry: Registry, size: int, *, head_size: int = 10_000, cache_dir=None,
                  cores: list[int] | None = None, on_load: Callable[[str, float], None] | None = None,
                  on_evict: Callable[[str], None] | None = None, on_error: Callable[[str], None] | None = None,
-                 retry_s: float = 10.0, chat_loader: Callable[[str], object] | None = None):
+                 retry_s: float = 10.0, chat_loader: Callable[[str, object], object] | None = None,
+                 chat_wait_s: float = CHAT_WAIT_S):
         self.registry = registry
         self.limits = {"models": size, "heads": head_size, "encoders": size}
         self.cache_dir = cache_dir
@@ -137,6 +154,7 @@ class ModelCache:
         self.on_load, self.on_evict, self.on_error = on_load, on_evict, on_error
         self.retry_s = retry_s
         self.chat_loader = chat_loader
+        self.chat_wait_s = chat_wait_s
         self._entries: dict[tuple, CachedModel] = {}
         self._lru: dict[str, OrderedDict[tuple, None]] = {pool: OrderedDict() for pool in self.limits}
         self._lock = threading.Lock()
@@ -193,16 +211,26 @@ class ModelCache:
 
         return len(self.cores) if self.cores else usable_cores()
 
+    def _usable(self, entry: CachedModel | None) -> bool:
+        """True when ``entry`` is ready; raises its error while a failed load is within ``retry_s`` (the
+        caller holds the lock); False when it must be (or is being) loaded.
+
+        Raises:
+            ModelUnavailable: the entry's last load failed less than ``retry_s`` ago.
+        """
+        if entry is not None and entry.state is ModelState.READY:
+            return True
+        if entry is not None and entry.state is ModelState.ERRORED and time.monotonic() - entry.failed_at < self.retry_s:
+            raise ModelUnavailable(entry.error, self._retry_after(entry))
+        return False
+
     def _get(self, key: tuple, kind: str, pool: str, load: Callable[[], object]):
         """The ready model ``key``, loading it in this thread if no other thread is."""
         while True:
             with self._lock:
                 entry = self._entries.get(key)
-                if entry is not None and entry.state is ModelState.READY:
+                if self._usable(entry):
                     return self._touch(entry)
-                if entry is not None and entry.state is ModelState.ERRORED \
-                        and time.monotonic() - entry.failed_at < self.retry_s:
-                    raise ModelUnavailable(entry.error, self._retry_after(entry))
                 if entry is None or entry.state is not ModelState.LOADING:
                     entry = self._entries[key] = CachedModel(key, kind, pool, loads=entry.loads if entry else 0)
                     break
@@ -271,21 +299,71 @@ class ModelCache:
                          "heads" if shared else "models",
                          lambda: load_runtime(directory, self.bases, threads=self._threads()))
 
-    def chat(self, named: NamedModel):
-        """A :class:`~tailor.models.causal.ChatModel` for a chat base or a fine-tuned chat version.
+    def chat(self, named: NamedModel, *, wait: bool = True):
+        """A :class:`~tailor.models.causal.ChatModel` for a chat base or a fine-tuned chat version, loaded in a
+        background thread the first time (see the module docstring).
+
+        Args:
+            wait: wait for the load however long it takes (``POST /load``); False (the completion routes)
+                waits only while the load is quick: a build, or more than :attr:`chat_wait_s`, answers 503.
 
         Raises:
             UsageError: the id names an encoder model.
+            ModelUnavailable: the model is still being built or loaded (without ``wait``; Retry-After
+                :data:`LOADING_RETRY_S`), or its load failed within ``retry_s``.
         """
         if named.task != "chat":
             raise UsageError(f"model {named.id!r} is a {named.task} model: completions need a chat model "
                              "(e.g. smollm2-135m-instruct or a fine-tuned chat model)")
         source = named.base.id if named.base else str(self.registry.artifact_dir(named.version))
-        return self._get(named.cache_key, "chat", "models", lambda: self._load_chat(source))
+        while True:
+            with self._lock:
+                entry = self._entries.get(named.cache_key)
+                if self._usable(entry):
+                    return self._touch(entry)
+                if entry is None or entry.state is not ModelState.LOADING:
+                    entry = self._start_chat_load(named.cache_key, source, entry.loads if entry else 0)
+            if wait:
+                entry.loaded.wait()
+            else:
+                entry.noticed.wait(self.chat_wait_s)
+            with self._lock:
+                if entry.state is ModelState.READY:
+                    return self._touch(entry)
+                if entry.state is ModelState.ERRORED:
+                    raise ModelUnavailable(entry.error, self._retry_after(entry))
+                if entry.state is ModelState.LOADING:
+                    raise ModelUnavailable(self._loading_message(named, entry), LOADING_RETRY_S)
+            # evicted as soon as it was loaded (a cache of size 0): load it again
 
-    def _load_chat(self, source: str):
+    def _start_chat_load(self, key: tuple, source: str, loads: int) -> CachedModel:
+        """A new ``loading`` entry whose model a background thread loads (the caller holds the lock)."""
+        entry = self._entries[key] = CachedModel(key, "chat", "models", loads=loads)
+        progress = _BuildProgress(entry)
+
+        def run() -> None:
+            try:
+                self._load(entry, lambda: self._load_chat(source, progress))
+            except Exception:  # noqa: BLE001 - recorded in the entry (errored), which requests report
+                pass
+            finally:
+                entry.noticed.set()
+
+        threading.Thread(target=run, name="tailor-chat-load", daemon=True).start()
+        return entry
+
+    @staticmethod
+    def _loading_message(named: NamedModel, entry: CachedModel) -> str:
+        if entry.building_since is None:
+            return (f"model {named.id!r} is still loading ({time.monotonic() - entry.load_started:.0f} s so far); "
+                    f"retry after {LOADING_RETRY_S} s")
+        return (f"model {named.id!r} is not ready yet: its onnxruntime-genai serving engine is being built (a "
+                f"one-time step, {time.monotonic() - entry.building_since:.0f} s so far); retry after "
+                f"{LOADING_RETRY_S} s")
+
+    def _load_chat(self, source: str, progress):
         if self.chat_loader is not None:
-            return self.chat_loader(source)
+            return self.chat_loader(source, progress)
         from tailor.models.causal import load_chat_model
 
         return load_chat_model(source, merge=True)
@@ -308,3 +386,18 @@ class ModelCache:
         directory = self.registry.artifact_dir(named.version)
         return self._get(("encoder", *named.cache_key), "encoder", "encoders",
                          lambda: TextEncoder.from_classifier(TextClassifier.from_dir(directory)))
+
+
+class _BuildProgress(RecordingReporter):
+    """Hears a chat model's loader: its first message means a build began (nothing is said when the engine is
+    already built), which the entry records and which ends the wait of the requests for it."""
+
+    def __init__(self, entry: CachedModel):
+        super().__init__()
+        self.entry = entry
+
+    def message(self, text: str, **data) -> None:
+        super().message(text, **data)
+        if self.entry.building_since is None:
+            self.entry.building_since = time.monotonic()
+        self.entry.noticed.set()

@@ -2,6 +2,9 @@
 ``stream`` is true, exactly as the ``openai`` client reads them (``data: {chunk}`` lines, then ``data: [DONE]``).
 
 Generation holds one lock per process: on a CPU, concurrent decodes only slow each other down.
+
+A chat model whose serving engine is still being built answers 503 with ``Retry-After`` and how long the
+build has run (:meth:`tailor.serve.models.ModelCache.chat`), before any event of a stream is sent.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ def _stream_chunks(head: dict, pieces: Iterator[str], usage: dict, include_usage
              summary="Chat with a chat base or a fine-tuned chat model (stream: true for server-sent events)")
 async def chat_completions(body: ChatCompletionRequest, principal: Reader, services: ServicesDep):
     named = resolve_model(services.registry, principal.tenant, body.model)
-    chat = await run_in_threadpool(services.models.chat, named)
+    chat = await run_in_threadpool(services.models.chat, named, wait=False)
     max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_CHAT_MAX_TOKENS
     usage: dict = {}
     pieces = chat.stream(_messages(body), max_tokens=max_tokens, usage=usage, **_sampling(body))
@@ -98,7 +101,7 @@ async def chat_completions(body: ChatCompletionRequest, principal: Reader, servi
              summary="Continue a plain-text prompt (no chat template; stream: true for server-sent events)")
 async def completions(body: CompletionRequest, principal: Reader, services: ServicesDep):
     named = resolve_model(services.registry, principal.tenant, body.model)
-    model = await run_in_threadpool(services.models.chat, named)
+    model = await run_in_threadpool(services.models.chat, named, wait=False)
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
     usage: dict = {}
     pieces = model.stream_ids(model.text_prompt_ids(prompt), max_tokens=body.max_tokens, usage=usage,
