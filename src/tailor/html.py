@@ -6,6 +6,8 @@ Reports are plain strings: :func:`page` wraps sections; :func:`table`, :func:`ba
 
 from __future__ import annotations
 
+import math
+import unicodedata
 from html import escape
 from typing import Iterable, Sequence
 
@@ -15,7 +17,7 @@ h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.2rem;margin-top:2rem;bor
 table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem} th,td{border:1px solid #d0d7de;padding:.25rem .6rem;text-align:left}
 th{background:#f6f8fa} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .muted{color:#656d76} .warn{color:#9a6700} .bad{color:#cf222e} .ok{color:#1a7f37}
-svg text{font-family:inherit}
+svg text{font-family:inherit} .scroll{overflow-x:auto;max-width:100%}
 """
 
 
@@ -54,51 +56,64 @@ def table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def text_width(text: str, font_px: float) -> float:
+    """About how wide ``text`` renders at ``font_px`` (wide East Asian characters a full em, others 0.62 em),
+    so SVG labels get room for their whole text."""
+    return sum(font_px * (1.0 if unicodedata.east_asian_width(c) in "WF" else 0.62) for c in text)
+
+
 def bar_chart(items: Sequence[tuple[str, float]], *, max_value: float | None = None, fmt: str = "{:.3f}",
-              width: int = 640, color: str = "#0969da") -> str:
-    """Horizontal bars, one per (label, value), as inline SVG."""
+              bar_width: int = 420, color: str = "#0969da") -> str:
+    """Horizontal bars, one per (label, value), as inline SVG; labels are shown whole."""
     if not items:
         return ""
     top = max_value if max_value is not None else max(v for _, v in items) or 1.0
-    label_w, bar_h, gap = 220, 18, 4
-    height = len(items) * (bar_h + gap)
+    label_w = math.ceil(max(text_width(str(label), 12) for label, _ in items)) + 12
+    bar_h, gap = 18, 4
+    width, height = label_w + bar_width + 70, len(items) * (bar_h + gap)
     bars = []
     for i, (label, value) in enumerate(items):
         y = i * (bar_h + gap)
-        w = max(0.0, (width - label_w - 70) * (value / top if top else 0.0))
+        w = max(0.0, bar_width * (value / top if top else 0.0))
         bars.append(
-            f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end" font-size="12">{escape(str(label)[:32])}</text>'
+            f'<text x="{label_w - 6}" y="{y + 13}" text-anchor="end" font-size="12">{escape(str(label))}</text>'
             f'<rect x="{label_w}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{color}"/>'
             f'<text x="{label_w + w + 4:.1f}" y="{y + 13}" font-size="12">{escape(fmt.format(value))}</text>'
         )
-    return f'<svg width="{width}" height="{height}" role="img">{"".join(bars)}</svg>'
+    return f'<div class="scroll"><svg width="{width}" height="{height}" role="img">{"".join(bars)}</svg></div>'
 
 
-def heatmap(matrix: Sequence[Sequence[int]], labels: Sequence[str], *, cell: int = 28) -> str:
-    """A confusion-matrix style heat map (rows = true, columns = predicted) as inline SVG."""
+def heatmap(matrix: Sequence[Sequence[int]], labels: Sequence[str]) -> str:
+    """A confusion-matrix style heat map (rows = true, columns = predicted) as inline SVG.
+
+    Every label is written whole (row labels to the left, column labels turned upright above), every
+    non-zero cell shows its count, and each cell's tooltip names both labels. Cells stay at least 22 px, so
+    77 labels still read; a wide map scrolls sideways instead of shrinking.
+    """
     n = len(labels)
     if n == 0:
         return ""
-    cell = max(8, min(cell, 900 // n))
-    margin = 160
+    cell = 34 if n <= 10 else 28 if n <= 30 else 22
+    font, count_font = 11, 11 if cell >= 28 else 9
+    margin = math.ceil(max(text_width(str(label), font) for label in labels)) + 12
     top = max((max(row) for row in matrix), default=0) or 1
     parts = []
     for i, row in enumerate(matrix):
-        parts.append(f'<text x="{margin - 6}" y="{margin + i * cell + cell * 0.65:.1f}" text-anchor="end" '
-                     f'font-size="11">{escape(str(labels[i])[:24])}</text>')
+        parts.append(f'<text x="{margin - 6}" y="{margin + i * cell + cell / 2 + font / 3:.1f}" text-anchor="end" '
+                     f'font-size="{font}">{escape(str(labels[i]))}</text>')
         for j, value in enumerate(row):
             shade = value / top
             fill = f"rgb({int(255 - 246 * shade)},{int(255 - 150 * shade)},{int(255 - 37 * shade)})"
             x, y = margin + j * cell, margin + i * cell
             parts.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{fill}" stroke="#fff">'
                          f"<title>true {escape(str(labels[i]))}, predicted {escape(str(labels[j]))}: {value}</title></rect>")
-            if n <= 20 and value:
+            if value:
                 color = "#fff" if shade > 0.5 else "#1f2328"
-                parts.append(f'<text x="{x + cell / 2}" y="{y + cell * 0.65:.1f}" text-anchor="middle" '
-                             f'font-size="10" fill="{color}">{value}</text>')
+                parts.append(f'<text x="{x + cell / 2}" y="{y + cell / 2 + count_font / 3:.1f}" text-anchor="middle" '
+                             f'font-size="{count_font}" fill="{color}">{value}</text>')
     for j, label in enumerate(labels):
-        x = margin + j * cell + cell * 0.6
-        parts.append(f'<text x="{x:.1f}" y="{margin - 6}" font-size="11" '
-                     f'transform="rotate(-60 {x:.1f} {margin - 6})">{escape(str(label)[:24])}</text>')
+        x = margin + j * cell + cell / 2 + font / 3
+        parts.append(f'<text x="{x:.1f}" y="{margin - 6}" font-size="{font}" '
+                     f'transform="rotate(-90 {x:.1f} {margin - 6})">{escape(str(label))}</text>')
     size = margin + n * cell + 10
-    return f'<svg width="{size}" height="{size}" role="img">{"".join(parts)}</svg>'
+    return f'<div class="scroll"><svg width="{size}" height="{size}" role="img">{"".join(parts)}</svg></div>'

@@ -2,7 +2,11 @@
 
 import random
 
-from tailor.data.label_issues import find_label_issues
+import numpy as np
+import pytest
+
+from tailor.data.label_issues import (MIN_CONFIDENCE, agreement_and_kappa, find_label_issues,
+                                       search_label_issues)
 
 INTENTS = {
     "card_arrival": ["my new card has not arrived yet", "when will my card be delivered",
@@ -80,3 +84,30 @@ def test_texts_sharing_no_terms_give_no_issues():
     texts = [chr(0x4E00 + i) for i in range(40)]  # forty distinct single characters
     assert find_label_issues(texts, ["a", "b"] * 20) == []
 
+
+
+def test_search_reports_how_far_its_model_can_be_trusted():
+    texts, labels = customer_messages(per_class=60, seed=0)
+    noisy, flipped = flip(labels, count=12, seed=1)
+    search = search_label_issues(texts, noisy, seed=0)
+    assert (search.rows_scored, search.agreement, len(search.issues)) == (240, 0.95, 11)
+    assert search.kappa == pytest.approx(0.9333, abs=1e-4) and search.reliable
+    assert {issue.index for issue in search.issues} <= flipped
+    assert all(issue.confidence >= MIN_CONFIDENCE for issue in search.issues)
+
+
+def test_labels_without_signal_flag_nothing_and_say_the_model_is_weak():
+    texts, labels = customer_messages(per_class=60, seed=0)
+    random.Random(5).shuffle(labels)  # labels unrelated to the texts: every disagreement is the model's guess
+    search = search_label_issues(texts, labels, seed=0, max_issues=None)
+    assert search.issues == []
+    assert search.agreement == 0.2375 and search.kappa == pytest.approx(-0.0167, abs=1e-4)
+    assert not search.reliable
+    assert search_label_issues(texts[:10], labels[:10]) == search_label_issues([], [])
+    assert not search_label_issues([], []).reliable
+
+
+def test_agreement_and_kappa():
+    # 3 of 4 agree; chance agreement is (2*1 + 2*3) / 16 = 0.5, so kappa is (0.75 - 0.5) / 0.5
+    assert agreement_and_kappa(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), 2) == (0.75, 0.5)
+    assert agreement_and_kappa(np.array([1, 1]), np.array([1, 1]), 2) == (1.0, 1.0)

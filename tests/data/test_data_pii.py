@@ -17,8 +17,8 @@ from tailor.data.pii import count_pii, find_pii, iban_valid, luhn_valid
     ("我的手机是13812345678谢谢", "phone", "13812345678"),
     ("SSN 123-45-6789", "id_number", "123-45-6789"),
     ("身份证11010519491231002X", "id_number", "11010519491231002X"),
-    ("IBAN GB82 WEST 1234 5698 7654 32", "id_number", "GB82 WEST 1234 5698 7654 32"),
-    ("IBAN DE89370400440532013000.", "id_number", "DE89370400440532013000"),
+    ("IBAN GB82 WEST 1234 5698 7654 32", "iban", "GB82 WEST 1234 5698 7654 32"),
+    ("IBAN DE89370400440532013000.", "iban", "DE89370400440532013000"),
 ])
 def test_each_kind_is_found(text, kind, match):
     found = find_pii(text)
@@ -38,21 +38,26 @@ def test_each_kind_is_found(text, kind, match):
     "version 1.2.3.4, room 101, year 1999",
 ])
 def test_look_alikes_are_not_personal_data(text):
-    assert find_pii(text) == {"email": [], "phone": [], "card_number": [], "id_number": []}
+    assert find_pii(text) == {"email": [], "phone": [], "card_number": [], "id_number": [], "iban": []}
 
 
 def test_one_number_counts_once():
     # The card pattern would also try the ID's 17-digit run; masking after each detector prevents it.
     assert find_pii("11010519491231002X")["id_number"] == ["11010519491231002X"]
     assert find_pii("+86 138 1234 5678") == {"email": [], "phone": ["+86 138 1234 5678"], "card_number": [],
-                                             "id_number": []}
+                                             "id_number": [], "iban": []}
+    # an IBAN's digits are not also read as a card number or a phone
+    assert find_pii("pay to DE89 3704 0044 0532 0130 00") == {"email": [], "phone": [], "card_number": [],
+                                                              "id_number": [], "iban": ["DE89 3704 0044 0532 0130 00"]}
 
 
 def test_count_pii_counts_matches_and_rows():
     texts = ["mail a@b.io or c@d.org", "no personal data here", "call 555-123-4567, card 4111111111111111",
-             "ID 123-45-6789"]
-    assert count_pii(texts) == {"email": 2, "phone": 1, "card_number": 1, "id_number": 1, "rows_with_pii": 3}
-    assert count_pii([]) == {"email": 0, "phone": 0, "card_number": 0, "id_number": 0, "rows_with_pii": 0}
+             "ID 123-45-6789, IBAN NL91 ABNA 0417 1643 00"]
+    assert count_pii(texts) == {"email": 2, "phone": 1, "card_number": 1, "id_number": 1, "iban": 1,
+                                "rows_with_pii": 3}
+    assert count_pii([]) == {"email": 0, "phone": 0, "card_number": 0, "id_number": 0, "iban": 0,
+                             "rows_with_pii": 0}
 
 
 def test_check_digit_helpers():

@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import asdict
+from importlib.resources import files
 
 import pytest
 
@@ -72,7 +73,7 @@ def test_lengths_pii_and_leakage(report):
     assert report["lengths"]["tokens"] == {**length_stats([6] * 10 + [4, 6, 9, 6]), "over_max_length": 13,
                                            "max_length": 5}
     assert report["label_issues"] is None
-    assert report["pii"] == {"email": 1, "phone": 0, "card_number": 0, "id_number": 0, "rows_with_pii": 1}
+    assert report["pii"] == {"email": 1, "phone": 0, "card_number": 0, "id_number": 0, "iban": 0, "rows_with_pii": 1}
     assert report["leakage"] == {"eval_rows": 2, "leaked_rows": 1,
                                  "examples": [{"line": 15, "text": "see you later", "label": "bye"}]}
 
@@ -82,7 +83,7 @@ def test_warnings(report):
         "Cleaning removed 3 of 17 rows (17.6%); see the reasons under rows removed.",
         "The classes are imbalanced: the largest has 11.0 times the rows of the smallest.",
         "Found 2 classes with fewer than 8 rows: rare (1), bye (2); add examples or merge them.",
-        "Found personal data in 1 row (email 1); mask or remove it before training.",
+        "Found personal data in 1 row (e-mail 1); mask or remove it before training.",
         "Found 1 training row repeated in the evaluation data; removed from training so evaluation scores "
         "stay honest.",
     ]
@@ -112,12 +113,55 @@ def test_label_issues_and_their_warning():
     report = build_data_report(raw, clean_dataset(raw, max_chars=100))
     issues = report["label_issues"]
     assert issues["count"] == 1
+    assert issues["min_confidence"] == 0.8
+    assert issues["model"] == {"rows": 25, "agreement": 0.96, "kappa": 0.9201, "reliable": True}
     assert [{k: e[k] for k in ("line", "text", "label", "suggested")} for e in issues["examples"]] == [
         {"line": 26, "text": "please refund my order number 99", "label": "card", "suggested": "refund"}]
-    assert 0.5 < issues["examples"][0]["confidence"] <= 1.0
+    assert 0.8 <= issues["examples"][0]["confidence"] <= 1.0
     assert report["lengths"]["tokens"] is None
-    assert report["warnings"] == ["Found 1 row (4.0% of kept rows) that may have the wrong label; review the "
-                                  "likely label errors."]
+    assert report["warnings"] == [
+        "Found 1 row (4.0% of kept rows) whose label a model trained on the other rows confidently disagrees with "
+        "(it gives another label at least 80% probability); review them under likely label errors (line 26): fix "
+        "the mislabelled ones, keep the ones that are just hard."]
+    assert ("Likely label errors: 1 (4.0%), rows whose label a model trained on the other rows confidently "
+            "disagrees with (it gives another label at least 80% probability)") in format_data_report_text(report)
+
+
+def test_shipped_sample_is_not_called_mislabelled():
+    """The demo's finance tweets: the out-of-fold model is weak (64% agreement), so its 12 confident
+    disagreements (1.3%; 180 rows, 20%, before the confidence floor) are listed without a warning."""
+    from tailor.data.ingest import read_dataset
+
+    raw = read_dataset(files("tailor.sample_data").joinpath("finance_sentiment_train.csv"))
+    report = build_data_report(raw, clean_dataset(raw, max_chars=20_000))
+    issues = report["label_issues"]
+    assert (issues["count"], issues["model"]) == (12, {"rows": 900, "agreement": 0.64, "kappa": 0.46,
+                                                       "reliable": False})
+    assert all(e["confidence"] >= 0.8 for e in issues["examples"])
+    assert report["warnings"] == []
+    assert ("Likely label errors: 12 (1.3%); the model trained on the other rows agrees with only 64.0% of the "
+            "labels (kappa 0.46), too weak to tell a wrong label from a hard row, so these are worth a glance, "
+            "not a warning") in format_data_report_text(report).splitlines()
+    assert ('<p class="muted">The model trained on the other rows agrees with only 64.0% of the labels (kappa '
+            '0.46), too weak to tell a wrong label from a hard row, so these are worth a glance, not a warning.</p>'
+            in render_data_report_html(report))
+
+
+def test_every_pii_kind_is_shown_in_text_json_and_html():
+    raw = dataset([("mail ann@example.com", "a"), ("call +44 20 7946 0958", "a"),
+                   ("card 4111 1111 1111 1111", "b"), ("SSN 123-45-6789", "b"),
+                   ("IBAN GB82 WEST 1234 5698 7654 32 and DE89370400440532013000", "b"), ("nothing here", "a")])
+    report = build_data_report(raw, clean_dataset(raw, max_chars=100), find_issues=False)
+    assert json.loads(json.dumps(report))["pii"] == {"email": 1, "phone": 1, "card_number": 1, "id_number": 1,
+                                                     "iban": 2, "rows_with_pii": 5}
+    assert ("Personal data: e-mail 1, phone 1, card number 1, ID number 1, IBAN 2 (5 rows with any)"
+            in format_data_report_text(report).splitlines())
+    assert ("Found personal data in 5 rows (e-mail 1, phone 1, card number 1, ID number 1, IBAN 2); mask or "
+            "remove it before training.") in report["warnings"]
+    html = render_data_report_html(report)
+    for name, count in (("e-mail", 1), ("phone", 1), ("card number", 1), ("ID number", 1), ("IBAN", 2),
+                        ("rows with any", 5)):
+        assert f'<tr><td>{name}</td><td class="num">{count}</td></tr>' in html
 
 
 def test_html_has_every_section_and_escapes_texts(report):
@@ -139,5 +183,5 @@ def test_terminal_summary(report):
         "Rows: 17 read, 14 kept, 3 removed (empty 1, duplicate_exact 1, leaked_into_eval 1)",
         "Labels: 3 classes; largest 'greet' (78.6%); imbalance 11.0x",
     ]
-    assert "Personal data: email 1" in lines
+    assert "Personal data: e-mail 1, phone 0, card number 0, ID number 0, IBAN 0 (1 row with any)" in lines
     assert "Evaluation data: 2 rows; 1 training row repeated there" in lines

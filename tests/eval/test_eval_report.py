@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
+from tailor import html
+from tailor.data.dataset import TextDataset
 from tailor.eval.metrics import classification_metrics, majority_baseline
 from tailor.eval.report import classes_by_f1, confused_pairs, format_eval_text, headline_rows, render_eval_html
+from tailor.eval.run import abstain_on_rows, misclassified_rows
 
 LABELS = ["<b>bold</b>", "b", "c"]
 BOLD = LABELS[0]
@@ -111,3 +116,87 @@ def test_text_summary_shows_probability_metrics_and_at_most_five_classes():
                            "ECE (lower is better)   0.4500",
                            "log loss                0.7469"]
     assert len(binary) <= 20
+
+
+LONG = "card_payment_wrong_exchange_rate_applied_abroad_during_holiday"
+
+
+def test_heat_map_writes_whole_labels_and_counts_in_cells():
+    labels = [LONG, "b", "c"]
+    metrics = classification_metrics([LONG, LONG, "b", "c", "c", "c"], [LONG, "b", "b", "c", "c", LONG], labels)
+    page = render_eval_html(make_evaluation(metrics=metrics))
+    assert page.count(f">{LONG}</text>") == 2 + 1  # row label, column label, and its F1 bar
+    # the matrix [[1, 1, 0], [0, 1, 0], [1, 0, 2]]: each non-zero count is written in its cell
+    counts = re.findall(r'text-anchor="middle" font-size="11" fill="[^"]+">(\d+)</text>', page)
+    assert counts == ["1", "1", "1", "1", "2"]
+
+
+def test_heat_map_of_77_labels_stays_readable():
+    labels = [f"{LONG}_{i:02d}" for i in range(77)]
+    matrix = [[10 * (i == j) + (j == (i + 1) % 77) for j in range(77)] for i in range(77)]
+    svg = html.heatmap(matrix, labels)
+    assert all(svg.count(f">{label}</text>") == 2 for label in labels)
+    assert len(re.findall(r'<rect x="\d+" y="\d+" width="22" height="22"', svg)) == 77 * 77
+    counts = re.findall(r'font-size="9" fill="[^"]+">(\d+)</text>', svg)
+    assert counts == ["10", "1"] * 76 + ["1", "10"]  # the last row's 1 is in its first column
+    assert svg.startswith('<div class="scroll"><svg width=')
+
+
+def rows_of(texts, labels) -> TextDataset:
+    return TextDataset(texts=texts, labels=labels, lines=list(range(2, len(texts) + 2)))
+
+
+TEXTS = ["shares soar on record profit", "bank fails stress test", "fed holds rates", "oil slides again",
+         "dividend raised by 10%"]
+GOLD = ["pos", "neg", "neu", "neg", "pos"]
+LABELS3 = ["neg", "neu", "pos"]
+# predicted: pos (right), neu 0.5 (wrong), neu (right), pos 0.9 (wrong), neg 0.6 (wrong)
+PROBA = np.array([[0.1, 0.1, 0.8], [0.4, 0.5, 0.1], [0.2, 0.7, 0.1], [0.05, 0.05, 0.9], [0.6, 0.1, 0.3]])
+
+
+def test_misclassified_rows_most_confident_first():
+    assert misclassified_rows(LABELS3, PROBA, rows_of(TEXTS, GOLD)) == {"count": 3, "examples": [
+        {"line": 5, "text": "oil slides again", "label": "neg", "predicted": "pos", "confidence": 0.9},
+        {"line": 6, "text": "dividend raised by 10%", "label": "pos", "predicted": "neg", "confidence": 0.6},
+        {"line": 3, "text": "bank fails stress test", "label": "neg", "predicted": "neu", "confidence": 0.5}]}
+    assert misclassified_rows(LABELS3, PROBA, rows_of(TEXTS, GOLD), limit=1)["examples"][0]["line"] == 5
+
+
+def test_html_and_text_show_mistakes_and_coverage_against_accuracy():
+    rows = rows_of(TEXTS, GOLD)
+    suggested = {"target_precision": 0.95, "rows": 40, "accuracy_all": 0.8, "reachable": True, "threshold": 0.75,
+                 "answered": 30, "coverage": 0.75, "accuracy": 0.9667, "note": None}
+    abstain = abstain_on_rows(LABELS3, PROBA, rows, suggested)
+    assert abstain["at_suggested"] == {"threshold": 0.75, "answered": 2, "coverage": 0.4, "accuracy": 0.5}
+    assert abstain["curve"][:5] == [
+        {"threshold": 0.0, "answered": 5, "coverage": 1.0, "accuracy": 0.4},
+        {"threshold": 0.3, "answered": 5, "coverage": 1.0, "accuracy": 0.4},
+        {"threshold": 0.4, "answered": 5, "coverage": 1.0, "accuracy": 0.4},
+        {"threshold": 0.5, "answered": 5, "coverage": 1.0, "accuracy": 0.4},
+        {"threshold": 0.6, "answered": 4, "coverage": 0.8, "accuracy": 0.5}]
+    metrics = classification_metrics(GOLD, ["pos", "neu", "neu", "pos", "neg"], LABELS3, PROBA)
+    evaluation = make_evaluation(metrics=metrics, misclassified=misclassified_rows(LABELS3, PROBA, rows),
+                                 abstain=abstain)
+    page = render_eval_html(evaluation)
+    assert "<h2>Misclassified examples</h2><p>3 of 5 rows misclassified; most confident mistakes first" in page
+    assert ('<tr><td class="num">5</td><td>oil slides again</td><td>neg</td><td>pos</td>'
+            '<td class="num">0.9000</td></tr>') in page
+    assert "<h2>Coverage against accuracy</h2>" in page
+    assert ("Suggested threshold 0.750, chosen on 40 validation rows for 95% accuracy (there it answered 75.0%); "
+            "on these rows it answers 40.0% at 50.0% accuracy.") in page
+    assert ("<tr><td>0.700</td><td>3</td><td>60.0%</td><td>66.7%</td></tr>"
+            "<tr><td>0.750 (suggested)</td><td>2</td><td>40.0%</td><td>50.0%</td></tr>"
+            "<tr><td>0.800</td><td>2</td><td>40.0%</td><td>50.0%</td></tr>") in page
+    assert "abstaining below 0.750 (suggested): answers 40.0% of rows at 50.0% accuracy" in format_eval_text(
+        evaluation).splitlines()
+
+
+def test_coverage_section_without_a_suggestion():
+    rows = rows_of(TEXTS, GOLD)
+    unreachable = {"reachable": False, "threshold": None, "note": "no threshold ... (best 80.0%)"}
+    page = render_eval_html(make_evaluation(abstain=abstain_on_rows(LABELS3, PROBA, rows, unreachable)))
+    assert "This version has no suggested abstain threshold: no threshold ... (best 80.0%)." in page
+    assert "(suggested)" not in page
+    page = render_eval_html(make_evaluation(abstain=abstain_on_rows(LABELS3, PROBA, rows, None)))
+    assert "records no suggested abstain threshold (it was trained before Tailor suggested one)" in page
+    assert "Misclassified examples" not in render_eval_html(make_evaluation())  # a job's report has no rows

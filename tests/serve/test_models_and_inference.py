@@ -11,16 +11,9 @@ import pytest
 from tailor.catalog import CATALOG
 from tailor.registry.service import open_registry
 
-from api_helpers import publish_copy
+from api_helpers import error_of, publish_copy
 
 TEXTS = ["Stocks rally as earnings beat forecasts", "Shares plunge after the profit warning"]
-
-
-def error_of(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
-    return body["error"]
 
 
 @pytest.fixture(autouse=True)
@@ -214,3 +207,89 @@ def test_head_versions_of_many_tenants_share_one_base_encoder(client, app, setti
     for tenant in ("acme", "globex"):
         served = np.array([[row["scores"][label] for label in loaded[0].labels] for row in answers[tenant]])
         assert served == pytest.approx(alone, abs=1e-5)
+
+
+def publish_with_abstain(settings, head_artifact, name: str, record: dict | None):
+    """A copy of the session's head version whose abstain record is ``record`` (None: no record at all)."""
+    from dataclasses import replace
+
+    source, version = head_artifact
+    metrics = {k: v for k, v in version.metrics.items() if k != "abstain"} | ({"abstain": record} if record else {})
+    return publish_copy(settings, (source, replace(version, metrics=metrics)), "acme", name)
+
+
+def classify(client, tenant, **body):
+    return client.post("/v1/classifications", headers=tenant.headers, json={"model": "tweets", "input": TEXTS} | body)
+
+
+def test_a_trained_version_records_its_abstain_threshold(head_artifact):
+    import json
+
+    source, version = head_artifact
+    record = version.metrics["abstain"]
+    assert set(record) == {"target_precision", "rows", "accuracy_all", "reachable", "threshold", "answered",
+                           "coverage", "accuracy", "note"}
+    assert record["target_precision"] == 0.95 and record["rows"] == version.lineage["rows"]["valid"]
+    assert json.loads((source / "abstain.json").read_text()) == record
+
+
+def test_classifications_answer_everything_by_default(client, acme, tweets):
+    body = classify(client, acme).json()
+    assert set(body) == {"object", "model", "data", "usage"}
+    assert [set(row) for row in body["data"]] == [{"index", "label", "score", "scores"}] * 2
+    assert all(row["label"] in row["scores"] for row in body["data"])
+
+
+def test_classifications_abstain_below_an_explicit_threshold(client, acme, tweets):
+    plain = classify(client, acme).json()["data"]
+    body = classify(client, acme, abstain_threshold=0.99).json()
+    assert body["abstain_threshold"] == 0.99
+    assert body["data"] == [
+        {"index": i, "label": None, "score": row["score"], "scores": row["scores"], "abstained": True,
+         "reason": f"top probability {row['score']:.3f} is below the abstain threshold 0.990"}
+        for i, row in enumerate(plain)]
+    answered = classify(client, acme, abstain=True, abstain_threshold=0.0).json()["data"]
+    assert answered == [row | {"abstained": False} for row in plain]
+
+
+def test_classifications_abstain_at_the_versions_suggestion(client, acme, settings, head_artifact):
+    publish_with_abstain(settings, head_artifact, "tweets", None)
+    scores = sorted(row["score"] for row in classify(client, acme).json()["data"])
+    middle = round((scores[0] + scores[1]) / 2, 6)
+    publish_with_abstain(settings, head_artifact, "tweets", {"reachable": True, "threshold": middle})
+    body = classify(client, acme, abstain=True).json()  # tweets@latest: version 2 with the record
+    assert body["abstain_threshold"] == middle
+    assert sorted(row["abstained"] for row in body["data"]) == [False, True]
+    for row in body["data"]:
+        assert (row["label"] is None) == row["abstained"] == (row["score"] < middle)
+        assert ("reason" in row) == row["abstained"]
+    assert set(classify(client, acme, abstain=False).json()) == {"object", "model", "data", "usage"}
+
+
+def test_abstain_needs_a_suggested_threshold(client, acme, settings, head_artifact):
+    publish_with_abstain(settings, head_artifact, "tweets", None)
+    error = error_of(classify(client, acme, abstain=True), 400)
+    assert (error["param"], error["message"]) == (
+        "abstain", 'abstain: tweets:1 records no abstain threshold (it was trained before Tailor suggested one); '
+                   'give a threshold with "abstain_threshold"')
+    publish_with_abstain(settings, head_artifact, "tweets", {"reachable": False, "note": "no threshold that keeps "
+                         "at least 4 of 4 validation rows answered reaches 95% accuracy (best 75.0%)"})
+    error = error_of(classify(client, acme, abstain=True), 400)
+    assert error["message"] == (
+        "abstain: tweets:2 has no suggested abstain threshold: no threshold that keeps at least 4 of 4 validation rows "
+        'answered reaches 95% accuracy (best 75.0%); give a threshold with "abstain_threshold"')
+
+
+@pytest.mark.parametrize("body, param, message", [
+    ({"abstain_threshold": 1.5}, "abstain_threshold", "abstain_threshold: Input should be less than or equal to 1"),
+    ({"abstain_threshold": -0.1}, "abstain_threshold",
+     "abstain_threshold: Input should be greater than or equal to 0"),
+    ({"abstain_threshold": "high"}, "abstain_threshold",
+     "abstain_threshold: Input should be a valid number, unable to parse string as a number"),
+    ({"abstain": "maybe"}, "abstain", "abstain: Input should be a valid boolean, unable to interpret input"),
+    ({"abstain": False, "abstain_threshold": 0.5}, "abstain_threshold",
+     'abstain_threshold: given with "abstain": false; leave one of them out'),
+])
+def test_bad_abstain_settings_are_refused(client, acme, tweets, body, param, message):
+    error = error_of(classify(client, acme, **body), 400)
+    assert (error["param"], error["message"]) == (param, message)

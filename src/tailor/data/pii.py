@@ -1,7 +1,7 @@
-"""Count personal data in texts: e-mail addresses, phone numbers, payment card numbers and ID numbers.
+"""Count personal data in texts: e-mail addresses, phone numbers, payment card numbers, ID numbers and IBANs.
 
-Detectors run in a fixed order (e-mail, ID numbers, cards, phones) and each match is masked before the
-next detector runs, so one number is never counted twice (a Chinese ID is not also a card or a phone).
+Detectors run in a fixed order (e-mail, ID numbers, IBANs, cards, phones) and each match is masked before the
+next detector runs, so one number is never counted twice (a Chinese ID or an IBAN is not also a card or a phone).
 Numbers with a check digit (cards: Luhn; Chinese resident IDs: ISO 7064 MOD 11-2; IBANs: MOD 97) count
 only when the check digit is right.
 """
@@ -11,7 +11,9 @@ from __future__ import annotations
 import re
 from typing import Callable, Iterable
 
-KINDS = ("email", "phone", "card_number", "id_number")
+KINDS = ("email", "phone", "card_number", "id_number", "iban")
+KIND_NAMES = {"email": "e-mail", "phone": "phone", "card_number": "card number", "id_number": "ID number",
+              "iban": "IBAN"}
 
 _EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
 _US_SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
@@ -35,8 +37,9 @@ def count_pii(texts: Iterable[str]) -> dict[str, int]:
         texts: the texts to scan.
 
     Returns:
-        ``{"email", "phone", "card_number", "id_number"}``: matches of each kind, and ``rows_with_pii``:
-        texts with at least one match.
+        ``{"email", "phone", "card_number", "id_number", "iban"}``: matches of each kind (every kind, 0 when
+        none), and ``rows_with_pii``: texts with at least one match. ``id_number`` counts US social security
+        numbers and Chinese resident IDs; bank account numbers count as ``iban``.
     """
     totals = dict.fromkeys(KINDS, 0)
     rows_with_pii = 0
@@ -105,7 +108,7 @@ _DETECTORS: tuple[tuple[str, re.Pattern, Callable[[str], bool]], ...] = (
     ("email", _EMAIL, _always),
     ("id_number", _US_SSN, _always),
     ("id_number", _CN_RESIDENT_ID, cn_resident_id_valid),
-    ("id_number", _IBAN, iban_valid),
+    ("iban", _IBAN, iban_valid),
     ("card_number", _CARD, _card_valid),
     ("phone", _PHONE_INTERNATIONAL, _international_phone_valid),
     ("phone", _PHONE_NORTH_AMERICA, _always),

@@ -12,8 +12,8 @@ import numpy as np
 
 from tailor.data.clean import EXAMPLE_CHARS, CleanResult
 from tailor.data.dataset import TextDataset
-from tailor.data.label_issues import find_label_issues
-from tailor.data.pii import KINDS, count_pii
+from tailor.data.label_issues import MIN_CONFIDENCE, search_label_issues
+from tailor.data.pii import KIND_NAMES, KINDS, count_pii
 from tailor.data.validate import MIN_LEARN_ROWS, small_classes
 from tailor.html import bar_chart, page, paragraph, section, table
 
@@ -102,15 +102,39 @@ def _token_lengths(texts: list[str], tokenizer, max_length: int) -> dict:
 
 
 def _label_issues(kept: TextDataset, seed: int) -> dict:
-    issues = find_label_issues(kept.texts, kept.labels, seed=seed, max_issues=None)
+    """The likely label errors (see :mod:`tailor.data.label_issues`) and the judging model's agreement.
+
+    Returns:
+        ``{"count", "min_confidence", "model": {"rows", "agreement", "kappa", "reliable"}, "examples"}``;
+        ``model.agreement`` and ``model.kappa`` are None when the search could not run.
+    """
+    search = search_label_issues(kept.texts, kept.labels, seed=seed, max_issues=None)
     return {
-        "count": len(issues),
+        "count": len(search.issues),
+        "min_confidence": MIN_CONFIDENCE,
+        "model": {"rows": search.rows_scored,
+                  "agreement": None if search.agreement is None else round(search.agreement, 4),
+                  "kappa": None if search.kappa is None else round(search.kappa, 4),
+                  "reliable": search.reliable},
         "examples": [
             {"line": kept.lines[issue.index], "text": kept.texts[issue.index][:EXAMPLE_CHARS], "label": issue.label,
              "suggested": issue.suggested, "confidence": round(issue.confidence, 4)}
-            for issue in issues[:MAX_ISSUE_EXAMPLES]
+            for issue in search.issues[:MAX_ISSUE_EXAMPLES]
         ],
     }
+
+
+def _issues_meaning(issues: dict) -> str:
+    """What the count means, in one sentence fragment."""
+    return (f"whose label a model trained on the other rows confidently disagrees with (it gives another label "
+            f"at least {issues['min_confidence']:.0%} probability)")
+
+
+def _weak_model_note(issues: dict) -> str:
+    model = issues["model"]
+    return (f"the model trained on the other rows agrees with only {model['agreement']:.1%} of the labels "
+            f"(kappa {model['kappa']:.2f}), too weak to tell a wrong label from a hard row, so these are worth a "
+            "glance, not a warning")
 
 
 def _warnings(report: dict) -> list[str]:
@@ -136,9 +160,12 @@ def _warnings(report: dict) -> list[str]:
         warnings.append(f"Found {_counted(report['leakage']['leaked_rows'], 'training row')} repeated in the "
                         "evaluation data; removed from training so evaluation scores stay honest.")
     issues = report["label_issues"]
-    if issues and issues["count"] > ISSUE_SHARE_WARNING * rows["kept"]:
+    if issues and issues["model"]["reliable"] and issues["count"] > ISSUE_SHARE_WARNING * rows["kept"]:
+        lines = ", ".join(str(e["line"]) for e in issues["examples"][:5])
+        more = ", ..." if issues["count"] > 5 else ""
         warnings.append(f"Found {_counted(issues['count'], 'row')} ({_percent(issues['count'], rows['kept'])} "
-                        "of kept rows) that may have the wrong label; review the likely label errors.")
+                        f"of kept rows) {_issues_meaning(issues)}; review them under likely label errors "
+                        f"(line {lines}{more}): fix the mislabelled ones, keep the ones that are just hard.")
     return warnings
 
 
@@ -150,8 +177,9 @@ def _percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}%"
 
 
-def _pii_kinds(pii: dict) -> str:
-    return ", ".join(f"{kind.replace('_', ' ')} {pii[kind]}" for kind in KINDS if pii[kind])
+def _pii_kinds(pii: dict, *, all_kinds: bool = False) -> str:
+    """``e-mail 2, IBAN 1``: the kinds found (or, with ``all_kinds``, every kind counted, zeros too)."""
+    return ", ".join(f"{KIND_NAMES[kind]} {pii[kind]}" for kind in KINDS if all_kinds or pii[kind])
 
 
 def format_data_report_text(report: dict) -> str:
@@ -173,10 +201,14 @@ def format_data_report_text(report: dict) -> str:
             lines.append(f"Length in {unit}: mean {stats['mean']}, p95 {stats['p95']}, max {stats['max']}{over}")
     issues = report["label_issues"]
     if issues is not None:
-        lines.append(f"Likely label errors: {issues['count']}")
+        lines.append(f"Likely label errors: {issues['count']} ({_percent(issues['count'], max(rows['kept'], 1))})"
+                     + ("" if not issues["count"] else f", rows {_issues_meaning(issues)}"
+                        if issues["model"]["reliable"] else f"; {_weak_model_note(issues)}"))
         lines += [f"  line {e['line']}: {_shorten(e['text'])!r} is {e['label']!r}, looks like {e['suggested']!r} "
                   f"({e['confidence']:.2f})" for e in issues["examples"][:3]]
-    lines.append(f"Personal data: {_pii_kinds(report['pii']) or 'none found'}")
+    pii = report["pii"]
+    lines.append(f"Personal data: {_pii_kinds(pii, all_kinds=True)} "
+                 f"({_counted(pii['rows_with_pii'], 'row')} with any)")
     if report["leakage"] is not None:
         leak = report["leakage"]
         lines.append(f"Evaluation data: {_counted(leak['eval_rows'], 'row')}; "
@@ -205,7 +237,7 @@ def render_data_report_html(report: dict) -> str:
                                        [(c["label"], c["count"], c["problem"]) for c in report["small_classes"]])
                 if report["small_classes"] else paragraph("None.", "ok")),
         _label_issues_section(report["label_issues"]),
-        section("Personal data", table(["kind", "matches"], [(k, report["pii"][k]) for k in KINDS]
+        section("Personal data", table(["kind", "matches"], [(KIND_NAMES[k], report["pii"][k]) for k in KINDS]
                                        + [("rows with any", report["pii"]["rows_with_pii"])])),
         _leakage_section(report["leakage"]),
     ], subtitle=source.get("path", ""))
@@ -253,10 +285,13 @@ def _label_issues_section(issues: dict | None) -> str:
         return section("Likely label errors", paragraph("Not searched.", "muted"))
     if not issues["count"]:
         return section("Likely label errors", paragraph("None found.", "ok"))
+    note = [] if issues["model"]["reliable"] else [paragraph(_weak_model_note(issues).capitalize() + ".", "muted")]
     return section(
         "Likely label errors",
-        paragraph(f"{_counted(issues['count'], 'row')} whose label an out-of-fold model doubts; the first "
-                  f"{len(issues['examples'])} are shown, most certain first."),
+        paragraph(f"{_counted(issues['count'], 'row')} {_issues_meaning(issues)}; the first "
+                  f"{len(issues['examples'])} are shown, most certain first. Fix the mislabelled ones; keep the "
+                  "ones that are just hard."),
+        *note,
         table(["line", "text", "label", "suggested", "confidence"],
               [(e["line"], e["text"], e["label"], e["suggested"], e["confidence"]) for e in issues["examples"]]),
     )

@@ -2,7 +2,9 @@
 
 Both take the same ``evaluation`` dict: ``model`` (a version ref such as ``credit-risk:3``), ``data`` (the
 file evaluated on), ``metrics`` (:func:`tailor.eval.metrics.classification_metrics`), ``baseline``
-(:func:`tailor.eval.metrics.majority_baseline`), ``base_model`` and optionally ``created_at``.
+(:func:`tailor.eval.metrics.majority_baseline`), ``base_model`` and optionally ``created_at``,
+``misclassified`` (:func:`tailor.eval.run.misclassified_rows`) and ``abstain``
+(:func:`tailor.eval.run.abstain_on_rows`); the sections for the optional ones are left out without them.
 """
 
 from __future__ import annotations
@@ -63,8 +65,10 @@ def _optional(value: float | None, fmt: str = "{:.4f}") -> str:
 def render_eval_html(evaluation: dict) -> str:
     """The evaluation as a complete HTML page (every user string escaped).
 
-    Sections: headline numbers beside the majority baseline and the delta, the confusion-matrix heat map,
-    per-class F1 bars (worst on top), the per-class table (in label order) and the most confused pairs.
+    Sections: headline numbers beside the majority baseline and the delta, the confusion-matrix heat map
+    (whole labels, counts in the cells), per-class F1 bars (worst on top), the per-class table (in label
+    order), the most confused pairs and, when the evaluation has them, the misclassified examples (most
+    confident first) and coverage against accuracy with the version's suggested abstain threshold.
 
     Args:
         evaluation: see the module docstring.
@@ -93,7 +97,59 @@ def render_eval_html(evaluation: dict) -> str:
         html.section("Per-class metrics", per_class),
         html.section("Most confused pairs", confusions),
     ]
+    if evaluation.get("misclassified") is not None:
+        sections.append(_misclassified_section(evaluation["misclassified"], metrics["n"]))
+    if evaluation.get("abstain") is not None:
+        sections.append(_abstain_section(evaluation["abstain"]))
     return html.page(f"Evaluation of {evaluation['model']}", sections, subtitle=_subtitle(evaluation))
+
+
+def _misclassified_section(misclassified: dict, rows: int) -> str:
+    if not misclassified["count"]:
+        return html.section("Misclassified examples", html.paragraph("No row was misclassified.", "ok"))
+    shown = len(misclassified["examples"])
+    return html.section(
+        "Misclassified examples",
+        html.paragraph(f"{misclassified['count']} of {rows} rows misclassified; "
+                       f"{'the ' + str(shown) + ' ' if shown < misclassified['count'] else ''}most confident "
+                       "mistakes first (a confident mistake is often a wrong label in the file)."),
+        html.table(["line", "text", "true label", "predicted", "confidence"],
+                   [(e["line"], e["text"], e["label"], e["predicted"], e["confidence"])
+                    for e in misclassified["examples"]]))
+
+
+def abstain_rows(abstain: dict) -> list[tuple[str, str, str, str]]:
+    """``(abstain below, answered, coverage, accuracy)`` for each curve threshold, with the suggested threshold
+    in its place (marked), as display strings."""
+    rows = [(row, False) for row in abstain["curve"]]
+    if abstain.get("at_suggested"):
+        rows.append((abstain["at_suggested"], True))
+        rows.sort(key=lambda item: (item[0]["threshold"], item[1]))
+    return [(f"{row['threshold']:.3f}" + (" (suggested)" if suggested else ""), str(row["answered"]),
+             f"{row['coverage']:.1%}", "—" if row["accuracy"] is None else f"{row['accuracy']:.1%}")
+            for row, suggested in rows]
+
+
+def _abstain_note(abstain: dict) -> str:
+    suggested, at = abstain.get("suggested"), abstain.get("at_suggested")
+    if not suggested:
+        return "This version records no suggested abstain threshold (it was trained before Tailor suggested one)."
+    if not suggested["reachable"]:
+        return f"This version has no suggested abstain threshold: {suggested['note']}."
+    return (f"Suggested threshold {suggested['threshold']:.3f}, chosen on {suggested['rows']} validation rows for "
+            f"{suggested['target_precision']:.0%} accuracy (there it answered {suggested['coverage']:.1%}); on "
+            f"these rows it answers {at['coverage']:.1%}"
+            + ("." if at["accuracy"] is None else f" at {at['accuracy']:.1%} accuracy."))
+
+
+def _abstain_section(abstain: dict) -> str:
+    return html.section(
+        "Coverage against accuracy",
+        html.paragraph("Abstaining on texts whose top probability is below a threshold answers fewer texts "
+                       "(coverage) and gets more of the answered ones right (accuracy). Ask for it with "
+                       "\"abstain\": true in /v1/classifications or tailor predict --abstain.", "muted"),
+        html.paragraph(_abstain_note(abstain)),
+        html.table(["abstain below", "answered", "coverage", "accuracy"], abstain_rows(abstain)))
 
 
 def format_eval_text(evaluation: dict) -> str:
@@ -111,6 +167,11 @@ def format_eval_text(evaluation: dict) -> str:
         extra = "" if base is None else f"{base:>10.4f}{delta:>+9.4f}"
         lines.append(f"{name:<22}{value:>8.4f}{extra}")
     lines.append(f"baseline: always {evaluation['baseline']['label']!r}")
+    if evaluation.get("abstain") and evaluation["abstain"].get("at_suggested"):
+        at = evaluation["abstain"]["at_suggested"]
+        accuracy = "" if at["accuracy"] is None else f" at {at['accuracy']:.1%} accuracy"
+        lines.append(f"abstaining below {at['threshold']:.3f} (suggested): answers {at['coverage']:.1%} of rows"
+                     f"{accuracy}")
     lines.append("worst classes by F1:")
     lines += [f"  {label[:30]:<30} F1 {s['f1']:.4f}  P {s['precision']:.4f}  R {s['recall']:.4f}  n={s['support']}"
               for label, s in classes_by_f1(evaluation["metrics"])[:WORST_CLASSES]]

@@ -24,14 +24,58 @@ def scorable_rows(ds: TextDataset, labels) -> tuple[TextDataset, list[str]]:
     return ds.subset(keep), sorted({y for y in ds.labels if y and y not in known})
 
 
+MAX_MISCLASSIFIED = 50
+MISCLASSIFIED_CHARS = 300
+
+
 def score(classifier, rows: TextDataset, train_labels) -> tuple[dict, dict]:
     """Test metrics of ``classifier`` (a TextClassifier) on ``rows``, and the majority baseline beside them."""
+    return score_probabilities(classifier.labels, classifier.predict_proba(rows.texts), rows, train_labels)
+
+
+def score_probabilities(labels, proba, rows: TextDataset, train_labels) -> tuple[dict, dict]:
+    """:func:`score` from class probabilities already computed (``(len(rows), len(labels))``)."""
     from tailor.eval.metrics import classification_metrics, majority_baseline
 
-    proba = classifier.predict_proba(rows.texts)
-    predictions = [classifier.labels[i] for i in proba.argmax(1)]
-    return (classification_metrics(rows.labels, predictions, classifier.labels, proba),
-            majority_baseline(train_labels, rows.labels, classifier.labels))
+    predictions = [labels[i] for i in proba.argmax(1)]
+    return (classification_metrics(rows.labels, predictions, labels, proba),
+            majority_baseline(train_labels, rows.labels, labels))
+
+
+def misclassified_rows(labels, proba, rows: TextDataset, limit: int = MAX_MISCLASSIFIED) -> dict:
+    """The rows the model got wrong, the most confident mistakes first.
+
+    Returns:
+        ``{"count", "examples": [{"line", "text", "label", "predicted", "confidence"}]}``: every mistake
+        counted, at most ``limit`` shown (texts cut to 300 characters); ties keep the file's order.
+    """
+    best = proba.argmax(1)
+    wrong = [i for i, (k, label) in enumerate(zip(best, rows.labels)) if labels[k] != label]
+    wrong.sort(key=lambda i: -float(proba[i, best[i]]))
+    return {"count": len(wrong), "examples": [
+        {"line": rows.lines[i], "text": rows.texts[i][:MISCLASSIFIED_CHARS], "label": rows.labels[i],
+         "predicted": labels[best[i]], "confidence": round(float(proba[i, best[i]]), 4)} for i in wrong[:limit]]}
+
+
+def abstain_on_rows(labels, proba, rows: TextDataset, suggested: dict | None) -> dict:
+    """Coverage against accuracy on these rows, and how the version's suggested threshold does on them.
+
+    Args:
+        suggested: the version's abstain record (chosen on its validation rows), or None.
+
+    Returns:
+        ``{"curve": [coverage_at rows], "suggested": the record or None, "at_suggested": coverage_at row at
+        the suggested threshold, or None}`` (see :mod:`tailor.eval.abstain`).
+    """
+    import numpy as np
+
+    from tailor.eval.abstain import coverage_at, coverage_curve
+
+    index = {label: i for i, label in enumerate(labels)}
+    targets = np.array([index[label] for label in rows.labels])
+    threshold = suggested.get("threshold") if suggested else None
+    return {"curve": coverage_curve(proba, targets), "suggested": suggested,
+            "at_suggested": None if threshold is None else coverage_at(proba, targets, threshold)}
 
 
 def evaluate_model(ref: str, data, *, text_col: str | None = None, label_col: str | None = None,
@@ -45,7 +89,8 @@ def evaluate_model(ref: str, data, *, text_col: str | None = None, label_col: st
 
     Returns:
         ``{"model", "data", "rows", "skipped_rows", "unknown_labels", "metrics", "baseline", "base_model",
-        "created_at"}``.
+        "created_at", "misclassified", "abstain"}``: ``misclassified`` from :func:`misclassified_rows`,
+        ``abstain`` from :func:`abstain_on_rows` with the version's suggested threshold.
     """
     from tailor.data.ingest import read_dataset
     from tailor.eval.report import render_eval_html
@@ -61,11 +106,14 @@ def evaluate_model(ref: str, data, *, text_col: str | None = None, label_col: st
     rows, unknown = scorable_rows(ds, classifier.labels)
     train_counts = version.lineage.get("label_counts") or {}
     train_labels = [label for label, n in train_counts.items() for _ in range(n)] or rows.labels
-    metrics, baseline = score(classifier, rows, train_labels)
+    proba = classifier.predict_proba(rows.texts)
+    metrics, baseline = score_probabilities(classifier.labels, proba, rows, train_labels)
     evaluation = {
         "model": version.ref, "data": str(ds.source.path if ds.source else "dataset"), "rows": len(rows),
         "skipped_rows": len(ds) - len(rows), "unknown_labels": unknown, "metrics": metrics, "baseline": baseline,
         "base_model": version.base_model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "misclassified": misclassified_rows(classifier.labels, proba, rows),
+        "abstain": abstain_on_rows(classifier.labels, proba, rows, version.metrics.get("abstain")),
     }
     key = (ds.source.sha256[:12] if ds.source else "dataset")
     evaluations = dict(version.metrics.get("evaluations", {}))

@@ -194,22 +194,43 @@ def load_shared_head(directory: Path, encoder, tokenizer, device: str = "auto") 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One text's predicted label, its probability and every label's probability."""
+    """One text's predicted label, its probability and every label's probability.
 
-    label: str
+    With an abstain threshold, a text whose top probability is below it gets ``label`` None, ``abstained``
+    true and the ``reason``; ``score`` (the top probability) and ``scores`` are still given.
+    """
+
+    label: str | None
     score: float
     scores: dict[str, float]
+    abstained: bool = False
+    reason: str | None = None
 
 
-def predictions_from_probs(labels: Sequence[str], probs) -> list[Prediction]:
+def predictions_from_probs(labels: Sequence[str], probs, abstain_threshold: float | None = None) -> list[Prediction]:
     """One :class:`Prediction` per row of ``probs`` (``(n, len(labels))``, columns in ``labels`` order):
-    the most probable label and every label's probability, rounded to 6 decimals."""
+    the most probable label and every label's probability, rounded to 6 decimals.
+
+    Args:
+        abstain_threshold: None answers every row; a probability (0..1) leaves rows whose top probability is
+            below it unanswered (see :class:`Prediction`).
+    """
     out = []
     for row in probs:
         best = int(row.argmax())
-        out.append(Prediction(labels[best], round(float(row[best]), 6),
-                              {label: round(float(p), 6) for label, p in zip(labels, row)}))
+        top = float(row[best])
+        scores = {label: round(float(p), 6) for label, p in zip(labels, row)}
+        if abstain_threshold is not None and top < abstain_threshold:
+            out.append(Prediction(None, round(top, 6), scores, True, _abstain_reason(top, abstain_threshold)))
+        else:
+            out.append(Prediction(labels[best], round(top, 6), scores))
     return out
+
+
+def _abstain_reason(top: float, threshold: float) -> str:
+    """``top probability 0.315 is below the abstain threshold 0.550`` (more digits where 3 would look equal)."""
+    digits = 3 if f"{top:.3f}" != f"{threshold:.3f}" else 6
+    return f"top probability {top:.{digits}f} is below the abstain threshold {threshold:.{digits}f}"
 
 
 class TextClassifier:
@@ -272,13 +293,21 @@ class TextClassifier:
         """Class probabilities, shape ``(len(texts), len(labels))``, columns in ``labels`` order."""
         return self._proba(self.encode(texts), batch_size)
 
-    def predict(self, texts: Sequence[str], batch_size: int = 64) -> list[Prediction]:
-        """The most probable label of each text, with its probability and the full distribution."""
-        return self.predict_encoded(self.encode(texts), batch_size)
+    def predict(self, texts: Sequence[str], batch_size: int = 64, *,
+                abstain_threshold: float | None = None) -> list[Prediction]:
+        """The most probable label of each text, with its probability and the full distribution.
 
-    def predict_encoded(self, encoded, batch_size: int = 64) -> list[Prediction]:
+        Args:
+            abstain_threshold: leave texts whose top probability is below it unanswered (``label`` None,
+                ``abstained`` true); a registered version's suggestion is
+                :func:`tailor.eval.abstain.recorded_threshold`. None (default) answers every text.
+        """
+        return self.predict_encoded(self.encode(texts), batch_size, abstain_threshold=abstain_threshold)
+
+    def predict_encoded(self, encoded, batch_size: int = 64, *,
+                        abstain_threshold: float | None = None) -> list[Prediction]:
         """:meth:`predict` for texts already encoded with :meth:`encode` (the API counts their tokens too)."""
-        return predictions_from_probs(self.labels, self._proba(encoded, batch_size))
+        return predictions_from_probs(self.labels, self._proba(encoded, batch_size), abstain_threshold)
 
     def _proba(self, encoded, batch_size: int):
         import torch

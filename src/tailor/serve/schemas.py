@@ -157,6 +157,32 @@ class ModelList(BaseModel):
     data: list[ModelObject]
 
 
+class AliasSet(_Strict):
+    version: int = Field(..., ge=1, le=2**31 - 1, description="the version number the alias is to point at")
+
+
+class AliasObject(BaseModel):
+    object: Literal["model.alias"]
+    model: str = Field(description="the model's name")
+    alias: str
+    version: int = Field(description="the version the alias points at")
+
+
+class AliasEventObject(BaseModel):
+    alias: str
+    version: int | None = Field(description="the version the alias pointed at from then on; null once removed")
+    action: Literal["set", "unset", "version_deleted"] = Field(
+        description="set (or moved), unset on request, or removed with the version it pointed at")
+    created_at: int
+
+
+class AliasList(BaseModel):
+    object: Literal["list"]
+    model: str = Field(description="the model's name")
+    data: list[AliasObject] = Field(description="the aliases now, by name")
+    history: list[AliasEventObject] = Field(description="every change, oldest first")
+
+
 Text = Annotated[str, Field(min_length=1, pattern=r"\S", description="a text with at least one non-space character")]
 Texts = Text | Annotated[list[Text], Field(min_length=1, max_length=2048)]
 
@@ -164,13 +190,19 @@ Texts = Text | Annotated[list[Text], Field(min_length=1, max_length=2048)]
 class ClassificationRequest(_Strict):
     model: str = Field(..., min_length=1, max_length=300, description="a fine-tuned classifier's id or reference")
     input: Texts = Field(..., description="a text or up to 2,048 texts")
+    abstain: bool | None = Field(None, description="true: leave texts whose top probability is below the "
+                                                   "version's suggested abstain threshold unanswered (label null)")
+    abstain_threshold: float | None = Field(None, ge=0, le=1, description="abstain below this top probability "
+                                                                          "(0..1) instead of the suggested one")
 
 
 class ClassificationResult(BaseModel):
     index: int
-    label: str
-    score: float
+    label: str | None = Field(description="the most probable label; null when the text was abstained on")
+    score: float = Field(description="the top label's probability")
     scores: dict[str, float]
+    abstained: bool | None = Field(None, description="present when abstention was asked for")
+    reason: str | None = Field(None, description="why the text was abstained on")
 
 
 class Usage(BaseModel):
@@ -183,6 +215,7 @@ class ClassificationResponse(BaseModel):
     model: str
     data: list[ClassificationResult]
     usage: Usage
+    abstain_threshold: float | None = Field(None, description="the threshold applied, when abstention was asked for")
 
 
 class EmbeddingRequest(_Strict):

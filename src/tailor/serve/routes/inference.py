@@ -7,6 +7,8 @@ import base64
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
+from tailor.errors import UsageError
+from tailor.eval.abstain import recorded_threshold
 from tailor.models.classifier import predictions_from_probs
 from tailor.serve.deps import Reader, ServicesDep
 from tailor.serve.errors import ApiError
@@ -26,20 +28,51 @@ def _texts(value: str | list[str], max_chars: int) -> list[str]:
     return texts
 
 
-@router.post("/classifications", response_model=ClassificationResponse, responses=errors(404, 503),
-             summary="Tailor: classify texts with a fine-tuned classifier")
+def _abstain_threshold(body: ClassificationRequest, named) -> float | None:
+    """The threshold the request asks to abstain below: its own, the version's suggestion, or None (off)."""
+    if body.abstain_threshold is not None:
+        if body.abstain is False:
+            raise ApiError(400, "abstain_threshold: given with \"abstain\": false; leave one of them out",
+                           param="abstain_threshold")
+        return body.abstain_threshold
+    if not body.abstain:
+        return None
+    try:
+        return recorded_threshold(named.version, how='with "abstain_threshold"')
+    except UsageError as exc:
+        raise ApiError(400, f"abstain: {exc}", param="abstain") from None
+
+
+def _result(index: int, prediction, abstaining: bool) -> dict:
+    row = {"index": index, "label": prediction.label, "score": prediction.score, "scores": prediction.scores}
+    if abstaining:  # only then: existing clients keep exactly the shape they know
+        row["abstained"] = prediction.abstained
+        if prediction.abstained:
+            row["reason"] = prediction.reason
+    return row
+
+
+@router.post("/classifications", response_model=ClassificationResponse, response_model_exclude_unset=True,
+             responses=errors(404, 503), summary="Tailor: classify texts with a fine-tuned classifier")
 async def classify(body: ClassificationRequest, principal: Reader, services: ServicesDep) -> dict:
+    """Label each text. With ``"abstain": true`` (the version's suggested threshold, chosen on its validation
+    rows for a target precision) or ``"abstain_threshold": t``, a text whose top probability is below the
+    threshold gets ``"label": null``, ``"abstained": true`` and the ``reason``; its scores are still given."""
     texts = _texts(body.input, services.settings.max_text_chars)
     named = resolve_model(services.registry, principal.tenant, body.model)
     runtime = services.models.ready(named.cache_key) if named.version and named.task == "classify" else None
     if runtime is None:
         runtime = await run_in_threadpool(services.models.classifier, named)
+    threshold = _abstain_threshold(body, named)
     scored = await services.batcher.score(named.cache_key, runtime, texts)
     tokens = sum(scored.tokens)
-    return {"object": "list", "model": body.model,
-            "data": [{"index": i, "label": p.label, "score": p.score, "scores": p.scores}
-                     for i, p in enumerate(predictions_from_probs(runtime.labels, scored.probs))],
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    predictions = predictions_from_probs(runtime.labels, scored.probs, threshold)
+    response = {"object": "list", "model": body.model,
+                "data": [_result(i, p, threshold is not None) for i, p in enumerate(predictions)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    if threshold is not None:
+        response["abstain_threshold"] = threshold
+    return response
 
 
 @router.post("/embeddings", response_model=EmbeddingResponse, responses=errors(404, 503),
