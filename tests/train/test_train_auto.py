@@ -1,27 +1,36 @@
-from tailor.train.auto import choose_method, estimate_seconds
+from tailor.train.auto import choose_method
+from tailor.train.estimate import Estimate
+
+# Measured figures for 10,000 rows over 3 epochs: full 100 s of training per epoch (90 + 10 validation), head 25 s.
+ESTIMATES = {"full": Estimate("full", {"data": 5.0, "train": 270.0, "validation": 30.0, "test": 4.0, "gate": 12.0},
+                              epochs=3),
+             "head": Estimate("head", {"data": 5.0, "train": 25.0, "test": 4.0, "gate": 3.0}, epochs=300)}
 
 
 def test_few_examples_per_class_choose_head():
-    choice = choose_method({f"c{i}": 8 for i in range(10)}, 20.0, 3, "cpu", None)
+    choice = choose_method({f"c{i}": 8 for i in range(10)}, ESTIMATES, None)
     assert choice.method == "head"
     assert choice.reason.startswith("few examples per class (median 8 < 30)")
+    assert choice.estimates is ESTIMATES
 
 
 def test_enough_data_and_no_budget_choose_full():
-    choice = choose_method({"a": 500, "b": 400}, 30.0, 3, "cpu", None)
+    choice = choose_method({"a": 500, "b": 400}, ESTIMATES, None)
     assert choice.method == "full"
-    assert "no time budget" in choice.reason
+    assert choice.reason == ("900 rows, median 450 per class: full fine-tuning is the most accurate and no time "
+                             "budget (estimated 5m00s of training)")
 
 
 def test_budget_decides_between_full_epochs_and_head():
     counts = {"a": 5000, "b": 5000}
-    est = estimate_seconds(10_000, 30.0, 3, "cpu")
-    assert est == {"full": 300.0, "head": 25.0}
-    assert choose_method(counts, 30.0, 3, "cpu", 400).method == "full"
-    partial = choose_method(counts, 30.0, 3, "cpu", 250)
+    assert (ESTIMATES["full"].training_s, ESTIMATES["full"].per_epoch_s, ESTIMATES["head"].training_s) == \
+        (300.0, 100.0, 25.0)
+    assert choose_method(counts, ESTIMATES, 400).method == "full"
+    partial = choose_method(counts, ESTIMATES, 250)
     assert (partial.method, partial.reason) == (
-        "full", "about 2 of 3 epochs of full fine-tuning fit the 250s budget (estimated 100s each); "
+        "full", "about 2 of 3 epochs of full fine-tuning fit the 250s budget (estimated 1m40s each); "
                 "the deadline stops training after them")
-    head = choose_method(counts, 30.0, 3, "cpu", 60)
+    head = choose_method(counts, ESTIMATES, 60)
     assert head.method == "head"
-    assert head.reason == "one epoch of full fine-tuning (estimated 100s) exceeds the 60s budget; a linear head fits (estimated 25s)"
+    assert head.reason == ("one epoch of full fine-tuning (estimated 1m40s) exceeds the 60s budget; a linear head "
+                           "fits (estimated 25s)")

@@ -1,0 +1,125 @@
+import json
+import math
+import time
+
+import pytest
+
+from tailor.catalog import resolve_base
+from tailor.train.estimate import (SPEED_FILE, STALE_AFTER_S, Estimate, Speed, estimate_chat, estimate_classification,
+                                   format_seconds, machine_fingerprint, measured_speed, padded_tokens, probe_length,
+                                   probe_speed, took_message)
+
+# A fixed measured speed: 16 rows x 10 tokens per probe batch, so one token of forward + backward costs
+# 0.16 / 160 = 1 ms and one of forward 0.1 ms (bf16) or 0.2 ms (fp32); a full step's optimizer 50 ms.
+SPEED = Speed(batch_size=16, length=10, step_s={"full": {"fwd_bwd": 0.16, "optimizer": 0.05},
+                                                "lora": {"fwd_bwd": 0.12, "optimizer": 0.002}},
+              forward_s={"train": 0.016, "fp32": 0.032}, params=20_000_000, hidden=100, head_macs_per_s=1e9)
+
+
+def test_padded_tokens_follow_the_length_grouped_batches():
+    assert padded_tokens([3, 5, 4, 10], 2, shuffle=False) == 2 * 4 + 2 * 10
+    assert padded_tokens([7] * 5, 2, shuffle=True, seed=3) == 35
+    assert probe_length([7] * 5, 2, seed=3) == 8
+    assert probe_length([30, 31, 33], 16, seed=0) == 40
+
+
+def test_full_estimate_sums_every_stage_from_the_measured_speed():
+    est = estimate_classification("full", SPEED, train_lengths=[10] * 32, val_lengths=[10] * 64, n_test=128,
+                                  num_labels=3, batch_size=16, epochs=3, seed=0, head_epochs=300, elapsed_s=4.0)
+    # train: 3 epochs x 320 tokens x 1 ms + 3 x 2 steps x 50 ms; validation: 3 x 640 tokens x 0.1 ms;
+    # test: 128 + 64 rows x 10 tokens x 0.2 ms; gate: build (5.2 + 0.167 x 20) x machine (0.05 / 20 / 0.0095 =
+    # 0.263) + sessions 0.03 x 20 x 0.263 + scoring (3.5 x 64 + 198) x 10 tokens x 0.2 ms; save 0.5 + 0.015 x 20
+    assert est.stages == {"data": 4.0, "train": 1.3, "validation": 0.2, "test": 0.4, "gate": 3.2, "save": 0.8}
+    assert est.total_s == 9.9
+    assert (est.training_s, est.per_epoch_s, est.epochs, est.trials) == (1.5, 0.5, 3, 1)
+    assert est.describe() == "10s (data 4s (done), train 1s over 3 epochs, validation 0s, test 0s, gate 3s, save 1s)"
+    assert est.as_dict() == {"method": "full", "total_s": 9.9, "stages": est.stages, "epochs": 3, "trials": 1}
+
+
+def test_lora_head_and_search_estimates():
+    common = dict(train_lengths=[10] * 320, val_lengths=[10] * 64, n_test=0, num_labels=4, batch_size=16,
+                  epochs=2, seed=0, head_epochs=300)
+    lora = estimate_classification("lora", SPEED, **common)
+    assert lora.stages["train"] == round(2 * 3200 * 0.12 / 160 + 2 * 20 * 0.002, 1) == 4.9
+    machine = 0.05 / 20 / 0.0095  # this machine's optimizer step against the development machine's
+    scoring = (3.5 * 64 + 198) * 10 * 0.0002
+    assert lora.stages["gate"] == round(0.03 * 20 * machine + scoring, 1) == 1.0  # the base's graphs are cached
+    unbuilt = estimate_classification("lora", SPEED, gate_graphs_built=False, **common)
+    assert unbuilt.stages["gate"] == round((0.03 * 20 + 5.2 + 0.167 * 20) * machine + scoring, 1) == 3.2
+    head = estimate_classification("head", SPEED, **common)
+    # one fp32 pass over 384 rows (3840 tokens x 0.2 ms) + 300 steps x 320 rows x 100 x 4 classes x 3 MACs
+    assert head.stages["train"] == round(0.768 + 300 * 320 * 100 * 4 * 3 / 1e9, 1) == 0.9
+    assert "validation" not in head.stages and head.epochs == 300
+    assert head.describe() == ("2s (data 0s (done), train 1s (embedding 1s, 300 head steps), test 0s, gate 1s, "
+                               "save 0s)")
+    search = estimate_classification("full", SPEED, trials=3, **common)
+    full = estimate_classification("full", SPEED, **common)
+    assert search.stages["train"] == pytest.approx(3 * full.stages["train"], abs=0.1)
+    assert "over 2 epochs x 3 trials" in search.describe()
+
+
+def test_a_budget_cuts_the_training_stages():
+    est = Estimate("full", {"data": 2.0, "train": 80.0, "validation": 20.0, "test": 3.0}, epochs=4)
+    cut = est.within(50)
+    assert cut.stages == {"data": 2.0, "train": 40.0, "validation": 10.0, "test": 3.0}
+    assert est.within(None) is est and est.within(500) is est
+
+
+def test_messages_format_durations_and_the_deviation():
+    assert [format_seconds(s) for s in (0.4, 43, 59.6, 130, 3725)] == ["0s", "43s", "1m00s", "2m10s", "1h02m"]
+    assert took_message(123, 130) == "took 2m03s (estimated 2m10s, -5%)"
+    assert took_message(196, 43) == "took 3m16s (estimated 43s, +356%)"
+
+
+def test_chat_estimate_counts_epochs_validations_and_generation():
+    speed = {"train_tokens_per_s": 100.0, "forward_tokens_per_s": 400.0, "decode_s_per_token": 0.05}
+    est = estimate_chat(speed, train_lengths=[20] * 16, val_lengths=[10] * 4, test_lengths=[10] * 4, batch_size=4,
+                        grad_accum=2, epochs=2, eval_every=0, seed=1, samples=3, sample_max_tokens=10,
+                        elapsed_s=5.0)
+    # train 2 x 320 tokens / 100; validation 2 x 40 / 400; test 2 x 40 / 400 + 2 x 3 x 10 x 0.05
+    assert est.stages == {"data": 5.0, "train": 6.4, "validation": 0.2, "test": 3.2, "save": 0.5}
+    assert est.method == "chat-lora" and est.total_s == 15.3
+
+
+def _counting_probe(calls):
+    def probe(base, methods, *, batch_size, length, device, bf16, threads):
+        calls.append((tuple(methods), threads))
+        step_s = {m: {"fwd_bwd": 0.1, "optimizer": 0.01} for m in methods}
+        return Speed(batch_size, length, step_s, {"train": 0.01, "fp32": 0.02}, 1000, 8, 1e9, threads, device, bf16)
+    return probe
+
+
+def test_the_speed_is_cached_per_threads_and_methods_and_measured_again_when_stale(tmp_path):
+    base = resolve_base("minilm-l6")
+    calls = []
+    kwargs = dict(batch_size=16, length=32, device="cpu", bf16=False, home=tmp_path, probe=_counting_probe(calls))
+    first = measured_speed(base, ["full", "head"], threads=2, now=1000.0, **kwargs)
+    again = measured_speed(base, ["head", "full"], threads=2, now=2000.0, **kwargs)
+    assert calls == [(("full",), 2)] and again == first
+    measured_speed(base, ["head"], threads=2, now=2000.0, **kwargs)  # the forward passes are in every probe
+    measured_speed(base, ["full"], threads=1, now=2000.0, **kwargs)  # fewer usable cores: a new probe
+    both = measured_speed(base, ["lora", "full"], threads=2, now=2000.0, **kwargs)  # only lora is new
+    assert set(both.step_s) == {"full", "lora"}
+    measured_speed(base, ["lora"], threads=2, now=1000.0 + STALE_AFTER_S - 1, **kwargs)
+    measured_speed(base, ["full"], threads=2, now=1000.0 + STALE_AFTER_S + 1, **kwargs)  # stale
+    assert calls == [(("full",), 2), (("full",), 1), (("lora",), 2), (("full",), 2)]
+    stored = json.loads((tmp_path / SPEED_FILE).read_text())
+    assert stored["format"] == 1
+    assert sorted(stored["entries"]) == ["minilm-l6|cpu|threads=1|bf16=0|batch=16|length=32",
+                                         "minilm-l6|cpu|threads=2|bf16=0|batch=16|length=32"]
+    entry = stored["entries"]["minilm-l6|cpu|threads=2|bf16=0|batch=16|length=32"]
+    assert entry["machine"] == machine_fingerprint() and set(entry["speed"]["step_s"]) == {"full"}
+    entry["machine"]["host"] = "another-host"
+    (tmp_path / SPEED_FILE).write_text(json.dumps(stored))
+    measured_speed(base, ["full"], threads=2, now=2000.0 + STALE_AFTER_S, **kwargs)
+    assert len(calls) == 5
+
+
+def test_a_real_probe_of_minilm_returns_positive_finite_speeds():
+    base = resolve_base("minilm-l6")
+    started = time.perf_counter()
+    speed = probe_speed(base, ["full"], batch_size=8, length=16, device="cpu", bf16=False, threads=1)
+    assert time.perf_counter() - started < 30  # about 2 s on an idle core
+    values = [*speed.step_s["full"].values(), *speed.forward_s.values(), speed.head_macs_per_s]
+    assert all(v > 0 and math.isfinite(v) for v in values)
+    assert (speed.params, speed.hidden, speed.batch_size, speed.length) == (22_713_986, 384, 8, 16)
