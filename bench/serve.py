@@ -11,14 +11,18 @@ Scenarios (short finance sentences, and ~128-token texts made by joining sentenc
   the LoRA tenants: items/s and the runtimes their gates chose, and the server's resident memory per extra
   tenant, for head and for LoRA versions;
 - **accuracy**: macro-F1 of the served model (on the runtime its accuracy gate chose) vs the fp32 PyTorch
-  model on the held-out file.
+  model on the held-out file;
+- **gate**: on two shared data sets where the accuracy gate decides (finance news, 1,810 training rows, whose
+  ~180 validation rows are the small split a client brings; clinc150's banking and credit-card intents, 30
+  classes), the default recipe's version served through the API at 32 texts per request beside the pipeline
+  on the same weights, with its runtime, the gate's record and test macro-F1 served vs fp32.
 
 Each system runs alone (the server is idle while the peer runs). The summary goes to
 ``bench/results/serve.json``; the targets of issue 5 are printed beside the ratios.
 
 Usage::
 
-    .venv/bin/python bench/serve.py [--requests 40] [--tenants 100]
+    .venv/bin/python bench/serve.py [--requests 40] [--tenants 100] [--only gate|main]
 """
 
 from __future__ import annotations
@@ -35,17 +39,28 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from classify_vs_trainer import REPO_ROOT, write_summary
+from classify_vs_trainer import REPO_ROOT, write_summary, write_training_subsample
 from local_server import local_server
 
 RESULTS_PATH = REPO_ROOT / "bench" / "results" / "serve.json"
 SAMPLES = REPO_ROOT / "src" / "tailor" / "sample_data"
+# (training file, its row cap, test file) under the data directory
+GATE_DATASETS = {
+    "finance-news-1810": ("twitter_financial_news_sentiment/train_small.csv", 1810,
+                          "twitter_financial_news_sentiment/test.csv"),
+    "clinc150-finance": ("clinc150/finance_train.csv", None, "clinc150/finance_test.csv"),
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=40, help="requests per scenario and text length")
     parser.add_argument("--tenants", type=int, default=100)
+    parser.add_argument("--only", choices=("main", "gate"), help="run one part: the sample-data scenarios or the "
+                                                                "gate data sets")
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(os.environ.get("TAILOR_DATASETS", REPO_ROOT.parent / "shared" / "datasets")),
+                        help="folder holding the gate data sets (default: $TAILOR_DATASETS or ../shared/datasets)")
     return parser.parse_args(argv)
 
 
@@ -122,13 +137,91 @@ def prepare(home: Path, tenants: int):
     return full.version, bench_key, tenant_keys
 
 
+def macro_f1_points(gold: list[str], predicted: list[str]) -> float:
+    from sklearn.metrics import f1_score
+
+    return round(100 * f1_score(gold, predicted, average="macro"), 2)
+
+
+def peer_batch32(peer, pool: list[str], batches: int, rng: random.Random) -> float:
+    """The pipeline's items/s at 32 texts per call, after one warm-up call."""
+    peer(rng.sample(pool, 32), batch_size=32)
+    start = time.perf_counter()
+    for _ in range(batches):
+        peer(rng.sample(pool, 32), batch_size=32)
+    return round(32 * batches / (time.perf_counter() - start), 1)
+
+
+def run_gate_datasets(args, home: Path) -> dict:
+    """Fine-tune the default recipe on each gate data set, serve it, and compare with the pipeline."""
+    import httpx
+    import tailor
+    from tailor.models.export import export_version
+    from tailor.security.keys import TenantStore
+    from tailor.settings import Settings
+    from transformers import pipeline
+
+    settings = Settings(home=home)
+    key = TenantStore(settings.registry_url).create_tenant("gate")[1]
+    rng, out = random.Random(1), {}
+    for name, (train, cap, test) in GATE_DATASETS.items():
+        train_path = write_training_subsample(args.data_dir / train, cap, home / f"{name}-train.csv")
+        result = tailor.fine_tune(str(train_path), eval_file=str(args.data_dir / test), name=name, tenant="gate",
+                                  settings=settings)
+        rows = read_rows(args.data_dir / test)
+        texts, gold = [t for t, _ in rows], [label for _, label in rows]
+        hf_dir = home / f"{name}-hf"
+        export_version(result.version.ref, "hf", hf_dir, tenant="gate")
+        with local_server(home) as (base_url, _):
+            client = httpx.Client(timeout=600)
+
+            def classify(inputs):
+                response = client.post(base_url + "/v1/classifications", headers={"Authorization": f"Bearer {key}"},
+                                       json={"model": name, "input": inputs})
+                response.raise_for_status()
+                return [d["label"] for d in response.json()["data"]]
+
+            classify(texts[:32])  # cold load, not timed
+            start = time.perf_counter()
+            for _ in range(args.requests // 4):
+                classify(rng.sample(texts, 32))
+            served_rate = round(32 * (args.requests // 4) / (time.perf_counter() - start), 1)
+            served = [label for i in range(0, len(texts), 256) for label in classify(texts[i:i + 256])]
+        peer = pipeline("text-classification", model=str(hf_dir), device="cpu")
+        peer_rate = peer_batch32(peer, texts, args.requests // 4, rng)
+        fp32 = [p["label"] for p in peer(texts, batch_size=32)]
+        gate = result.version.metrics["serving"]
+        out[name] = {"train_rows": result.data_report["rows"]["kept"], "validation_rows": gate["validation_rows"],
+                     "runtime": gate["runtime"], "gate": gate, "served_items_per_s": served_rate,
+                     "peer_items_per_s": peer_rate, "ratio": round(served_rate / peer_rate, 2),
+                     "served_macro_f1": macro_f1_points(gold, served), "fp32_macro_f1": macro_f1_points(gold, fp32),
+                     "agreement": round(sum(a == b for a, b in zip(served, fp32)) / len(fp32), 4)}
+    print(f"\n{'data set (gate decides)':<22}{'runtime':>11}{'tailor items/s':>16}{'peer items/s':>14}{'ratio':>8}"
+          f"{'served F1':>11}{'fp32 F1':>9}   target: >= 3x, F1 within 0.5")
+    for name, row in out.items():
+        print(f"{name:<22}{row['runtime']:>11}{row['served_items_per_s']:>16}{row['peer_items_per_s']:>14}"
+              f"{row['ratio']:>8}{row['served_macro_f1']:>11}{row['fp32_macro_f1']:>9}   "
+              f"(validation rows {row['validation_rows']}, agreement {row['agreement']})")
+    return out
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    home = Path(tempfile.mkdtemp(prefix="tailor-bench-serve-"))
+    os.environ["TAILOR_HOME"] = str(home)
+    summary = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}}
+    if args.only != "gate":
+        summary |= run_sample_scenarios(args, home)
+    if args.only != "main":
+        summary["gate_datasets"] = run_gate_datasets(args, home)
+    return write_summary(summary, RESULTS_PATH)
+
+
+def run_sample_scenarios(args, home: Path) -> dict:
+    """The sample-data scenarios: batch32, concurrent8, tenants100, accuracy."""
     import httpx
     import numpy as np
 
-    home = Path(tempfile.mkdtemp(prefix="tailor-bench-serve-"))
-    os.environ["TAILOR_HOME"] = str(home)
     version, key, tenant_keys = prepare(home, args.tenants)
     test = read_rows(SAMPLES / "finance_sentiment_test.csv")
     short = [t for t, _ in test]
@@ -194,13 +287,7 @@ def main(argv=None) -> dict:
 
     peer = pipeline("text-classification", model=str(hf_dir), tokenizer=tokenizer, device="cpu")
     for kind, pool in texts.items():
-        batch = rng.sample(pool, 32)
-        peer(batch, batch_size=32)
-        start = time.perf_counter()
-        for _ in range(args.requests // 4):
-            peer(rng.sample(pool, 32), batch_size=32)
-        results["peer"][f"batch32_{kind}"] = {"items_per_s": round(32 * (args.requests // 4) /
-                                                                   (time.perf_counter() - start), 1)}
+        results["peer"][f"batch32_{kind}"] = {"items_per_s": peer_batch32(peer, pool, args.requests // 4, rng)}
         latencies = []
         for text in rng.sample(pool, min(len(pool), args.requests)):
             start = time.perf_counter()
@@ -210,10 +297,8 @@ def main(argv=None) -> dict:
                                              "p50_ms": round(1000 * statistics.median(latencies), 1)}
     peer_labels = [p["label"] for p in peer(short, batch_size=32)]
 
-    from sklearn.metrics import f1_score
-
     gold = [label for _, label in test]
-    f1_served, f1_fp32 = (round(100 * f1_score(gold, p, average="macro"), 2) for p in (predicted, peer_labels))
+    f1_served, f1_fp32 = (macro_f1_points(gold, p) for p in (predicted, peer_labels))
     results["accuracy"] = {"served_macro_f1": f1_served, "fp32_macro_f1": f1_fp32,
                            "agreement": round(float(np.mean([a == b for a, b in zip(predicted, peer_labels)])), 4)}
 
@@ -243,8 +328,7 @@ def main(argv=None) -> dict:
           f"LoRA {memory['lora']['mb_per_extra_tenant']} (<= 5)")
     print(f"macro-F1 served {f1_served} ({t['runtime']['runtime']}) vs fp32 {f1_fp32} "
           f"(agreement {results['accuracy']['agreement']}); gate: {t['runtime']['gate']}")
-    return write_summary({"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
-                          "results": results, "ratios": ratios}, RESULTS_PATH)
+    return {"results": results, "ratios": ratios}
 
 
 if __name__ == "__main__":

@@ -51,3 +51,11 @@ def publish_copy(settings, head_artifact, tenant: str, name: str):
         return registry.publish_version(tenant, name, staged, task=version.task, base_model=version.base_model,
                                         method=version.method, params=version.params, metrics=version.metrics,
                                         lineage={})
+
+
+def error_of(response, status: int) -> dict:
+    """The OpenAI-shaped error of ``response``, after checking its status and that shape exactly."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
+    return body["error"]

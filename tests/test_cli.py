@@ -28,6 +28,14 @@ def test_help_is_fast():
     assert time.perf_counter() - start < 5  # a generous bound: the point is that torch is not imported
 
 
+def test_help_shows_examples_and_the_storage_root():
+    out = run_cli("--help")
+    epilog = out.stdout[out.stdout.index("examples:"):].splitlines()
+    assert [line.split()[:2] for line in epilog[1:4]] == [["tailor", "data"], ["tailor", "train"],
+                                                          ["tailor", "predict"]]
+    assert "TAILOR_HOME (default ~/.tailor)" in out.stdout
+
+
 def test_help_does_not_import_torch():
     code = "import sys, tailor.cli as c; c.build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -38,7 +46,7 @@ BAD_INPUTS = [
     ("empty.csv", b"", "error: file is empty"),
     ("header.csv", b"text,label\n", "error: no data rows after the header"),
     ("one.csv", b"text,label\n" + b"".join(b"row %d,spam\n" % i for i in range(20)),
-     "error: only one class ('spam') in training data: a classifier needs at least two"),
+     "error: only one class ('spam') in training data: a classifier needs at least 2 labels"),
     ("cols.csv", b"body,category\nhello,a\nworld,b\n", None),
     ("junk.csv", bytes(range(256)) * 40, "looks like a binary file"),
     ("bad.jsonl", b'{"text": "a", "label": "x"}\n{"text": "b", "label": "y"}\nnot json\n', "error: line 3: not valid JSON"),
@@ -77,6 +85,10 @@ def test_unknown_model_and_bad_flags(tmp_path):
     out = run_cli("train", SAMPLE_TEST, "--task", "chat", home=tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip().startswith("error: no conversations found: expected JSON Lines with 'messages'")
+    out = run_cli("train", SAMPLE_TEST, "--strict", home=tmp_path)
+    assert (out.returncode, out.stderr.strip()) == (2, "error: --strict applies to --task chat (over-long "
+                                                       "conversations); classification drops over-long rows and "
+                                                       "reports them")
 
 
 def test_data_check_json_and_html(tmp_path):
@@ -109,3 +121,116 @@ def test_train_predict_alias_show_json_flow(tmp_path, small_train_csv, small_tes
     evaluation = json.loads(out.stdout.strip().splitlines()[-1])
     assert evaluation["metrics"]["macro_f1"] == summary["metrics"]["macro_f1"]
     assert "<svg" in (tmp_path / "e.html").read_text()
+
+
+def test_data_check_refuses_a_one_class_file(tmp_path):
+    path = tmp_path / "one_class.csv"
+    path.write_text("text,label\n" + "".join(f"row {i},spam\n" for i in range(20)))
+    out = run_cli("data", "check", path, "--no-tokens", home=tmp_path / "home")
+    assert (out.returncode, out.stdout, out.stderr) == (
+        2, "", "error: only one class ('spam') in training data: a classifier needs at least 2 labels\n")
+
+
+def _publish(home, name, labels=("ham", "spam"), versions=1):
+    """Register ``versions`` small versions of ``name`` (a file as the artifact) straight into ``home``'s registry."""
+    from tailor.registry.service import open_registry
+    from tailor.settings import Settings
+
+    registry = open_registry(Settings(home=home))
+    for _ in range(versions):
+        with registry.artifacts.stage() as staged:
+            (staged / "head.safetensors").write_bytes(b"weights")
+            registry.publish_version("default", name, staged, task="classify", base_model="minilm-l6",
+                                     method="head", params={}, metrics={},
+                                     lineage={"label_counts": {label: 10 for label in labels}})
+    return registry
+
+
+def test_train_refuses_other_labels_and_a_generic_name(tmp_path, small_train_csv):
+    home = tmp_path / "home"
+    _publish(home, "spam")
+    out = run_cli("train", small_train_csv, "--name", "spam", home=home)
+    assert (out.returncode, out.stderr) == (2, (
+        "error: model 'spam' (tenant default) has labels [ham, spam]; this data has [bearish, bullish, neutral]: "
+        "pass --new-labels to register it as a new version of 'spam' anyway, or --name to start a new model\n"))
+    generic = tmp_path / "data" / "train.csv"
+    generic.parent.mkdir()
+    generic.write_bytes(small_train_csv.read_bytes())
+    out = run_cli("train", generic, home=home)
+    assert (out.returncode, out.stderr) == (
+        2, "error: 'train.csv' and its folder 'data' are too generic to name the model after: pass --name NAME\n")
+    out = run_cli("train", generic, "--task", "chat", "--new-labels", "--name", "x", home=home)
+    assert (out.returncode, out.stderr) == (2, "error: --task chat does not use --new-labels (classification "
+                                               "options)\n")
+
+
+def test_models_alias_unset_history_and_delete(tmp_path):
+    home = tmp_path / "home"
+    registry = _publish(home, "spam", versions=3)
+
+    def cli(*args):
+        out = run_cli(*args, home=home)
+        return out.returncode, out.stdout.strip(), out.stderr.strip()
+
+    assert cli("models", "alias", "spam:1", "production") == (0, "spam@production → spam:1", "")
+    assert cli("models", "alias", "spam:2", "production")[0] == 0
+    assert cli("models", "alias", "spam@production", "canary")[1] == "spam@canary → spam:2"
+    assert cli("models", "alias", "spam", "canary", "--unset") == (0, "removed spam@canary (it pointed at spam:2)",
+                                                                    "")
+    assert cli("models", "alias", "spam", "canary", "--unset") == (2, "", "error: alias spam@canary not found")
+    assert cli("models", "alias", "spam:2", "production", "--unset") == (
+        2, "", "error: give the model's name (spam), not a version or an alias")
+    code, stdout, _ = cli("models", "aliases", "spam")
+    lines = stdout.splitlines()
+    assert (code, lines[:2]) == (0, ["aliases: spam@production → spam:2", "history:"])
+    assert [line.split(maxsplit=2)[2] for line in lines[2:]] == [
+        "spam@production → spam:1", "spam@production → spam:2", "spam@canary → spam:2", "spam@canary removed"]
+    listed = json.loads(cli("models", "aliases", "spam", "--json")[1])
+    assert listed["aliases"] == {"production": 2}
+    assert [(e["alias"], e["version"], e["action"]) for e in listed["history"]] == [
+        ("production", 1, "set"), ("production", 2, "set"), ("canary", 2, "set"), ("canary", None, "unset")]
+
+    for ref in ("spam@production", "spam@latest"):
+        assert cli("models", "delete", ref) == (2, "", "error: delete 'spam' or one version (spam:N), not an alias")
+    deleted = json.loads(cli("models", "delete", "spam:2", "--json")[1])
+    assert deleted == {"model": "spam", "deleted": ["spam:2"], "whole_model": False}
+    assert cli("models", "aliases", "spam")[1].splitlines()[-1].endswith("spam@production removed with its version")
+    assert cli("models", "delete", "spam:2") == (2, "", "error: version spam:2 not found")
+    assert cli("models", "delete", "spam") == (0, "deleted model spam with versions 1, 3", "")
+    assert cli("models", "delete", "spam") == (2, "", "error: model 'spam' not found")
+    assert list((home / "artifacts").rglob("*.safetensors")) == []
+    registry.store.close()
+
+
+def test_jobs_show_events_and_cancel(tmp_path):
+    from tailor.jobs.store import JobStore
+    from tailor.security.keys import TenantStore
+    from tailor.settings import Settings
+
+    home = tmp_path / "home"
+    url = Settings(home=home).registry_url
+    TenantStore(url).create_tenant("acme")
+    TenantStore(url).create_tenant("globex")
+    job = JobStore(url).create("globex", model="minilm-l6", task="classification", training_file="file-abc",
+                               validation_file=None, suffix=None, seed=7,
+                               request={"hyperparameters": {"n_epochs": 3}, "method": {"type": "supervised"}})
+
+    def cli(*args):
+        out = run_cli(*args, home=home)
+        return out.returncode, out.stdout.strip(), out.stderr.strip()
+
+    code, stdout, _ = cli("jobs", "show", job.id)
+    assert code == 0 and stdout.splitlines()[0] == f"{job.id}  queued  tenant globex  classification on minilm-l6"
+    shown = json.loads(cli("jobs", "show", job.id, "--json")[1])
+    assert (shown["id"], shown["status"], shown["organization_id"], shown["seed"]) == (job.id, "queued", "globex", 7)
+    code, stdout, _ = cli("jobs", "events", job.id)
+    assert code == 0
+    assert [line.split(maxsplit=3)[2:] for line in stdout.splitlines()] == [
+        ["info", "Validated training file: file-abc"], ["info", "Job queued"]]
+    assert cli("jobs", "cancel", job.id) == (0, f"cancelled {job.id} (it was queued)", "")
+    assert cli("jobs", "cancel", job.id) == (2, "", f"error: cannot cancel job {job.id}: its status is cancelled")
+    events = json.loads(cli("jobs", "events", job.id, "--json", "--limit", "2")[1])
+    assert (events["job"], events["has_more"]) == (job.id, True)
+    assert [e["message"] for e in events["events"]] == ["Job queued", "Job cancelled by the user"]
+    for verb in ("show", "cancel", "events"):
+        assert cli("jobs", verb, "ftjob-nope") == (2, "", "error: fine-tuning job 'ftjob-nope' not found")

@@ -49,6 +49,7 @@ def cmd_data_check(args) -> int:
     from tailor.data.clean import clean_dataset
     from tailor.data.ingest import read_dataset
     from tailor.data.report import build_data_report, format_data_report_text, render_data_report_html
+    from tailor.data.validate import check_trainable
     from tailor.runtime import setup_torch
     from tailor.settings import get_settings
     from tailor.train.progress import ConsoleReporter
@@ -60,6 +61,7 @@ def cmd_data_check(args) -> int:
         eval_ds = read_dataset(args.eval_file, args.text_col or raw.source.text_col,
                                args.label_col or raw.source.label_col, max_bytes=settings.max_file_bytes)
     cleaned = clean_dataset(raw, max_chars=settings.max_text_chars, eval_ds=eval_ds)
+    check_trainable(cleaned.dataset)  # a file training would refuse fails its check too (exit 2)
     tokenizer = None
     if not args.no_tokens:
         setup_torch()
@@ -81,13 +83,18 @@ def cmd_train(args) -> int:
 
     if args.task == "chat":
         return cmd_train_chat(args)
+    if args.strict:
+        from tailor.errors import UsageError
+
+        raise UsageError("--strict applies to --task chat (over-long conversations); classification drops "
+                         "over-long rows and reports them")
     overrides = {"base": args.base, "method": args.method, "epochs": args.epochs, "lr": args.lr,
                  "batch_size": args.batch_size, "max_length": args.max_length, "seed": args.seed,
                  "time_budget_s": args.time_budget, "device": args.device}
     result = run_classification_job(
         args.file, eval_file=args.eval_file, text_col=args.text_col, label_col=args.label_col, name=args.name,
-        preset=args.preset, search=args.search, resume=args.resume, reporter=ConsoleReporter(),
-        **{k: v for k, v in overrides.items() if v is not None})
+        tenant=args.tenant, preset=args.preset, search=args.search, resume=args.resume, new_labels=args.new_labels,
+        reporter=ConsoleReporter(), **{k: v for k, v in overrides.items() if v is not None})
     summary = result.summary()
     if args.json:
         _emit_json(summary)
@@ -108,12 +115,13 @@ def cmd_train_chat(args) -> int:
     from tailor.train.progress import ConsoleReporter
 
     unsupported = [flag for flag, value in (("--method", args.method), ("--search", args.search),
-                                            ("--text-col", args.text_col), ("--label-col", args.label_col)) if value]
+                                            ("--text-col", args.text_col), ("--label-col", args.label_col),
+                                            ("--new-labels", args.new_labels)) if value]
     if unsupported:
         raise UsageError(f"--task chat does not use {', '.join(unsupported)} (classification options)")
     overrides = {"base": args.base, "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                  "max_length": args.max_length, "seed": args.seed, "time_budget_s": args.time_budget,
-                 "device": args.device}
+                 "device": args.device, "strict": args.strict or None}
     result = run_chat_job(args.file, eval_file=args.eval_file, name=args.name, tenant=args.tenant,
                           preset=args.preset, resume=args.resume, reporter=ConsoleReporter(),
                           **{k: v for k, v in overrides.items() if v is not None})
@@ -148,19 +156,29 @@ def _read_lines(path: str) -> list[str]:
 
 def cmd_predict(args) -> int:
     from tailor.errors import UsageError
+    from tailor.eval.abstain import check_threshold, recorded_threshold
     from tailor.registry.service import load_classifier
 
     texts = list(args.texts) + (_read_lines(args.file) if args.file else [])
     if not texts:
         raise UsageError("give texts to classify, or --file with one text per line")
+    threshold = None if args.abstain_threshold is None else check_threshold(args.abstain_threshold,
+                                                                           "--abstain-threshold")
     classifier = load_classifier(args.ref, tenant=args.tenant)
-    predictions = classifier.predict(texts)
+    if args.abstain and threshold is None:
+        threshold = recorded_threshold(classifier.version, how="with --abstain-threshold")
+    predictions = classifier.predict(texts, abstain_threshold=threshold)
     if args.json:
-        _emit_json({"model": classifier.version.ref, "predictions": [
-            {"text": t, "label": p.label, "score": p.score, "scores": p.scores} for t, p in zip(texts, predictions)]})
+        out = {"model": classifier.version.ref, "predictions": []}
+        for text, p in zip(texts, predictions):
+            row = {"text": text, "label": p.label, "score": p.score, "scores": p.scores}
+            if threshold is not None:  # the abstain fields only when asked for, as the API does
+                row |= {"abstained": p.abstained} | ({"reason": p.reason} if p.abstained else {})
+            out["predictions"].append(row)
+        _emit_json(out | ({"abstain_threshold": threshold} if threshold is not None else {}))
     else:
         for text, p in zip(texts, predictions):
-            print(f"{p.label}\t{p.score:.3f}\t{text}")
+            print(f"{'(abstain)' if p.abstained else p.label}\t{p.score:.3f}\t{text}")
     return 0
 
 
@@ -206,10 +224,27 @@ def cmd_models_show(args) -> int:
     return 0
 
 
+def _model_name(ref: str) -> str:
+    """The model ``ref`` names, refusing a version or an alias (``latest`` included): a verb on a whole model."""
+    from tailor.errors import UsageError
+    from tailor.registry.refs import parse_ref
+
+    parsed = parse_ref(ref)
+    if parsed.version is not None or "@" in ref:
+        raise UsageError(f"give the model's name ({parsed.name}), not a version or an alias")
+    return parsed.name
+
+
 def cmd_models_alias(args) -> int:
     from tailor.registry.service import open_registry
 
     store = open_registry().store
+    if args.unset:
+        name = _model_name(args.ref)
+        pointed = store.get_model(args.tenant, name).aliases.get(args.alias)
+        store.delete_alias(args.tenant, name, args.alias)
+        return _show(args, {"model": None, "alias": f"{name}@{args.alias}", "was": f"{name}:{pointed}"},
+                     f"removed {name}@{args.alias} (it pointed at {name}:{pointed})")
     version = store.resolve(args.tenant, args.ref)
     store.set_alias(args.tenant, version.name, args.alias, version.version)
     if args.json:
@@ -217,6 +252,43 @@ def cmd_models_alias(args) -> int:
     else:
         print(f"{version.name}@{args.alias} → {version.ref}")
     return 0
+
+
+def cmd_models_aliases(args) -> int:
+    from tailor.registry.service import open_registry
+
+    store = open_registry().store
+    name = _model_name(args.ref)
+    model = store.get_model(args.tenant, name)
+    history = store.alias_history(args.tenant, name)
+    current = ", ".join(f"{name}@{alias} → {name}:{v}" for alias, v in sorted(model.aliases.items()))
+    lines = [f"aliases: {current or 'none'}", "history:" if history else "history: none"]
+    for event in history:
+        change = {"set": f"→ {name}:{event.version}", "unset": "removed",
+                  "version_deleted": "removed with its version"}[event.action]
+        lines.append(f"  {event.created_at:%Y-%m-%d %H:%M:%S}  {name}@{event.alias} {change}")
+    return _show(args, {"model": name, "aliases": model.aliases, "history": [e.to_dict() for e in history]},
+                 "\n".join(lines))
+
+
+def cmd_models_delete(args) -> int:
+    from tailor.errors import UsageError
+    from tailor.registry.refs import parse_ref
+    from tailor.registry.service import open_registry
+
+    registry = open_registry()
+    ref = parse_ref(args.ref)
+    if "@" in args.ref:
+        raise UsageError(f"delete {ref.name!r} or one version ({ref.name}:N), not an alias")
+    if ref.version is not None:
+        deleted = [registry.delete_version(args.tenant, ref.name, ref.version)]
+        text = f"deleted {deleted[0].ref}"
+    else:
+        deleted = registry.delete_model(args.tenant, ref.name)
+        versions = ", ".join(str(v.version) for v in deleted)
+        text = f"deleted model {ref.name} with {'versions ' + versions if deleted else 'no versions'}"
+    return _show(args, {"model": ref.name, "deleted": [v.ref for v in deleted],
+                        "whole_model": ref.version is None}, text)
 
 
 def cmd_models_export(args) -> int:
@@ -260,11 +332,22 @@ def cmd_models_catalog(args) -> int:
 
 # ---- chat -------------------------------------------------------------------------------------------------
 def cmd_chat(args) -> int:
+    from tailor.errors import UsageError
     from tailor.models.genai import load_fast_chat_model
     from tailor.train.progress import ConsoleReporter
 
-    chat = load_fast_chat_model(args.model, tenant=args.tenant, progress=ConsoleReporter())
+    if args.json and args.message is None:
+        raise UsageError("--json answers one question: give it with -m/--message")
+    chat = load_fast_chat_model(args.ref, tenant=args.tenant, progress=ConsoleReporter())
     history = [{"role": "system", "content": args.system}] if args.system else []
+    sampling = dict(max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed)
+    if args.json:
+        reply = chat.generate(history + [{"role": "user", "content": args.message}], **sampling)
+        _emit_json({"model": chat.name, "message": args.message, "reply": reply.text,
+                    "finish_reason": reply.finish_reason,
+                    "usage": {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+                              "total_tokens": reply.total_tokens}})
+        return 0
     interactive = args.message is None and sys.stdin.isatty()
     if interactive:
         print(f"chatting with {chat.name} — /reset forgets the conversation, /exit or Ctrl-D ends it", file=sys.stderr)
@@ -276,11 +359,14 @@ def cmd_chat(args) -> int:
             del history[1 if args.system else 0:]
             continue
         history.append({"role": "user", "content": text})
-        answer = []
-        for piece in chat.stream(history, max_tokens=args.max_tokens, temperature=args.temperature, seed=args.seed):
+        answer, usage = [], {}
+        for piece in chat.stream(history, usage=usage, **sampling):
             answer.append(piece)
             print(piece, end="", flush=True)
         print()
+        if usage["finish_reason"] == "length":  # cut, not finished: say so where it does not mix with the answer
+            note = f"[stopped at --max-tokens {args.max_tokens}]"
+            print(f"\x1b[2m{note}\x1b[0m" if sys.stderr.isatty() else note, file=sys.stderr)
         history.append({"role": "assistant", "content": "".join(answer)})
     return 0
 
@@ -373,6 +459,70 @@ def cmd_jobs_list(args) -> int:
     return _show(args, {"jobs": rows}, text)
 
 
+def _find_job(job_id: str):
+    """``(store, job)`` for a job of any tenant: the operator knows a job's id, not always its tenant.
+
+    Raises:
+        NotFoundError: no tenant has a job ``job_id``.
+    """
+    from tailor.errors import NotFoundError
+    from tailor.jobs.store import JobStore
+    from tailor.settings import get_settings
+
+    store = JobStore(get_settings().registry_url)
+    for tenant in _tenant_store().list_tenants():
+        try:
+            return store, store.get(tenant["name"], job_id)
+        except NotFoundError:
+            continue
+    raise NotFoundError(f"fine-tuning job {job_id!r} not found")
+
+
+def _job_text(job: dict) -> str:
+    from datetime import datetime
+
+    def moment(ts):
+        return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+    lines = [f"{job['id']}  {job['status']}  tenant {job['organization_id']}  {job['task']} on {job['model']}",
+             f"created {moment(job['created_at'])}  finished {moment(job['finished_at'])}",
+             "hyperparameters: " + ", ".join(f"{k} {v}" for k, v in job["hyperparameters"].items()),
+             f"training file {job['training_file']}  validation file {job['validation_file'] or '-'}"]
+    if job["fine_tuned_model"]:
+        lines.append(f"fine-tuned model: {job['fine_tuned_model']}")
+    if job["error"]:
+        lines.append(f"error: {job['error']['message']}")
+    return "\n".join(lines)
+
+
+def cmd_jobs_show(args) -> int:
+    _, job = _find_job(args.job_id)
+    data = job.to_openai()
+    return _show(args, data, _job_text(data))
+
+
+def cmd_jobs_cancel(args) -> int:
+    store, job = _find_job(args.job_id)
+    data = store.cancel(job.tenant, job.id).to_openai()
+    note = "; it stops at its worker's next heartbeat" if job.status == "running" else ""
+    return _show(args, data, f"cancelled {job.id} (it was {job.status}){note}")
+
+
+def cmd_jobs_events(args) -> int:
+    from tailor.errors import UsageError
+
+    if args.limit < 1:
+        raise UsageError(f"--limit must be at least 1 (got {args.limit})")
+    store, job = _find_job(args.job_id)
+    events, has_more = store.events(job.tenant, job.id, limit=args.limit)
+    events.reverse()  # the store pages newest first; a terminal reads oldest first
+    lines = [f"{e.created_at.astimezone():%Y-%m-%d %H:%M:%S}  {e.level:<5}  {e.message}" for e in events]
+    if has_more:
+        lines.insert(0, f"(older events left out: --limit {args.limit})")
+    return _show(args, {"job": job.id, "events": [e.to_openai() for e in events], "has_more": has_more},
+                 "\n".join(lines) or "no events")
+
+
 def _tenant_of_fine_tuned_id(args) -> None:
     """``ft:<base>:<tenant>:<suffix>:<job>`` names its tenant: use it unless --tenant was given."""
     ref = getattr(args, "ref", None)
@@ -383,9 +533,19 @@ def _tenant_of_fine_tuned_id(args) -> None:
 
 
 # ---- parser -----------------------------------------------------------------------------------------------
+EPILOG = """examples:
+  tailor data check loans.csv                           check, clean and report on a labelled file
+  tailor train loans.csv --name credit-risk             fine-tune, evaluate, register credit-risk:1
+  tailor predict credit-risk@latest "late fee again"    classify texts with the latest version
+
+Models, data, the registry database and caches live under TAILOR_HOME (default ~/.tailor).
+`tailor VERB --help` explains each verb."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tailor", description="Customize pretrained models on your own data, "
-                                                                "offline: check data, fine-tune, evaluate, register, predict.")
+                                                                "offline: check data, fine-tune, evaluate, register, predict.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"tailor {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
@@ -428,12 +588,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int)
     train.add_argument("--lr", type=float, help="peak learning rate (full fine-tuning)")
     train.add_argument("--batch-size", type=int)
-    train.add_argument("--max-length", type=int, help="tokens per text")
+    train.add_argument("--max-length", type=int, help="tokens per text (--task chat: per conversation, default "
+                                                      "1024 capped by the model's context; longer ones are "
+                                                      "truncated, or dropped when no answer token remains)")
     train.add_argument("--seed", type=int)
     train.add_argument("--device", help="auto, cpu, cuda")
     train.add_argument("--search", type=int, default=0, metavar="N", help="run N hyperparameter-search trials")
     train.add_argument("--time-budget", type=parse_duration, metavar="DURATION", help="e.g. 10m: stop in time")
     train.add_argument("--resume", action="store_true", help="resume the same job from its last checkpoint")
+    train.add_argument("--strict", action="store_true", help="--task chat: fail on conversations over --max-length "
+                                                             "(their lines named) instead of truncating them")
+    train.add_argument("--new-labels", action="store_true", help="register a new version even if its labels "
+                                                                 "differ from the model's latest version's")
     common(train)
     train.set_defaults(func=cmd_train)
 
@@ -449,6 +615,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("ref", help="name, name:VERSION or name@ALIAS")
     pr.add_argument("texts", nargs="*", help="texts to classify")
     pr.add_argument("--file", help="a file with one text per line")
+    pr.add_argument("--abstain", action="store_true",
+                    help="print (abstain) for texts below the version's suggested abstain threshold")
+    pr.add_argument("--abstain-threshold", type=float, metavar="P",
+                    help="abstain below this top probability (0..1) instead of the suggested threshold")
     common(pr)
     pr.set_defaults(func=cmd_predict)
 
@@ -462,11 +632,22 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("ref")
     common(show)
     show.set_defaults(func=cmd_models_show)
-    alias = models.add_parser("alias", help="point an alias (e.g. production) at a version")
-    alias.add_argument("ref")
+    alias = models.add_parser("alias", help="point an alias (e.g. production) at a version, or remove it")
+    alias.add_argument("ref", help="the version: name:VERSION, name@ALIAS or name (its latest); with --unset, "
+                                   "the model's name")
     alias.add_argument("alias")
+    alias.add_argument("--unset", action="store_true", help="remove the alias instead")
     common(alias)
     alias.set_defaults(func=cmd_models_alias)
+    aliases = models.add_parser("aliases", help="a model's aliases now and their history (set, moved, removed)")
+    aliases.add_argument("ref", metavar="NAME")
+    common(aliases)
+    aliases.set_defaults(func=cmd_models_aliases)
+    delete = models.add_parser("delete", help="delete one version (name:VERSION) or a whole model (name), with "
+                                              "its files; asks no question")
+    delete.add_argument("ref")
+    common(delete)
+    delete.set_defaults(func=cmd_models_delete)
     export = models.add_parser("export", help="write a version as a Hugging Face dir, a PEFT adapter, ONNX "
                                                        "(classifiers) or GGUF (chat models)")
     export.add_argument("ref")
@@ -484,11 +665,13 @@ def build_parser() -> argparse.ArgumentParser:
     catalog.set_defaults(func=cmd_models_catalog)
 
     chat = verbs.add_parser("chat", help="chat in the terminal with a chat model (streams the answers)")
-    chat.add_argument("model", help="smollm2-135m-instruct, a fine-tuned chat model (name, name:N, name@alias) "
-                                    "or a directory")
-    chat.add_argument("-m", "--message", help="ask one question, print the answer and exit")
+    chat.add_argument("ref", metavar="model", help="smollm2-135m-instruct, a fine-tuned chat model (name, name:N, "
+                                                   "name@alias, or an ft: id, which names its tenant) or a directory")
+    chat.add_argument("-m", "--message", help="ask one question, print the answer and exit (with --json: one JSON "
+                                              "object with the reply, finish_reason and token usage)")
     chat.add_argument("--system", help="a system prompt (default: the one the model was fine-tuned with, if any)")
-    chat.add_argument("--max-tokens", type=int, default=256)
+    chat.add_argument("--max-tokens", type=int, default=256, help="longest answer in tokens; a reply cut there "
+                                                                  "says so (finish_reason length)")
     chat.add_argument("--temperature", type=float, default=0.0, help="0 (default) answers greedily")
     chat.add_argument("--seed", type=int)
     common(chat)
@@ -535,6 +718,15 @@ def build_parser() -> argparse.ArgumentParser:
     jl.add_argument("--limit", type=int, default=20)
     common(jl)
     jl.set_defaults(func=cmd_jobs_list)
+    for verb, func, help_text in (("show", cmd_jobs_show, "one job of any tenant: status, hyperparameters, result"),
+                                  ("cancel", cmd_jobs_cancel, "cancel a job that has not finished"),
+                                  ("events", cmd_jobs_events, "a job's events, oldest first")):
+        jp = jobs.add_parser(verb, help=help_text)
+        jp.add_argument("job_id", metavar="ID", help="a job id (ftjob-...; see tailor jobs list --all-tenants)")
+        if verb == "events":
+            jp.add_argument("--limit", type=int, default=50, help="the newest N events (default 50)")
+        common(jp, tenant=False)
+        jp.set_defaults(func=func)
     return parser
 
 

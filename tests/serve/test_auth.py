@@ -7,16 +7,9 @@ import pytest
 from tailor.catalog import CATALOG
 from tailor.security.keys import TenantStore
 
-from api_helpers import Tenant, publish_copy, upload
+from api_helpers import Tenant, error_of, publish_copy, upload
 
 MISSING = "missing API key: send the header 'Authorization: Bearer <key>'"
-
-
-def error_of(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
-    return body["error"]
 
 
 @pytest.fixture

@@ -10,16 +10,9 @@ import pytest
 from tailor.jobs.store import JobStore
 from tailor.train.config import load_preset
 
-from api_helpers import upload
+from api_helpers import error_of, upload
 
 JOBS = "/v1/fine_tuning/jobs"
-
-
-def error_of(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
-    return body["error"]
 
 
 def chat_jsonl(n: int = 3) -> bytes:
@@ -113,10 +106,10 @@ def test_text_label_file_for_a_chat_base(client, acme, file_id):
                                 "examples (JSONL with messages)")
 
 
-def test_single_label_file_is_refused(client, acme):
-    single = upload(client, acme, b"text,label\n" + b"".join(b"row %d,up\n" % i for i in range(5))).json()["id"]
-    error = error_of(create(client, acme, model="minilm-l6", training_file=single), 400)
-    assert error["message"] == f"training_file {single} has 1 distinct label(s); a classifier needs at least 2"
+def test_single_label_file_is_refused_at_upload(client, acme):
+    response = upload(client, acme, b"text,label\n" + b"".join(b"row %d,up\n" % i for i in range(5)))
+    error = error_of(response, 400)  # the upload itself says so (tests/serve/test_files.py): no job is possible
+    assert error["message"] == "train.csv: only one class ('up') in the file: a classifier needs at least 2 labels"
 
 
 def test_top_level_hyperparameters_are_resolved(client, acme, settings, file_id):

@@ -8,7 +8,7 @@ import tailor
 from tailor.registry.service import open_registry
 
 COMMON_FILES = {"tailor_model.json", "train_config.json", "metrics.json", "history.json", "data_report.json",
-                "data_report.html", "eval_report.html", "serving.json", "TAILOR_COMPLETE.json"}
+                "data_report.html", "eval_report.html", "serving.json", "abstain.json", "TAILOR_COMPLETE.json"}
 METHOD_FILES = {
     "full": {"model/config.json", "model/model.safetensors", "model/tokenizer.json", "model/tokenizer_config.json",
              "runtime/model.onnx", "runtime/model.int8.onnx"},
@@ -38,7 +38,9 @@ def test_versions_record_lineage_and_metrics(trained, small_train_csv):
     assert version.lineage["rows"] == {"train": 54, "valid": 6, "test": 40}
     assert version.lineage["label_counts"] == {"bearish": 18, "bullish": 18, "neutral": 18}
     assert version.lineage["tailor_version"] == tailor.__version__
-    assert set(version.lineage["timings"]) == {"data_s", "train_s", "eval_s", "total_s"}
+    timings = version.lineage["timings"]
+    assert set(timings) == {"data_s", "estimated_s", "train_s", "eval_s", "total_s"}
+    assert timings["total_s"] > timings["train_s"] + timings["eval_s"] and timings["estimated_s"] > timings["data_s"]
     assert version.params["epochs"] == 2 and version.params["batch_size"] == 8
     assert version.metrics["test"]["n"] == 40
     assert 0.0 <= version.metrics["test"]["macro_f1"] <= 1.0
@@ -109,3 +111,54 @@ def test_crash_mid_training_registers_nothing_and_resume_continues(fresh_home, s
     assert "resumed from the checkpoint after epoch 1" in [m for m, _ in reporter.messages]
     assert [row["epoch"] for row in result.history] == [1, 2]
     assert not (fresh_home / "runs").exists() or not any((fresh_home / "runs").rglob("*.pt"))
+
+
+@pytest.mark.parametrize("path, name", [
+    ("Loans 2024.csv", "loans-2024"),
+    ("finance_sentiment_train.csv", "finance_sentiment_train"),
+    ("sms_spam/train.csv", "sms_spam"),
+    ("/data/SMS Spam/test.jsonl", "sms-spam"),
+    ("clinc150/data_01.csv", "clinc150"),
+    ("reviews/Train-2.tsv", "reviews"),
+    ("intents/train-final.csv", "train-final"),
+])
+def test_default_name_is_the_file_or_else_its_folder(path, name):
+    from tailor.train.job import default_name
+
+    assert default_name(path) == name
+
+
+@pytest.mark.parametrize("path, message", [
+    ("/srv/data/train.csv", "'train.csv' and its folder 'data' are too generic to name the model after: "
+                            "pass --name NAME"),
+    ("/tmp/small.csv", "'small.csv' and its folder 'tmp' are too generic to name the model after: pass --name NAME"),
+    ("/dataset.jsonl", "'dataset.jsonl' (in no folder) is too generic to name the model after: pass --name NAME"),
+])
+def test_default_name_asks_for_a_name_when_both_are_generic(path, message):
+    from tailor.errors import UsageError
+    from tailor.train.job import default_name
+
+    with pytest.raises(UsageError) as refused:
+        default_name(path)
+    assert str(refused.value) == message
+
+
+def test_other_labels_are_refused_before_training_unless_asked(fresh_home, small_train_csv):
+    from tailor.errors import UsageError
+    from tailor.train.progress import RecordingReporter
+
+    store = open_registry().store
+    store.create_version("default", "finance", task="classify", base_model="minilm-l6", method="head",
+                         artifact_path="default/finance/x", params={}, metrics={},
+                         lineage={"label_counts": {"ham": 40, "spam": 9}})
+    reporter = RecordingReporter()
+    with pytest.raises(UsageError) as refused:
+        tailor.fine_tune(small_train_csv, name="finance", method="head", epochs=1, seed=0, reporter=reporter)
+    assert str(refused.value) == (
+        "model 'finance' (tenant default) has labels [ham, spam]; this data has [bearish, bullish, neutral]: pass "
+        "--new-labels to register it as a new version of 'finance' anyway, or --name to start a new model")
+    assert not [m for m, _ in reporter.messages if m.startswith("base model")]  # refused before choosing one
+    assert [v.version for v in store.list_versions("default", "finance")] == [1]
+    result = tailor.fine_tune(small_train_csv, name="finance", method="head", epochs=1, seed=0, new_labels=True)
+    assert result.version.ref == "finance:2"
+    assert sorted(result.version.lineage["label_counts"]) == ["bearish", "bullish", "neutral"]

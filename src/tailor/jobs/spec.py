@@ -4,7 +4,8 @@ OpenAI's fields: ``model``, ``training_file``, ``validation_file``, ``suffix``, 
 ``method`` (``{"type": "supervised", "supervised": {"hyperparameters": {...}}}``) or the older top-level
 ``hyperparameters`` (``n_epochs``, ``batch_size``, ``learning_rate_multiplier``, each a value or ``"auto"``).
 Tailor's own options go in ``method.tailor``: the training ``method`` (auto, full, lora, head), the config
-``preset``, a ``time_budget_s`` and the file's ``text_column``/``label_column``. Unknown keys are refused.
+``preset``, a ``time_budget_s``, the file's ``text_column``/``label_column`` and, for chat jobs, ``strict``
+(fail on conversations over the token limit instead of truncating or dropping them). Unknown keys are refused.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class TailorOptions(_Strict):
     time_budget_s: float | None = Field(None, gt=0, le=7 * 24 * 3600, description="wall-clock budget in seconds")
     text_column: str | None = Field(None, max_length=200, description="text column of a text/label file")
     label_column: str | None = Field(None, max_length=200, description="label column of a text/label file")
+    strict: bool | None = Field(None, description="chat: true fails the job on conversations longer than the token "
+                                                  "limit (their lines named) instead of truncating or dropping them")
 
 
 class Method(_Strict):
@@ -122,12 +125,14 @@ def resolve_training(body: JobCreate, task: str) -> tuple[dict, dict]:
 
         if options.method not in ("auto", "lora"):
             raise UsageError(f"chat models are fine-tuned with LoRA; method {options.method!r} is not available")
-        preset, lr_field, overrides = load_chat_preset(options.preset), "lr", {}
+        preset, lr_field, overrides = load_chat_preset(options.preset), "lr", {"strict": options.strict or None}
     else:
         from tailor.train.config import load_preset
 
         preset = load_preset(options.preset)
         lr_field = "lora_lr" if options.method == "lora" else "lr"
+        if options.strict:
+            raise UsageError("strict checking of token lengths is for chat jobs; classification truncates long texts")
         overrides = {"method": options.method, "text_col": options.text_column, "label_col": options.label_column}
     multiplier = 1.0 if chosen.learning_rate_multiplier == "auto" else chosen.learning_rate_multiplier
     epochs = preset.epochs if chosen.n_epochs == "auto" else chosen.n_epochs

@@ -8,18 +8,21 @@ the registry publishes atomically.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import tailor
+from tailor.cores import holding_cores
 from tailor.data.chat import ChatDataset
 from tailor.errors import DataError, UsageError
 from tailor.registry.entities import ModelVersion
 from tailor.settings import Settings, get_settings
 from tailor.train.progress import RecordingReporter, Reporter
 
+log = logging.getLogger(__name__)
 TOKENS_PER_S_SOURCE = "measured: one timed forward/backward pass of a median-length training batch on the base model"
 
 
@@ -98,9 +101,10 @@ def _resolve_chat_base(name: str, reporter: Reporter):
     return resolve_base(name, progress=reporter)
 
 
+@holding_cores("chat")
 def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str = "default",
                  preset: str = "default", resume: bool = False, run_dir: str | Path | None = None,
-                 reporter: Reporter | None = None, settings: Settings | None = None,
+                 reporter: Reporter | None = None, settings: Settings | None = None, build_engine: bool = True,
                  **overrides) -> ChatTrainResult:
     """Fine-tune a chat model with LoRA on ``data`` and register it.
 
@@ -113,20 +117,28 @@ def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str =
         resume: continue from the last checkpoint in the run directory.
         run_dir: the checkpoint directory (the job service passes ``<home>/runs/<job-id>``); default
             ``<home>/runs/<run id derived from the data, config, tenant and name>``.
+        build_engine: once registered, build the version's serving engine (:func:`build_serving_engine`), so
+            ``tailor chat`` and the API answer its first request without a build.
+
+    Conversations longer than ``max_length`` (capped by the base model's context) are truncated, or dropped
+    when no assistant token would remain; an event and the data report's ``over_limit`` name their lines.
+    With ``strict=True`` (``tailor train --task chat --strict``, the API's ``method.tailor.strict``) they
+    fail the job instead.
 
     Returns:
         A :class:`ChatTrainResult`.
 
     Raises:
-        DataError: invalid conversations (line and field named), or too long for ``max_length``.
+        DataError: invalid conversations (line and field named), or, with ``strict``, too long for ``max_length``.
         UsageError: a bad option or a non-chat base model.
     """
-    from tailor.data.chat import build_chat_report, check_chat_lengths, encode_chat
+    from tailor.data.chat import build_chat_report, encode_chat, fit_chat_lengths, token_limit
     from tailor.eval.generation import evaluate_chat
-    from tailor.models.causal import ChatModel, load_causal_lm, load_chat_tokenizer
+    from tailor.models.causal import ChatModel, context_length, load_causal_lm, load_chat_tokenizer
     from tailor.registry.service import open_registry
     from tailor.runtime import pick_device, setup_torch, supports_bf16
     from tailor.train.checkpoint import Checkpointer, run_id_for
+    from tailor.train.estimate import chat_job_estimate, took_message
     from tailor.train.job import job_name
     from tailor.train.sft import build_lora_model, fit_lora, load_chat_preset, measure_tokens_per_s, median_batch
 
@@ -144,9 +156,16 @@ def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str =
     base = _resolve_chat_base(cfg.base, reporter)
     reporter.message(f"base model: {base.name}", base=base.name)
     tokenizer = load_chat_tokenizer(base.path)
-    check_chat_lengths(raw, tokenizer, cfg.max_length)
+    limit = token_limit(cfg.max_length, context_length(base.path))
+    if limit < cfg.max_length:
+        reporter.message(f"max_length {cfg.max_length} is above {base.name}'s context: conversations get at most "
+                         f"{limit} tokens", max_length=limit)
+        cfg = cfg.with_overrides(max_length=limit)
+    raw, raw_enc, length_fit = fit_chat_lengths(raw, tokenizer, cfg.max_length, strict=cfg.strict)
+    _report_length_fit(reporter, length_fit, "")
     if eval_raw is not None:
-        check_chat_lengths(eval_raw, tokenizer, cfg.max_length)
+        eval_raw, _, eval_fit = fit_chat_lengths(eval_raw, tokenizer, cfg.max_length, strict=cfg.strict)
+        _report_length_fit(reporter, eval_fit, "eval file: ")
     train, val, test = split_conversations(raw, cfg.val_size, 0 if eval_raw is not None else cfg.test_size, cfg.seed)
     test = eval_raw if eval_raw is not None else test
     test = test.subset(range(min(len(test), cfg.eval_examples)))
@@ -160,15 +179,19 @@ def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str =
     model = build_lora_model(base_model, cfg)
     tokens_per_s = measure_tokens_per_s(model, median_batch(train_enc, cfg.batch_size, tokenizer.pad_token_id, device),
                                         device, bf16)
-    report = build_chat_report(raw, encode_chat(tokenizer, raw.examples, cfg.max_length), max_length=cfg.max_length,
-                               epochs=cfg.epochs, tokens_per_s=tokens_per_s, tokens_per_s_source=TOKENS_PER_S_SOURCE,
-                               eval_ds=eval_raw)
+    report = build_chat_report(raw, raw_enc, max_length=cfg.max_length, epochs=cfg.epochs, tokens_per_s=tokens_per_s,
+                               tokens_per_s_source=TOKENS_PER_S_SOURCE, eval_ds=eval_raw, length_fit=length_fit)
     reporter.message(f"data: {report['examples']} conversations ({len(train)} train, {len(val)} valid, {len(test)} "
                      f"test), {report['tokens']['total']} tokens, {report['assistant_tokens']['total']} trained on; "
                      f"estimated {report['estimate']['seconds']:.0f}s of training", examples=report["examples"])
     for warning in report["warnings"]:
         reporter.message(f"warning: {warning}")
     timings["data_s"] = round(time.monotonic() - t_start, 2)
+    estimate = chat_job_estimate(model, tokenizer, train_enc, val_enc, test.examples, test_enc, cfg, device=device,
+                                 bf16=bf16, base_name=base.name, home=settings.home, started=t_start,
+                                 train_tokens_per_s=tokens_per_s)
+    reporter.message(f"estimate: {estimate.describe()}", estimate=estimate.as_dict())
+    timings["estimated_s"] = estimate.total_s
 
     sources = [raw.source.sha256 if raw.source else None, eval_raw.source.sha256 if eval_raw and eval_raw.source else None]
     run_dir = Path(run_dir) if run_dir is not None else \
@@ -209,9 +232,48 @@ def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str =
         version = registry.publish_version(tenant, name, staged, task="chat", base_model=base.name, method="lora",
                                            params=cfg.model_dump(), metrics=metrics, lineage=lineage)
     checkpointer.clear()
+    reporter.message(took_message(timings["total_s"], timings["estimated_s"]), timings=dict(timings))
     reporter.message(f"registered {version.ref}", model=version.ref)
+    if build_engine:
+        timings["engine_s"] = build_serving_engine(version, settings, reporter)
     return ChatTrainResult(version, metrics, evaluation, report, cfg.model_dump(), timings, outcome.history,
                            outcome.best_step, outcome.stop_reason, outcome.tokens_per_s)
+
+
+def _report_length_fit(reporter: Reporter, fit, prefix: str) -> None:
+    """A job event naming the conversations the token limit truncated and dropped (none when all fit)."""
+    if fit.describe():
+        summary = fit.summary()
+        reporter.message(prefix + fit.describe(), max_length=fit.max_length,
+                         truncated=summary["truncated"], dropped=summary["dropped"])
+
+
+def build_serving_engine(version: ModelVersion, settings: Settings, reporter: Reporter) -> float | None:
+    """Build the version's onnxruntime-genai engine now, so its first chat request need not wait for it.
+
+    A failure (onnxruntime-genai missing, an architecture its builder lacks, a failed build) is logged and
+    reported as a warning, never raised: the version stays usable, built on first use or decoded by PyTorch.
+
+    Returns:
+        The seconds the build took, or None when it failed.
+    """
+    from tailor.models.genai import DEFAULT_PRECISION, EngineUnavailable, ensure_engine
+    from tailor.registry.service import open_registry
+
+    started = time.monotonic()
+    try:
+        artifact = open_registry(settings).artifact_dir(version)
+        ensure_engine(artifact, settings.home / "cache" / "genai", DEFAULT_PRECISION)
+    except Exception as exc:  # noqa: BLE001 - the model is registered; serving builds or falls back later
+        log.warning("the serving engine of %s was not built: %s", version.ref, exc)
+        # an event is shown to the tenant: say why only when the reason names no storage path
+        why = str(exc) if isinstance(exc, EngineUnavailable) else "see the log"
+        reporter.message(f"warning: the serving engine was not built ({why}); the first chat request builds it "
+                         "or decodes with PyTorch")
+        return None
+    seconds = round(time.monotonic() - started, 1)
+    reporter.message(f"serving engine ready ({seconds:.1f} s)", engine_s=seconds)
+    return seconds
 
 
 def chat_metrics(evaluation: dict, outcome) -> dict:

@@ -73,10 +73,16 @@ class TrainConfig(LoraTrainingConfig):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     time_budget_s: float | None = Field(None, gt=0, description="wall-clock budget for training (and search)")
     runtime: Literal["auto", "torch-fp32", "onnx-fp32", "onnx-int8"] = Field(
-        "auto", description="inference runtime; auto: the fastest whose validation macro-F1 is within "
-                            "runtime_gate_points of torch-fp32")
+        "auto", description="inference runtime; auto: the fastest that passes the accuracy gate "
+                            "(tailor.models.optimize.choose_runtime)")
     runtime_gate_points: float = Field(0.5, ge=0, le=100, description="macro-F1 points (0..100) a faster runtime "
                                                                        "may lose against torch-fp32")
+    runtime_min_agreement: float = Field(0.98, ge=0, le=1, description="share of validation labels a faster "
+                                                                       "runtime must give as torch-fp32 does")
+    abstain_target_precision: float = Field(
+        0.95, gt=0, le=1, description="accuracy the answered validation rows must reach for the version's "
+                                      "suggested abstain threshold (0.95: one wrong answer in 20; see "
+                                      "tailor.eval.abstain)")
 
 
 def validate_config(config_class, values: dict, what: str = "training config"):

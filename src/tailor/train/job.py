@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tailor
+from tailor.cores import holding_cores
 from tailor.data.dataset import TextDataset
 from tailor.registry.entities import ModelVersion
 from tailor.settings import Settings, get_settings
@@ -60,18 +61,51 @@ class TrainResult:
                 "best_epoch": self.best_epoch}
 
 
+# File and folder names that say nothing about the task: a model named after one would collect versions of
+# unrelated data (every project has a train.csv). A trailing number counts as generic too (data2, test_01).
+GENERIC_NAMES = frozenset({
+    "all", "clean", "cleaned", "corpus", "data", "dataset", "datasets", "dev", "downloads", "eval", "evaluation",
+    "example", "examples", "export", "file", "files", "final", "full", "home", "input", "inputs", "labeled",
+    "labelled", "model", "new", "out", "output", "raw", "sample", "samples", "small", "temp", "test", "testing",
+    "tmp", "train", "training", "upload", "val", "valid", "validation",
+})
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")[:64].rstrip("-._")
+
+
+def _is_generic(slug: str) -> bool:
+    return not slug or re.sub(r"[-._]*[0-9]+$", "", slug) in GENERIC_NAMES
+
+
 def default_name(path: str | Path) -> str:
-    """A registry name from a file name: ``Loans 2024.csv`` → ``loans-2024``."""
-    stem = re.sub(r"[^a-z0-9._-]+", "-", Path(str(path)).stem.lower()).strip("-._")
-    return (stem or "model")[:64]
+    """A registry name from a file name: ``Loans 2024.csv`` → ``loans-2024``; a generic file name (see
+    :data:`GENERIC_NAMES`) names the model after its folder instead: ``sms_spam/train.csv`` → ``sms_spam``.
+
+    Raises:
+        UsageError: the file's name and its folder's are both generic (``data/train.csv``), or it has none.
+    """
+    path = Path(str(path))
+    stem = _slug(path.stem)
+    if not _is_generic(stem):
+        return stem
+    parent = path.resolve().parent.name
+    folder = _slug(parent)
+    if not _is_generic(folder):
+        return folder
+    from tailor.errors import UsageError
+
+    what = f"{path.name!r} and its folder {parent!r} are" if parent else f"{path.name!r} (in no folder) is"
+    raise UsageError(f"{what} too generic to name the model after: pass --name NAME")
 
 
 def job_name(data, name: str | None) -> str:
     """The name a job registers under: ``name``, else one from the data's file (a path, or a dataset that
-    remembers its source).
+    remembers its source; see :func:`default_name`).
 
     Raises:
-        UsageError: the name breaks the naming rule.
+        UsageError: the name breaks the naming rule, or none was given and the file's is too generic.
     """
     from tailor.registry.refs import validate_name
 
@@ -98,18 +132,21 @@ def _eval_rows(eval_ds: TextDataset, labels: list[str], reporter: Reporter) -> T
     return rows
 
 
+@holding_cores("train")
 def run_classification_job(data, *, eval_file=None, text_col: str | None = None, label_col: str | None = None,
                            name: str | None = None, tenant: str = "default", preset: str = "default",
                            search: int = 0, resume: bool = False, run_dir: Path | None = None,
                            reporter: Reporter | None = None, settings: Settings | None = None,
-                           **overrides) -> TrainResult:
+                           new_labels: bool = False, **overrides) -> TrainResult:
     """Fine-tune a text classifier on ``data`` and register it.
 
     Args:
         data: a file path (CSV/TSV/JSONL) or a :class:`TextDataset`.
         eval_file: a held-out labelled file for the test metrics; without one, a stratified test split is
             cut from ``data``.
-        name: the registry name (default: from the file name).
+        name: the registry name (default: from the file name, or its folder's; see :func:`default_name`).
+        new_labels: register the version even if its label set differs from the model's latest version
+            (refused otherwise, before any training; see :func:`tailor.registry.service.check_same_labels`).
         preset: the config preset; ``overrides`` (``method``, ``epochs``, ``lr``, ``batch_size``, ``base``,
             ``time_budget_s``, ``seed``, ...) replace its fields.
         search: run this many Optuna trials and keep the best.
@@ -122,7 +159,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
 
     Raises:
         DataError: unusable data (the message names the line or column).
-        UsageError: a bad option.
+        UsageError: a bad option, or labels that differ from the model's latest version's (see ``new_labels``).
     """
     from tailor.catalog import AUTO, choose_base, resolve_base
     from tailor.data.clean import clean_dataset
@@ -134,6 +171,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     from tailor.registry.service import open_registry
     from tailor.runtime import pick_device, setup_torch, supports_bf16
     from tailor.train.auto import choose_method
+    from tailor.train.estimate import took_message
     from tailor.train.checkpoint import Checkpointer, run_id_for
 
     settings = settings or get_settings()
@@ -152,6 +190,10 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                          label_col or (src.label_col if src else None), settings)
     cleaned = clean_dataset(raw, max_chars=settings.max_text_chars, eval_ds=eval_raw)
     check_trainable(cleaned.dataset)
+    if not new_labels:
+        from tailor.registry.service import check_same_labels
+
+        check_same_labels(open_registry(settings).store, tenant, name, cleaned.dataset.label_set)
 
     setup_torch()
     from transformers import AutoTokenizer
@@ -177,19 +219,25 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     device = pick_device(cfg.device)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and supports_bf16(device))
 
-    method, reason = cfg.method, "chosen by the user"
-    if method == "auto":
-        mean_tokens = (report["lengths"]["tokens"] or {}).get("mean", 32.0)
-        choice = choose_method(split.train.label_counts(), mean_tokens, cfg.epochs, device,
-                               None if deadline is None else deadline - time.monotonic())
-        method, reason = choice.method, choice.reason
-    reporter.message(f"method: {method} ({reason})", method=method, reason=reason)
-
     label_id = {label: i for i, label in enumerate(labels)}
     from tailor.train.batching import encode
+    from tailor.train.estimate import classification_estimates
 
     train_enc = encode(tokenizer, split.train.texts, cfg.max_length, [label_id[y] for y in split.train.labels])
     val_enc = encode(tokenizer, split.val.texts, cfg.max_length, [label_id[y] for y in split.val.labels])
+    method, reason = cfg.method, "chosen by the user"
+    estimates = classification_estimates(("full", "head") if method == "auto" else (method,), base, train_enc,
+                                         val_enc, n_test=len(test), num_labels=len(labels), cfg=cfg, device=device,
+                                         bf16=bf16, home=settings.home, started=t_start, trials=max(1, search))
+    budget_left = None if deadline is None else deadline - time.monotonic()
+    if method == "auto":
+        choice = choose_method(split.train.label_counts(), estimates, budget_left)
+        method, reason = choice.method, choice.reason
+    estimate = estimates[method].within(budget_left)
+    reporter.message(f"method: {method} ({reason}; estimated {estimate.total_s:.0f}s in all)", method=method,
+                     reason=reason)
+    reporter.message(f"estimate: {estimate.describe()}", estimate=estimate.as_dict())
+    timings["estimated_s"] = estimate.total_s
     sources = [raw.source.sha256 if raw.source else None, eval_raw.source.sha256 if eval_raw and eval_raw.source else None]
     run_dir = run_dir or settings.home / "runs" / run_id_for(sources, cfg.model_dump(), method, tenant, name)
     checkpointer = Checkpointer(run_dir)
@@ -235,17 +283,24 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                "base_model": base.name, "base_reason": base_reason, "method": method, "method_reason": reason,
                "tailor_version": tailor.__version__, "timings": timings, "stop_reason": outcome.stop_reason,
                "resumed_from_epoch": outcome.resumed_from, "device": device, "precision": "bf16" if bf16 else "fp32"}
-    timings["total_s"] = round(time.monotonic() - t_start, 2)
+    from tailor.eval.abstain import ABSTAIN_FILE, describe_abstain, suggest_for_rows
+
+    abstain = suggest_for_rows(TextClassifier(model, tokenizer, spec, device), split.val.texts, split.val.labels,
+                               cfg.abstain_target_precision)
+    reporter.message(describe_abstain(abstain), abstain_threshold=abstain["threshold"])
     with registry.artifacts.stage() as staged:
         _write_artifacts(staged, model, tokenizer, spec, cfg, metrics, baseline, report, outcome, trials, name)
+        (staged / ABSTAIN_FILE).write_text(json.dumps(abstain, indent=2), encoding="utf-8")
         serving = _choose_runtime(staged, split.val, cfg, reporter, settings)
+        timings["total_s"] = round(time.monotonic() - t_start, 2)  # the lineage's timings, with estimated_s
         version = registry.publish_version(
             tenant, name, staged, task="classify", base_model=base.name, method=method, params=cfg.model_dump(),
             metrics={"test": metrics, "baseline": baseline, "valid_macro_f1": outcome.best_valid_f1,
-                     "serving": serving},
+                     "serving": serving, "abstain": abstain},
             lineage=lineage)
     checkpointer.clear()
     reporter.message(f"registered {version.ref}", model=version.ref)
+    reporter.message(took_message(timings["total_s"], timings["estimated_s"]), timings=dict(timings))
     return TrainResult(version, metrics, baseline, report, method, reason, cfg.model_dump(), timings,
                        outcome.history, outcome.best_epoch, trials)
 
@@ -258,7 +313,8 @@ def _choose_runtime(staged: Path, val: TextDataset, cfg: TrainConfig, reporter: 
     from tailor.models.runtimes import default_bases
 
     record = optimize_version(staged, list(val.texts), list(val.labels), default_bases(settings.home),
-                              gate_points=cfg.runtime_gate_points, runtime=cfg.runtime)
+                              gate_points=cfg.runtime_gate_points, min_agreement=cfg.runtime_min_agreement,
+                              runtime=cfg.runtime)
     reporter.message(describe_record(record), runtime=record["runtime"])
     return record
 
