@@ -186,3 +186,16 @@ def test_head_versions_over_one_base_share_the_encoder_pass_and_keep_their_own_h
     assert got_mine.probs == pytest.approx(score_texts(mine, TEXTS[:3]).probs, abs=1e-5)
     assert got_theirs.probs == pytest.approx(score_texts(theirs, TEXTS[3:]).probs, abs=1e-5)
     assert not np.allclose(got_theirs.probs, score_texts(mine, TEXTS[3:]).probs, atol=1e-3)  # its own head
+
+
+def test_plan_buckets_groups_similar_lengths_and_keeps_the_size_limit():
+    from tailor.serve.batching import plan_buckets
+
+    lengths = [90, 5, 6, 5, 88, 7, 6, 95]
+    assert plan_buckets(lengths, 32, call_cost=32) == [[1, 3, 2, 6, 5], [4, 0, 7]]
+    assert plan_buckets(lengths, 32, call_cost=10_000) == [[1, 3, 2, 6, 5, 4, 0, 7]]  # calls dearer than padding
+    free_calls = plan_buckets(lengths, 2, call_cost=0)  # with free passes nothing is ever padded
+    assert all(len(b) <= 2 for b in free_calls)
+    assert sum(len(b) * max(lengths[i] for i in b) for b in free_calls) == sum(lengths)
+    assert sorted(i for b in plan_buckets(lengths, 3) for i in b) == list(range(len(lengths)))
+    assert plan_buckets([], 32) == []

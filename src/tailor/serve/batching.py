@@ -4,10 +4,10 @@ Requests put their texts on one queue; one math thread takes, for the model whos
 every queued request of that model (up to ``max_batch`` texts, a larger request alone; head-only versions
 of many tenants over one base count as one model: they share the encoder pass), waiting at most
 ``window_s`` after the oldest arrival for more to come. It tokenizes them in one call, sorts the texts by
-length and runs them in buckets of ``bucket_size``, so each bucket pads only to its own longest text, and
-hands every request its own rows back. On fp32 runtimes a text's result is the same batched or alone (its
-row depends only on its own tokens; tested to 1e-5); on int8, dynamic quantization scales activations per
-batch tensor, so probabilities move by quantization noise with the other texts of the batch.
+length and runs them in passes of at most ``bucket_size`` texts of similar length (:func:`plan_buckets`), so
+each pass pads only to its own longest text, and hands every request its own rows back. A text's result is
+the same batched or alone on every runtime (its row depends only on its own tokens; int8 scales activations
+per token row; tested to 1e-5).
 
 One thread does all the math, so the cores are never oversubscribed; with more than two cores the HTTP
 event loop keeps one core of its own (see :func:`split_cores`).
@@ -27,6 +27,9 @@ import numpy as np
 
 from tailor.errors import UnavailableError
 from tailor.models.runtimes import pad_batch
+
+# A forward pass's fixed cost (session call, padding, softmax), in padded tokens' worth: MiniLM on 2 cores.
+CALL_COST_TOKENS = 32
 
 
 class ServerBusy(UnavailableError):
@@ -74,15 +77,35 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
+def plan_buckets(lengths: list[int], max_size: int, call_cost: int = CALL_COST_TOKENS) -> list[list[int]]:
+    """The indices of ``lengths`` grouped into forward passes of at most ``max_size`` texts, in length order.
+
+    A pass costs its padded tokens (texts x its longest text) plus ``call_cost`` tokens' worth of fixed work;
+    the cuts of the sorted order that minimise the total are found by dynamic programming. Texts of similar
+    length share a pass, and one long text no longer pads 31 short ones: random finance tweets, 32 per request,
+    on onnx-int8 went from 172 to about 280 texts/s on 2 cores (``call_cost`` from 8 to 256 measured alike)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    best, cut = [0] + [None] * len(order), [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        longest = lengths[order[end - 1]]
+        for start in range(max(0, end - max_size), end):
+            cost = best[start] + (end - start) * longest + call_cost
+            if best[end] is None or cost < best[end]:
+                best[end], cut[end] = cost, start
+    buckets, end = [], len(order)
+    while end > 0:
+        buckets.append(order[cut[end]:end])
+        end = cut[end]
+    return buckets[::-1]
+
+
 def run_in_buckets(runtime, texts: list[str], forward, bucket_size: int = 32) -> tuple[np.ndarray, list[int]]:
     """``(forward's output rows in input order, tokens per text)``: ``texts`` tokenized together with
-    ``runtime``'s tokenizer, run through ``forward(input_ids, attention_mask)`` in length-sorted buckets of
-    ``bucket_size``, each padded only to its own longest text."""
+    ``runtime``'s tokenizer, run through ``forward(input_ids, attention_mask)`` in passes of at most
+    ``bucket_size`` texts of similar length (:func:`plan_buckets`), each padded only to its own longest text."""
     ids = runtime.tokenizer(texts, truncation=True, max_length=runtime.max_length, padding=False)["input_ids"]
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out = None
-    for start in range(0, len(order), bucket_size):
-        rows = order[start:start + bucket_size]
+    for rows in plan_buckets([len(r) for r in ids], bucket_size):
         result = forward(*pad_batch([ids[i] for i in rows], runtime.pad_id))
         if out is None:
             out = np.zeros((len(ids), *result.shape[1:]), dtype=np.float32)
