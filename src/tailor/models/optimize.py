@@ -246,6 +246,11 @@ def _weights_file(base_path: str) -> Path:
     raise TailorError(f"base {base_path} has no local weights file to build ONNX graphs from")
 
 
+def base_graph_dir(cache_dir: Path, base_name: str, kind: str) -> Path:
+    """Where :func:`ensure_base_graphs` keeps the base's ``kind`` graphs under ``cache_dir``."""
+    return Path(cache_dir) / _cache_name(base_name) / kind
+
+
 def _cache_name(base_name: str) -> str:
     """A directory name for a base: the catalog id as is, a path or hub name made safe."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", base_name).strip("-.") or "base"
@@ -268,7 +273,7 @@ def ensure_base_graphs(base_name: str, kind: str, cache_dir: Path, progress=None
         raise TailorError(f"unknown graph kind {kind!r}; kinds are: {', '.join(GRAPH_KINDS)}")
     base = resolve_base(base_name)
     weights = _weights_file(base.path)
-    out_dir = Path(cache_dir) / _cache_name(base.name) / kind
+    out_dir = base_graph_dir(cache_dir, base.name, kind)
     files = list(ONNX_FILES.values())
     converter = f"{CONVERTER}-{kind}"
     if reuse_conversion(out_dir, lambda d: check_marker(d, weights, converter, expected_files=files),

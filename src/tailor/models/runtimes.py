@@ -230,13 +230,18 @@ _DEFAULT_BASES: dict[Path, SharedBases] = {}
 _DEFAULT_LOCK = threading.Lock()
 
 
+def onnx_cache_dir(home: Path) -> Path:
+    """The storage root's folder of shared base graphs (``<home>/cache/onnx``)."""
+    return Path(home) / "cache" / "onnx"
+
+
 def default_bases(home: Path | None = None) -> SharedBases:
     """This process's :class:`SharedBases` over ``<home>/cache/onnx`` (one per storage root; default: the
     settings' home)."""
     from tailor.runtime import usable_cores
     from tailor.settings import get_settings
 
-    cache_dir = Path(home or get_settings().home) / "cache" / "onnx"
+    cache_dir = onnx_cache_dir(Path(home or get_settings().home))
     with _DEFAULT_LOCK:
         if cache_dir not in _DEFAULT_BASES:
             _DEFAULT_BASES[cache_dir] = SharedBases(cache_dir, usable_cores())

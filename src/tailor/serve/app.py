@@ -18,6 +18,7 @@ from tailor.data.files import FileStore
 from tailor.jobs.executor import Executor
 from tailor.jobs.store import JobStore
 from tailor.models.genai import load_fast_chat_model
+from tailor.models.runtimes import onnx_cache_dir
 from tailor.registry.service import open_registry
 from tailor.security.keys import TenantStore
 from tailor.runtime import usable_core_ids
@@ -42,7 +43,7 @@ def build_services(settings: Settings, executor: Executor | None = None) -> Serv
     registry = open_registry(settings)
     _, math_cores = split_cores(usable_core_ids())
     models = ModelCache(registry, settings.model_cache_size, head_size=settings.adapter_cache_size,
-                        cache_dir=settings.home / "cache" / "onnx", cores=math_cores, on_load=metrics.record_load,
+                        cache_dir=onnx_cache_dir(settings.home), cores=math_cores, on_load=metrics.record_load,
                         on_evict=metrics.record_eviction, on_error=metrics.record_load_error,
                         chat_loader=lambda source, progress: load_fast_chat_model(source, settings=settings,
                                                                                  progress=progress))

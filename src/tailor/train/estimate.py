@@ -252,10 +252,11 @@ def gate_seconds(method: str, speed: Speed, val_rows: int, mean_val_tokens: floa
 
 def graphs_built(home: Path, base_name: str, method: str) -> bool:
     """True when the base's shared ONNX graphs for a head or LoRA version are already in the storage root."""
-    from tailor.models.optimize import _cache_name
+    from tailor.models.optimize import base_graph_dir
+    from tailor.models.runtimes import ONNX_FILES, onnx_cache_dir
 
     kind = "encoder" if method == "head" else "lora"
-    return (Path(home) / "cache" / "onnx" / _cache_name(base_name) / kind / "model.int8.onnx").is_file()
+    return (base_graph_dir(onnx_cache_dir(home), base_name, kind) / ONNX_FILES["onnx-int8"]).is_file()
 
 
 # ------------------------------------------------------------------------------------------------ probe
