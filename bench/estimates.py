@@ -15,6 +15,7 @@ root, so each run starts with an empty one (the base models are shared from ``~/
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -66,10 +67,14 @@ def run_job(name: str, train: Path, eval_file: Path | None, overrides: dict, tas
                                         **overrides)
         method = result.method
     wall = time.monotonic() - started
-    estimated, actual = result.timings["estimated_s"], result.timings["total_s"]
+    timings = result.timings
+    estimated, actual = timings["estimated_s"], timings["total_s"]
+    measured = {"data": timings.get("data_s"), "train+validation": timings.get("train_s"), "test": timings.get("eval_s")}
+    measured["gate+save"] = round(actual - sum(v or 0 for v in measured.values()), 1)
     return {"dataset": name, "base": result.version.base_model, "method": method, "estimated_s": estimated,
             "actual_s": actual, "wall_s": round(wall, 1), "error_pct": round(100 * (estimated - actual) / actual, 1),
-            "estimate": next((t for t, _ in reporter.messages if t.startswith("estimate: ")), "")}
+            "estimate": next((t for t, _ in reporter.messages if t.startswith("estimate: ")), ""),
+            "actual_stages": measured}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, (train, eval_file, overrides, task) in jobs.items():
         row = run_job(name, train, eval_file, overrides, task)
         rows.append(row)
-        print(f"{name}: {row['estimate']} | actual {row['actual_s']:.1f}s", file=sys.stderr, flush=True)
+        stages = ", ".join(f"{k} {v:.1f}s" for k, v in row["actual_stages"].items() if v is not None)
+        print(f"{name}: {row['estimate']} | actual {row['actual_s']:.1f}s ({stages})", file=sys.stderr, flush=True)
     header = f"{'dataset':<14}{'base':<24}{'method':<8}{'estimated s':>12}{'actual s':>10}{'error %':>9}"
     print(header)
     for row in rows:
@@ -101,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['actual_s']:>10.1f}{row['error_pct']:>+9.1f}")
     worst = max(abs(r["error_pct"]) for r in rows)
     print(f"worst error {worst:.1f}% (target: within 30% on an idle machine)")
+    out = ROOT / "bench" / "results" / "estimates.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"cores": usable_cores(), "jobs": rows}, indent=2) + "\n")
+    print(f"summary written to {out}")
     return 0
 
 

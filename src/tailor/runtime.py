@@ -87,6 +87,15 @@ def usable_core_ids() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
+def pin_current_thread(cores: list[int] | None) -> None:
+    """Restrict the calling thread (and the threads it starts later) to ``cores`` where the OS allows it."""
+    if hasattr(os, "sched_setaffinity") and cores:
+        try:
+            os.sched_setaffinity(0, set(cores))
+        except OSError:
+            pass
+
+
 def pick_device(requested: str = "auto") -> str:
     """``cuda`` when a GPU is present (or asked for), else ``cpu``."""
     import torch

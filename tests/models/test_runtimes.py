@@ -224,7 +224,7 @@ def test_a_version_whose_graphs_fail_is_recorded_on_torch(trained, tmp_path, mon
     import tailor.models.optimize as optimize
     from tailor.errors import TailorError
 
-    def fail(staged_dir, bases):
+    def fail(staged_dir, bases, calibration_texts=None):
         (staged_dir / "runtime").mkdir()
         raise TailorError("no graph for this architecture")
 
@@ -246,3 +246,39 @@ def test_the_job_log_line():
     record["macro_f1"] = dict.fromkeys(RUNTIMES)
     record["runtime"], record["reason"] = "onnx-fp32", "no validation rows"
     assert describe_record(record) == "serving runtime: onnx-fp32 (no validation rows)"
+
+
+def test_int8_smoothing_divides_each_layernorm_output_by_its_calibrated_factor(trained, tmp_path):
+    """MiniLM-L6's 12 LayerNorm outputs that weights read (the embeddings' and two per layer but the last
+    layer's second, which only the pooler's first token reads) are smoothed; each factor is
+    sqrt(max|x_c| / max|W_c|) over the calibration tokens, recomputed here from the fp32 graph."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from tailor.models.optimize import calibration_batches, quantize_int8, smoothing_factors
+
+    artifact = _artifact(trained, "full")
+    graph_path = artifact / "runtime" / "model.onnx"
+    tokenizer = load_runtime(artifact, default_bases(), "onnx-fp32").tokenizer
+    batches = calibration_batches(tokenizer, TEXTS)
+    model = onnx.load(str(graph_path))
+    weights = {w.name: numpy_helper.to_array(w) for w in model.graph.initializer}
+    readers = {}
+    for node in model.graph.node:
+        if node.op_type == "MatMul" and node.input[1] in weights and weights[node.input[1]].ndim == 2:
+            readers.setdefault(node.input[0], []).append(weights[node.input[1]])
+    factors = smoothing_factors(graph_path, readers, batches)
+    assert len(factors) == 12 and all(name.endswith("LayerNormalization_output_0") for name in factors)
+
+    name = sorted(factors)[0]
+    model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x_max = np.max([np.abs(session.run([name], {"input_ids": ids, "attention_mask": mask})[0][mask.astype(bool)])
+                    .max(axis=0) for ids, mask in batches], axis=0)
+    w_max = np.max([np.abs(w).max(axis=1) for w in readers[name]], axis=0)
+    np.testing.assert_allclose(factors[name], np.sqrt(x_max / w_max), rtol=1e-5)
+
+    quantize_int8(graph_path, tmp_path / "smoothed.onnx", batches)
+    smoothed = onnx.load(str(tmp_path / "smoothed.onnx"))
+    assert sum(node.output[0].endswith("/smoothed") for node in smoothed.graph.node) == 12

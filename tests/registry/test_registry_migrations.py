@@ -24,8 +24,9 @@ EXPECTED_COLUMNS = {
     "job_events": ["id", "job_id", "created_at", "level", "type", "message", "data"],
     "job_checkpoints": ["id", "job_id", "step", "metrics", "created_at"],
     "alias_events": ["id", "model_id", "alias", "version", "action", "created_at"],
+    "registry_changes": ["id", "changes"],
 }
-ALL_STEPS = ["m001_initial", "m002_service", "m003_alias_events"]
+ALL_STEPS = ["m001_initial", "m002_service", "m003_alias_events", "m004_registry_changes"]
 
 
 @pytest.fixture

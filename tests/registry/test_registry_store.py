@@ -286,6 +286,42 @@ def test_data_survives_reopening(store, db_url):
         reopened.close()
 
 
+
+def test_a_resolved_ref_is_kept_until_any_writer_changes_the_registry(store, db_url):
+    """Another process's store (a second server, the CLI) moves an alias, updates, deletes: this store's next
+    resolve sees each change; between changes it reads only the change count."""
+    from sqlalchemy import event
+
+    add(store, metrics={"accuracy": 0.8})
+    add(store, metrics={"accuracy": 0.9})
+    other = SqlRegistryStore(db_url)
+    statements = []
+    event.listen(store._engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    try:
+        other.set_alias(A, "credit-risk", "production", 1)
+        assert store.resolve(A, "credit-risk@production").version == 1
+        statements.clear()
+        assert store.resolve(A, "credit-risk@production").version == 1
+        queries = [sql for sql in statements if sql.lstrip().upper().startswith("SELECT")]
+        assert len(queries) == 1 and "registry_changes" in queries[0]  # cached: one small query
+        other.set_alias(A, "credit-risk", "production", 2)
+        assert store.resolve(A, "credit-risk@production").version == 2
+        assert store.resolve(A, "credit-risk").version == 2
+        other.update_metrics(A, "credit-risk", 2, {"accuracy": 0.95})
+        assert store.resolve(A, "credit-risk").metrics == {"accuracy": 0.95}
+        add(other)
+        assert store.resolve(A, "credit-risk").version == 3
+        other.delete_version(A, "credit-risk", 3)
+        assert store.resolve(A, "credit-risk").version == 2
+        other.delete_alias(A, "credit-risk", "production")
+        with pytest.raises(NotFoundError, match="alias credit-risk@production not found"):
+            store.resolve(A, "credit-risk@production")
+        other.delete_model(A, "credit-risk")
+        with pytest.raises(NotFoundError):
+            store.resolve(A, "credit-risk")
+    finally:
+        other.close()
+
 def test_sqlite_file_gets_its_directory_wal_and_foreign_keys(tmp_path):
     path = tmp_path / "deep" / "er" / "tailor.db"
     SqlRegistryStore(f"sqlite:///{path}").close()

@@ -199,3 +199,8 @@ def test_plan_buckets_groups_similar_lengths_and_keeps_the_size_limit():
     assert sum(len(b) * max(lengths[i] for i in b) for b in free_calls) == sum(lengths)
     assert sorted(i for b in plan_buckets(lengths, 3) for i in b) == list(range(len(lengths)))
     assert plan_buckets([], 32) == []
+    # two lanes: the one pass is halved so both cores work; a lone text stays one pass
+    assert plan_buckets(lengths, 32, call_cost=10_000, lanes=2) == [[1, 3, 2, 6], [5, 4, 0, 7]]
+    assert plan_buckets(lengths, 32, call_cost=32, lanes=3) == [[1, 3, 2, 6, 5], [4], [0, 7]]  # the costliest halved
+    assert plan_buckets([12], 32, lanes=2) == [[0]]
+    assert plan_buckets([], 32, lanes=2) == []

@@ -35,14 +35,15 @@ from tailor.models.runtimes import (ONNX_FILES, RECORD_FILE, RUNTIME_DIR, RUNTIM
                                     load_runtime)
 
 GRAPH_KINDS = ("encoder", "lora")
-CONVERTER = "tailor-onnx-3"  # 3: int8 scaled per activation row
+CONVERTER = "tailor-onnx-4"  # 3: int8 scaled per activation row; 4: LayerNorm outputs smoothed
+CALIBRATION_ROWS = 256  # training texts whose activations set the int8 smoothing
 TIMING_ROWS = 256  # validation rows timed per runtime (length-sorted batches of 32, as served)
 BOOTSTRAP_RESAMPLES = 1000
 TIMING_TEXTS = ["Shares rose after the company beat earnings expectations",
                 "The central bank left interest rates unchanged on Wednesday"]
 
 
-def quantize_int8(src: Path, dst: Path) -> None:
+def quantize_int8(src: Path, dst: Path, calibration: list[tuple[np.ndarray, np.ndarray]] | None = None) -> None:
     """Rewrite ``src``'s MatMuls by weight matrices as int8 with one scale per weight column and one per
     activation row (token), and save the graph as ``dst``.
 
@@ -56,14 +57,29 @@ def quantize_int8(src: Path, dst: Path) -> None:
     A row's scale depends only on that token's own features: a text gets the same answer alone or batched
     (tested to 1e-5), and finer scales keep more accuracy (MiniLM embeddings, cosine to fp32: 0.9971 per
     row against 0.9934 per tensor) at the same speed (128 against 126 ms for 32 texts on one core).
+
+    Smoothing (SmoothQuant, Xiao et al. 2023), with ``calibration`` batches ``(input_ids, attention_mask)``:
+    a LayerNorm's output has a few channels up to ten times larger than the rest, and one row scale for all
+    of them leaves the others few levels. Each such input is divided per channel by
+    ``s = sqrt(max|x_c| / max|W_c|)`` (maxima over the calibration tokens and over the weights reading it)
+    before it is quantized, and the weights' rows are multiplied by ``s``: the product is unchanged and the
+    outliers move into the weights, which are scaled per column. The calibration only sets ``s``; nothing is
+    clipped, so texts unlike it are answered as exactly as without it. Measured (MiniLM fine-tuned on
+    finance tweets, 2,388 test texts): label agreement with fp32 0.9879 -> 0.9916, macro-F1 66.73 -> 67.75
+    (fp32 67.53); clinc150 finance intents 0.9967 -> 1.0; about 5% slower.
     """
-    import numpy as np
     import onnx
     from onnx import helper, numpy_helper
 
     model = onnx.load(str(src))
     graph = model.graph
     weights = {init.name: init for init in graph.initializer}
+    readers: dict[str, list[np.ndarray]] = {}
+    for node in graph.node:
+        weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
+        if weight is not None and len(weight.dims) == 2:
+            readers.setdefault(node.input[0], []).append(numpy_helper.to_array(weight).astype(np.float32))
+    smoothing = smoothing_factors(src, readers, calibration) if calibration else {}
     constants = {"q8/a_scale": np.array(1 / 127, dtype=np.float32),
                  "q8/a_zero_point": np.array(128, dtype=np.uint8), "q8/eps": np.array(1e-12, dtype=np.float32)}
     nodes, quantized_rows = [], {}
@@ -72,18 +88,25 @@ def quantize_int8(src: Path, dst: Path) -> None:
         if weight is None or len(weight.dims) != 2:
             nodes.append(node)
             continue
+        x = node.input[0]
         w = numpy_helper.to_array(weight).astype(np.float32)
+        if x in smoothing:
+            w = w * smoothing[x][:, None]
         scale = np.abs(w).max(axis=0) / 127
         scale[scale == 0] = 1.0
         constants[f"{weight.name}/q8"] = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
         constants[f"{weight.name}/q8_scale"] = scale.astype(np.float32)
-        x = node.input[0]
         if x not in quantized_rows:  # q, k and v read the same activations: quantize them once
             p = f"{x}/q8"
-            nodes += [helper.make_node("Abs", [x], [f"{p}/abs"]),
+            source = x
+            if x in smoothing:
+                constants[f"{p}/inverse_smoothing"] = (1 / smoothing[x]).astype(np.float32)
+                nodes.append(helper.make_node("Mul", [x, f"{p}/inverse_smoothing"], [f"{p}/smoothed"]))
+                source = f"{p}/smoothed"
+            nodes += [helper.make_node("Abs", [source], [f"{p}/abs"]),
                       helper.make_node("ReduceMax", [f"{p}/abs"], [f"{p}/rowmax0"], axes=[-1], keepdims=1),
                       helper.make_node("Max", [f"{p}/rowmax0", "q8/eps"], [f"{p}/rowmax"]),
-                      helper.make_node("Div", [x, f"{p}/rowmax"], [f"{p}/unit"]),
+                      helper.make_node("Div", [source, f"{p}/rowmax"], [f"{p}/unit"]),
                       helper.make_node("QuantizeLinear", [f"{p}/unit", "q8/a_scale", "q8/a_zero_point"], [f"{p}/q"])]
             quantized_rows[x] = (f"{p}/q", f"{p}/rowmax")
         q, rowmax = quantized_rows[x]
@@ -103,17 +126,77 @@ def quantize_int8(src: Path, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
-def build_full_graphs(artifact_dir: Path) -> list[Path]:
+def smoothing_factors(src: Path, readers: dict[str, list[np.ndarray]],
+                      calibration: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """``{activation: s}`` for every LayerNorm output in ``readers`` (activation -> the weight matrices that
+    read it): ``s_c = sqrt(max|x_c| / max_W |W_c|)`` per channel ``c``, the activation maxima taken over the
+    real (unpadded) tokens of the ``calibration`` batches run through the fp32 graph ``src``."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(src))
+    producers = {out: node.op_type for node in model.graph.node for out in node.output}
+    targets = [x for x in readers if producers.get(x) == "LayerNormalization"]
+    if not targets:
+        return {}
+    del model.graph.output[:]
+    model.graph.output.extend(onnx.helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, None) for x in targets)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    # a LoRA slot graph's slots (rank and labels are its free axes) get zeros of rank 1 and one label: the
+    # base's own activations
+    slots = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], dtype=np.float32)
+             for i in session.get_inputs() if i.name not in ("input_ids", "attention_mask")}
+    maxima = {x: np.zeros(readers[x][0].shape[0], dtype=np.float32) for x in targets}
+    for input_ids, attention_mask in calibration:
+        real = attention_mask.astype(bool)
+        outputs = session.run(targets, {"input_ids": input_ids, "attention_mask": attention_mask, **slots})
+        for x, value in zip(targets, outputs):
+            maxima[x] = np.maximum(maxima[x], np.abs(value[real]).max(axis=0))
+    factors = {}
+    for x in targets:
+        weight_max = np.max([np.abs(w).max(axis=1) for w in readers[x]], axis=0)
+        factors[x] = np.sqrt(np.maximum(maxima[x], 1e-5) / np.maximum(weight_max, 1e-5)).astype(np.float32)
+    return factors
+
+
+def calibration_batches(tokenizer, texts: list[str] | None, max_length: int = 128) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Up to ``CALIBRATION_ROWS`` of ``texts`` (a seeded sample; default: the packaged sample sentences)
+    tokenized and padded into length-sorted batches of 32, for :func:`quantize_int8`'s smoothing."""
+    import random
+
+    from tailor.models.runtimes import pad_batch
+
+    if not texts:
+        texts = default_calibration_texts()
+    texts = list(texts)
+    if len(texts) > CALIBRATION_ROWS:
+        texts = random.Random(0).sample(texts, CALIBRATION_ROWS)
+    ids = sorted(tokenizer(texts, truncation=True, max_length=max_length)["input_ids"], key=len)
+    return [pad_batch(ids[i:i + 32], tokenizer.pad_token_id) for i in range(0, len(ids), 32)]
+
+
+def default_calibration_texts() -> list[str]:
+    """The packaged sample training sentences: what a base's shared graphs, which serve every tenant, are
+    calibrated on."""
+    import csv
+
+    with open(Path(__file__).parents[1] / "sample_data" / "finance_sentiment_train.csv", encoding="utf-8") as f:
+        return [row["text"] for row in csv.DictReader(f)]
+
+
+def build_full_graphs(artifact_dir: Path, calibration_texts: list[str] | None = None) -> list[Path]:
     """A full version's own ``runtime/model.onnx`` (ids -> logits, checked against PyTorch) and
-    ``runtime/model.int8.onnx``, written into ``artifact_dir``."""
+    ``runtime/model.int8.onnx`` (smoothed on ``calibration_texts``, see :func:`quantize_int8`), written into
+    ``artifact_dir``."""
     from tailor.models.classifier import load_model_for_inference
     from tailor.models.export import export_logits_graph
 
-    _, model, tokenizer = load_model_for_inference(artifact_dir)
+    spec, model, tokenizer = load_model_for_inference(artifact_dir)
     out = artifact_dir / RUNTIME_DIR
     out.mkdir(exist_ok=True)
     export_logits_graph(model, tokenizer, out / ONNX_FILES["onnx-fp32"])
-    quantize_int8(out / ONNX_FILES["onnx-fp32"], out / ONNX_FILES["onnx-int8"])
+    quantize_int8(out / ONNX_FILES["onnx-fp32"], out / ONNX_FILES["onnx-int8"],
+                  calibration_batches(tokenizer, calibration_texts, spec.max_length))
     return [out / name for name in ONNX_FILES.values()]
 
 
@@ -281,19 +364,23 @@ def ensure_base_graphs(base_name: str, kind: str, cache_dir: Path, progress=None
         return out_dir
 
     def build(tmp: Path) -> None:
+        from transformers import AutoTokenizer
+
         setup_torch()
         EXPORTERS[kind](base.path, tmp / ONNX_FILES["onnx-fp32"])
-        quantize_int8(tmp / ONNX_FILES["onnx-fp32"], tmp / ONNX_FILES["onnx-int8"])
+        quantize_int8(tmp / ONNX_FILES["onnx-fp32"], tmp / ONNX_FILES["onnx-int8"],
+                      calibration_batches(AutoTokenizer.from_pretrained(base.path), None))
         write_marker(tmp, weights, converter, files)
 
     return publish_dir(out_dir, build)
 
 
-def build_graphs(staged_dir: Path, bases: SharedBases) -> None:
-    """The graphs a version's method needs: its own (full) or its base's (head: encoder, lora: slot graph)."""
+def build_graphs(staged_dir: Path, bases: SharedBases, calibration_texts: list[str] | None = None) -> None:
+    """The graphs a version's method needs: its own (full, calibrated on ``calibration_texts``) or its base's
+    (head: encoder, lora: slot graph)."""
     spec = ClassifierSpec.load(staged_dir)
     if spec.method == "full":
-        build_full_graphs(staged_dir)
+        build_full_graphs(staged_dir, calibration_texts)
     else:
         bases.graph_dir(spec.base_model, "encoder" if spec.method == "head" else "lora")
 
@@ -403,7 +490,8 @@ def choose_runtime(macro_f1: dict, items_per_s: dict, gate_points: float, valida
 
 
 def optimize_version(staged_dir: Path, texts: list[str], labels: list[str], bases: SharedBases | None = None, *,
-                     gate_points: float = 0.5, min_agreement: float = 0.98, runtime: str = "auto") -> dict:
+                     gate_points: float = 0.5, min_agreement: float = 0.98, runtime: str = "auto",
+                     calibration_texts: list[str] | None = None) -> dict:
     """Build the version's graphs, score and time every runtime, choose one, and write ``serving.json``.
 
     Args:
@@ -412,6 +500,8 @@ def optimize_version(staged_dir: Path, texts: list[str], labels: list[str], base
         bases: shared base graphs and sessions (default: this process's, see :func:`default_bases`).
         gate_points / min_agreement: the gate's tolerances (see :func:`choose_runtime`).
         runtime: ``auto`` (the gate chooses) or one of ``RUNTIMES`` (forced; still scored and recorded).
+        calibration_texts: the training texts a full version's int8 graph is smoothed on (default: the
+            packaged sample sentences; see :func:`quantize_int8`).
 
     Returns:
         The record written to ``serving.json`` (see the module docstring). A version whose graphs cannot be
@@ -429,7 +519,7 @@ def optimize_version(staged_dir: Path, texts: list[str], labels: list[str], base
     staged_dir = Path(staged_dir)
     bases = bases or default_bases()
     try:
-        build_graphs(staged_dir, bases)
+        build_graphs(staged_dir, bases, calibration_texts)
         built = RUNTIMES
     except Exception as exc:  # noqa: BLE001 - a graph that cannot be built must not cost the trained version
         built, failure = RUNTIMES[:1], f"{type(exc).__name__}: {exc}"

@@ -189,10 +189,21 @@ def _m003_alias_events(conn: Connection) -> None:
     metadata.tables["alias_events"].create(conn)
 
 
+def _m004_registry_changes(conn: Connection) -> None:
+    """One row counting the registry's changes (versions created, changed or deleted, aliases moved): a server
+    keeps the model refs it resolved until the count moves, so an inference request reads one small row."""
+    metadata = MetaData()
+    changes = Table("registry_changes", metadata, Column("id", Integer, primary_key=True),
+                    Column("changes", BigInteger, nullable=False))
+    changes.create(conn)
+    conn.execute(insert(changes).values(id=1, changes=0))
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_service", _m002_service),
     ("m003_alias_events", _m003_alias_events),
+    ("m004_registry_changes", _m004_registry_changes),
 ]
 
 

@@ -6,10 +6,12 @@ Only portable SQL is used: JSON is kept as sorted-key text, timestamps as timezo
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from typing import Any, Callable, TypeVar
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
     Integer,
@@ -34,6 +36,7 @@ from tailor.registry.store import RegistryStore
 
 T = TypeVar("T")
 _CONFLICT_ATTEMPTS = 5
+_RESOLVED_CACHE_SIZE = 10_000  # resolved refs a store keeps between registry changes
 
 
 # The current shape of the tables for queries; migrations.py creates them (the constraints live there).
@@ -80,6 +83,14 @@ _alias_events = Table(
     Column("action", String(16)),
     Column("created_at", UtcDateTime),
 )
+
+
+_changes = Table("registry_changes", _metadata, Column("id", Integer, primary_key=True), Column("changes", BigInteger))
+
+
+def _count_change(conn: Connection) -> None:
+    """Move the registry's change count in the writer's transaction (see :meth:`SqlRegistryStore.resolve`)."""
+    conn.execute(update(_changes).where(_changes.c.id == 1).values(changes=_changes.c.changes + 1))
 
 
 def _record_alias_event(conn: Connection, model_id: int, alias: str, version: int | None, action: str) -> None:
@@ -185,6 +196,9 @@ class SqlRegistryStore(RegistryStore):
 
     def __init__(self, url: str):
         self._engine = open_engine(url)
+        self._resolved: dict[tuple[str, str], ModelVersion] = {}
+        self._resolved_at: int | None = None  # the change count the cached refs were resolved at
+        self._resolved_lock = threading.Lock()
 
     def close(self) -> None:
         """Release the database connections."""
@@ -252,27 +266,45 @@ class SqlRegistryStore(RegistryStore):
                     created_at=now(),
                 )
             )
+            _count_change(conn)
             return _require_version(conn, model_id, name, number)
 
         return self._transaction(work)
 
     def resolve(self, tenant: str, ref: str) -> ModelVersion:
-        """As :meth:`RegistryStore.resolve`, in one connection and four small queries (the API resolves a
-        model on every inference request)."""
-        parsed = parse_ref(ref)
+        """As :meth:`RegistryStore.resolve`. The API resolves a model on every inference request, so a ref
+        resolved once is kept in this process until the registry's change count moves (any process's
+        write moves it in its own transaction): one small query when nothing changed, instead of four.
+        The count is read before the ref, so a cached answer is never older than the count it is kept under."""
         with self._engine.connect() as conn:
-            model_id = _find_model_id(conn, tenant, parsed.name)
-            version = parsed.version
-            if parsed.alias is not None:
-                version = conn.scalar(select(_aliases.c.version).where(_aliases.c.model_id == model_id,
-                                                                       _aliases.c.alias == parsed.alias))
-                if version is None:
-                    raise NotFoundError(f"alias {parsed.name}@{parsed.alias} not found")
-            elif version is None:
-                version = conn.scalar(select(func.max(_versions.c.version)).where(_versions.c.model_id == model_id))
-                if version is None:
-                    raise NotFoundError(f"model {parsed.name!r} has no versions")
-            return _require_version(conn, model_id, parsed.name, version)
+            changes = conn.scalar(select(_changes.c.changes).where(_changes.c.id == 1))
+            with self._resolved_lock:
+                if changes != self._resolved_at:
+                    self._resolved, self._resolved_at = {}, changes
+                found = self._resolved.get((tenant, ref))
+            if found is not None:
+                return found
+            found = self._resolve(conn, tenant, ref)
+        with self._resolved_lock:
+            if self._resolved_at == changes and len(self._resolved) < _RESOLVED_CACHE_SIZE:
+                self._resolved[(tenant, ref)] = found
+        return found
+
+    @staticmethod
+    def _resolve(conn: Connection, tenant: str, ref: str) -> ModelVersion:
+        parsed = parse_ref(ref)
+        model_id = _find_model_id(conn, tenant, parsed.name)
+        version = parsed.version
+        if parsed.alias is not None:
+            version = conn.scalar(select(_aliases.c.version).where(_aliases.c.model_id == model_id,
+                                                                   _aliases.c.alias == parsed.alias))
+            if version is None:
+                raise NotFoundError(f"alias {parsed.name}@{parsed.alias} not found")
+        elif version is None:
+            version = conn.scalar(select(func.max(_versions.c.version)).where(_versions.c.model_id == model_id))
+            if version is None:
+                raise NotFoundError(f"model {parsed.name!r} has no versions")
+        return _require_version(conn, model_id, parsed.name, version)
 
     def get_version(self, tenant: str, name: str, version: int) -> ModelVersion:
         with self._engine.connect() as conn:
@@ -297,6 +329,7 @@ class SqlRegistryStore(RegistryStore):
             else:
                 conn.execute(update(_aliases).where(*where).values(version=version))
             _record_alias_event(conn, model_id, alias, version, "set")
+            _count_change(conn)
 
         self._transaction(work)
 
@@ -308,6 +341,7 @@ class SqlRegistryStore(RegistryStore):
             if not conn.execute(delete(_aliases).where(*where)).rowcount:
                 raise NotFoundError(f"alias {name}@{alias} not found")
             _record_alias_event(conn, model_id, alias, None, "unset")
+            _count_change(conn)
 
     def alias_history(self, tenant: str, name: str) -> list[AliasEvent]:
         with self._engine.connect() as conn:
@@ -327,6 +361,7 @@ class SqlRegistryStore(RegistryStore):
             if current is None:
                 raise _version_not_found(name, version)
             conn.execute(update(_versions).where(*where).values(metrics={**current, **metrics}))
+            _count_change(conn)
             return _require_version(conn, model_id, name, version)
 
     def delete_version(self, tenant: str, name: str, version: int) -> ModelVersion:
@@ -337,6 +372,7 @@ class SqlRegistryStore(RegistryStore):
                 _record_alias_event(conn, model_id, alias, None, "version_deleted")
             conn.execute(delete(_aliases).where(_aliases.c.model_id == model_id, _aliases.c.version == version))
             conn.execute(delete(_versions).where(_versions.c.model_id == model_id, _versions.c.version == version))
+            _count_change(conn)
             return deleted
 
     def delete_model(self, tenant: str, name: str) -> list[ModelVersion]:
@@ -347,4 +383,5 @@ class SqlRegistryStore(RegistryStore):
             conn.execute(delete(_alias_events).where(_alias_events.c.model_id == model_id))
             conn.execute(delete(_versions).where(_versions.c.model_id == model_id))
             conn.execute(delete(_models).where(_models.c.id == model_id))
+            _count_change(conn)
             return deleted

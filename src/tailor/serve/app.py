@@ -21,8 +21,8 @@ from tailor.models.genai import load_fast_chat_model
 from tailor.models.runtimes import onnx_cache_dir
 from tailor.registry.service import open_registry
 from tailor.security.keys import TenantStore
-from tailor.runtime import usable_core_ids
-from tailor.serve.batching import MicroBatcher, pin_current_thread, split_cores
+from tailor.runtime import pin_current_thread, usable_core_ids
+from tailor.serve.batching import MicroBatcher, split_cores
 from tailor.serve.deps import Services, reject_unknown_query_parameters
 from tailor.serve.errors import install_error_handlers
 from tailor.serve.metrics import ApiMetrics, MetricsMiddleware

@@ -3,20 +3,22 @@
 Requests put their texts on one queue; one math thread takes, for the model whose request waited longest,
 every queued request of that model (up to ``max_batch`` texts, a larger request alone; head-only versions
 of many tenants over one base count as one model: they share the encoder pass), waiting at most
-``window_s`` after the oldest arrival for more to come. It tokenizes them in one call, sorts the texts by
-length and runs them in passes of at most ``bucket_size`` texts of similar length (:func:`plan_buckets`), so
-each pass pads only to its own longest text, and hands every request its own rows back. A text's result is
+``window_s`` after the oldest arrival for more to come (not once a pass is full). It tokenizes them in one
+call, sorts the texts by length and runs them in passes of at most ``bucket_size`` texts of similar length
+(:func:`plan_buckets`), so each pass pads only to its own longest text, and hands every request its own rows
+back. A text's result is
 the same batched or alone on every runtime (its row depends only on its own tokens; int8 scales activations
 per token row; tested to 1e-5).
 
-One thread does all the math, so the cores are never oversubscribed; with more than two cores the HTTP
+One thread takes the batches and runs their passes on the math cores, one single-threaded pass per core
+at once (ONNX runtimes, see :func:`~tailor.models.runtimes.run_passes`; PyTorch runs its passes one after
+the other on its own threads), so the cores are never oversubscribed; with more than two cores the HTTP
 event loop keeps one core of its own (see :func:`split_cores`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections import deque
@@ -26,7 +28,8 @@ from typing import Callable
 import numpy as np
 
 from tailor.errors import UnavailableError
-from tailor.models.runtimes import pad_batch
+from tailor.models.runtimes import pad_batch, run_passes
+from tailor.runtime import pin_current_thread
 
 # A forward pass's fixed cost (session call, padding, softmax), in padded tokens' worth: MiniLM on 2 cores.
 CALL_COST_TOKENS = 32
@@ -63,27 +66,21 @@ def split_cores(cores: list[int]) -> tuple[list[int], list[int]]:
     return cores, cores
 
 
-def pin_current_thread(cores: list[int] | None) -> None:
-    """Restrict the calling thread (and the threads it starts later) to ``cores`` where the OS allows it."""
-    if hasattr(os, "sched_setaffinity") and cores:
-        try:
-            os.sched_setaffinity(0, set(cores))
-        except OSError:
-            pass
-
-
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def plan_buckets(lengths: list[int], max_size: int, call_cost: int = CALL_COST_TOKENS) -> list[list[int]]:
+def plan_buckets(lengths: list[int], max_size: int, call_cost: int = CALL_COST_TOKENS,
+                 lanes: int = 1) -> list[list[int]]:
     """The indices of ``lengths`` grouped into forward passes of at most ``max_size`` texts, in length order.
 
     A pass costs its padded tokens (texts x its longest text) plus ``call_cost`` tokens' worth of fixed work;
     the cuts of the sorted order that minimise the total are found by dynamic programming. Texts of similar
     length share a pass, and one long text no longer pads 31 short ones: random finance tweets, 32 per request,
-    on onnx-int8 went from 172 to about 280 texts/s on 2 cores (``call_cost`` from 8 to 256 measured alike)."""
+    on onnx-int8 went from 172 to about 280 texts/s on 2 cores (``call_cost`` from 8 to 256 measured alike).
+    With fewer passes than ``lanes`` (passes that run at once), the costliest ones are halved until every
+    lane has one or no pass has two texts left."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     best, cut = [0] + [None] * len(order), [0] * (len(order) + 1)
     for end in range(1, len(order) + 1):
@@ -96,17 +93,29 @@ def plan_buckets(lengths: list[int], max_size: int, call_cost: int = CALL_COST_T
     while end > 0:
         buckets.append(order[cut[end]:end])
         end = cut[end]
-    return buckets[::-1]
+    buckets.reverse()
+    while buckets and len(buckets) < lanes:
+        costliest = max(buckets, key=lambda rows: len(rows) * lengths[rows[-1]])
+        if len(costliest) < 2:
+            break
+        at = buckets.index(costliest)
+        half = len(costliest) // 2
+        buckets[at:at + 1] = [costliest[:half], costliest[half:]]
+    return buckets
 
 
-def run_in_buckets(runtime, texts: list[str], forward, bucket_size: int = 32) -> tuple[np.ndarray, list[int]]:
+def run_in_buckets(runtime, texts: list[str], forward, bucket_size: int = 32,
+                   cores: list[int] | None = None) -> tuple[np.ndarray, list[int]]:
     """``(forward's output rows in input order, tokens per text)``: ``texts`` tokenized together with
     ``runtime``'s tokenizer, run through ``forward(input_ids, attention_mask)`` in passes of at most
-    ``bucket_size`` texts of similar length (:func:`plan_buckets`), each padded only to its own longest text."""
+    ``bucket_size`` texts of similar length (:func:`plan_buckets`), each padded only to its own longest text,
+    ``runtime.lanes`` passes at once (on threads pinned to ``cores``, see :func:`run_passes`)."""
     ids = runtime.tokenizer(texts, truncation=True, max_length=runtime.max_length, padding=False)["input_ids"]
+    lanes = getattr(runtime, "lanes", 1)
+    passes = plan_buckets([len(r) for r in ids], bucket_size, lanes=lanes)
+    padded = [pad_batch([ids[i] for i in rows], runtime.pad_id) for rows in passes]
     out = None
-    for rows in plan_buckets([len(r) for r in ids], bucket_size):
-        result = forward(*pad_batch([ids[i] for i in rows], runtime.pad_id))
+    for rows, result in zip(passes, run_passes(forward, padded, lanes, cores)):
         if out is None:
             out = np.zeros((len(ids), *result.shape[1:]), dtype=np.float32)
         out[rows] = result
@@ -129,11 +138,12 @@ class MicroBatcher:
     """The math thread and its queue (see the module docstring).
 
     Args:
-        window_s: the longest a request waits for others to share its batch.
+        window_s: the longest a request waits for others to share its batch (none once ``bucket_size``
+            texts are queued).
         max_batch: most texts per batch (a single request with more runs alone).
         bucket_size: most texts per forward pass inside a batch.
         max_pending: most texts waiting; beyond it requests get :class:`ServerBusy`.
-        cores: the cores the math thread is pinned to (default: all usable ones).
+        cores: the cores the math threads are pinned to (default: all usable ones).
         on_batch: called with ``(texts, requests, seconds)`` after each batch (for /metrics).
     """
 
@@ -203,7 +213,8 @@ class MicroBatcher:
                     return None
                 self._cond.wait()
             deadline = self._queue[0].arrived + self.window_s
-            while self._pending_texts < self.max_batch and not self._stopping:
+            # texts that already fill a pass do not wait for company (a 32-text request starts at once)
+            while self._pending_texts < min(self.max_batch, self.bucket_size) and not self._stopping:
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     break
@@ -248,7 +259,7 @@ class MicroBatcher:
             forward, finish = first.logits, lambda request, rows: rows
         else:
             forward, finish = first.features, lambda request, rows: request.runtime.apply_head(rows)
-        outputs, tokens = run_in_buckets(first, texts, forward, self.bucket_size)
+        outputs, tokens = run_in_buckets(first, texts, forward, self.bucket_size, self.cores)
         parts, start = [], 0
         for request in batch:
             end = start + len(request.texts)

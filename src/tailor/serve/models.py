@@ -239,7 +239,7 @@ class ModelCache:
 
     def _load(self, entry: CachedModel, load: Callable[[], object]):
         from tailor.runtime import usable_core_ids
-        from tailor.serve.batching import pin_current_thread
+        from tailor.runtime import pin_current_thread
 
         started = time.perf_counter()
         before = usable_core_ids()  # the calling thread's cores, restored after the load

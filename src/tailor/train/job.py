@@ -291,7 +291,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     with registry.artifacts.stage() as staged:
         _write_artifacts(staged, model, tokenizer, spec, cfg, metrics, baseline, report, outcome, trials, name)
         (staged / ABSTAIN_FILE).write_text(json.dumps(abstain, indent=2), encoding="utf-8")
-        serving = _choose_runtime(staged, split.val, cfg, reporter, settings)
+        serving = _choose_runtime(staged, split.val, list(split.train.texts), cfg, reporter, settings)
         timings["total_s"] = round(time.monotonic() - t_start, 2)  # the lineage's timings, with estimated_s
         version = registry.publish_version(
             tenant, name, staged, task="classify", base_model=base.name, method=method, params=cfg.model_dump(),
@@ -305,16 +305,17 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                        outcome.history, outcome.best_epoch, trials)
 
 
-def _choose_runtime(staged: Path, val: TextDataset, cfg: TrainConfig, reporter: Reporter,
+def _choose_runtime(staged: Path, val: TextDataset, train_texts: list[str], cfg: TrainConfig, reporter: Reporter,
                     settings: Settings) -> dict:
-    """Build the staged version's ONNX graphs and let the accuracy gate choose its serving runtime on the
-    validation rows (see :mod:`tailor.models.optimize`); the record lands in ``serving.json``."""
+    """Build the staged version's ONNX graphs (int8 calibrated on the training texts) and let the accuracy
+    gate choose its serving runtime on the validation rows (see :mod:`tailor.models.optimize`); the record
+    lands in ``serving.json``."""
     from tailor.models.optimize import describe_record, optimize_version
     from tailor.models.runtimes import default_bases
 
     record = optimize_version(staged, list(val.texts), list(val.labels), default_bases(settings.home),
                               gate_points=cfg.runtime_gate_points, min_agreement=cfg.runtime_min_agreement,
-                              runtime=cfg.runtime)
+                              runtime=cfg.runtime, calibration_texts=train_texts)
     reporter.message(describe_record(record), runtime=record["runtime"])
     return record
 
