@@ -732,7 +732,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tailor`` command."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and isinstance(getattr(args, "texts", None), list) and not any(e.startswith("-") for e in extra):
+        args.texts += extra  # texts after an option (tailor predict REF --abstain "text"): argparse leaves them
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _tenant_of_fine_tuned_id(args)
     from tailor.errors import TailorError
 

@@ -62,6 +62,8 @@ def test_predict_abstains_from_the_command_line(trained_head):
     assert out.returncode == 0, out.stderr
     label, score, echoed = out.stdout.strip().splitlines()[-1].split("\t")
     assert (label, echoed) == ("(abstain)", text) and float(score) < 0.99
+    after = run_cli(settings.home, "predict", "tweets", "--abstain-threshold", "0.99", text)  # texts after options
+    assert (after.returncode, after.stdout) == (0, out.stdout)
 
     out = run_cli(settings.home, "predict", "tweets", text, "--abstain-threshold", "0", "--json")
     prediction = json.loads(out.stdout.strip().splitlines()[-1])

@@ -17,6 +17,7 @@ RECORD_KEYS = {"runtime", "gate_points", "min_agreement", "validation_rows", "ma
                "items_per_s", "allowed", "reason", "seconds"}
 REASON = ("fastest runtime agreeing with torch-fp32 on at least 98% of the validation labels and not shown to lose "
           "more than 0.5 macro-F1 points")
+SHARED_REASON = REASON.replace("fastest runtime", "fastest runtime on the shared base graph")
 TEXTS = [text for text, _ in sample_rows(SAMPLE_TEST)[:40]]
 LABELS = [label for _, label in sample_rows(SAMPLE_TEST)[:40]]
 
@@ -42,8 +43,9 @@ def test_jobs_record_the_gate_in_the_artifact_and_the_metrics(trained, method):
     assert record["agreement"]["torch-fp32"] == 1.0 and record["delta_ci"]["torch-fp32"] == [0.0, 0.0]
     passes = {r: record["agreement"][r] >= 0.98 and record["delta_ci"][r][1] >= -0.5 for r in RUNTIMES}
     assert record["allowed"] == [r for r in RUNTIMES if r == "torch-fp32" or passes[r]]
-    assert record["runtime"] == max(record["allowed"], key=record["items_per_s"].get)
-    assert record["reason"] == REASON
+    candidates = record["allowed"] if method == "full" else [r for r in record["allowed"] if r != "torch-fp32"]
+    assert record["runtime"] == max(candidates, key=record["items_per_s"].get)
+    assert record["reason"] == (REASON if method == "full" else SHARED_REASON)
     assert trained[method].version.metrics["serving"] == record
 
 
@@ -91,6 +93,11 @@ def test_the_gate_rule_when_forced_or_without_validation_rows():
     comparisons = {"torch-fp32": same, "onnx-fp32": same, "onnx-int8": far}
     assert choose_runtime(dict.fromkeys(RUNTIMES, 80.0), speeds, 0.5, 100, "onnx-int8", comparisons) == (
         "onnx-int8", ["torch-fp32", "onnx-fp32"], "forced by the config (runtime=onnx-int8)")
+    # a head or LoRA version serves on its base's shared graph even where torch-fp32 timed faster
+    fast_torch = {"torch-fp32": 240.0, "onnx-fp32": 140.0, "onnx-int8": 230.0}
+    assert choose_runtime(dict.fromkeys(RUNTIMES, 80.0), fast_torch, 0.5, 100, comparisons=comparisons,
+                          shared=True) == ("onnx-fp32", ["torch-fp32", "onnx-fp32"], SHARED_REASON)
+    assert choose_runtime(dict.fromkeys(RUNTIMES, 80.0), fast_torch, 0.5, 100, comparisons=comparisons)[0] == "torch-fp32"
     empty = dict.fromkeys(RUNTIMES)
     assert choose_runtime(empty, speeds, 0.5, 0) == (
         "onnx-fp32", ["torch-fp32", "onnx-fp32"], "no validation rows: int8 is not allowed without a score; "

@@ -45,7 +45,7 @@ from tailor.train.batching import length_grouped_batches
 
 SPEED_FILE = Path("cache") / "speed.json"
 STALE_AFTER_S = 7 * 24 * 3600
-SPEED_FORMAT = 1
+SPEED_FORMAT = 2  # 2: the optimizer step includes gradient clipping
 TIMED_STEPS = 2  # after one untimed warm-up step; the fastest counts (other work only slows a step down)
 LENGTH_BUCKET = 8  # probe lengths are rounded up to a multiple of this, so near-equal jobs share a probe
 INFER_BATCH = 64  # predict_logits and embed_all's batch size
@@ -292,8 +292,9 @@ def _probe_batch(vocab_size: int, batch_size: int, length: int, num_labels: int,
 
 
 def probe_training_step(model, batch: dict, device: str, bf16: bool) -> dict[str, float]:
-    """Seconds of one forward + backward pass and of one AdamW step over ``model``'s trainable parameters
-    (fastest of :data:`TIMED_STEPS` after a warm-up). The probe's model is thrown away afterwards."""
+    """Seconds of one forward + backward pass and of what the loop does after it: the gradient norm clipped
+    (the default ``grad_clip``), one AdamW step over ``model``'s trainable parameters and the gradients
+    dropped (fastest of :data:`TIMED_STEPS` after a warm-up). The probe's model is thrown away afterwards."""
     import torch
 
     from tailor.models.classifier import forward_logits
@@ -310,6 +311,7 @@ def probe_training_step(model, batch: dict, device: str, bf16: bool) -> dict[str
         torch.nn.functional.cross_entropy(logits.float(), batch["labels"]).backward()
         _sync(device)
         t1 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         _sync(device)
