@@ -37,6 +37,8 @@ RUNTIMES = ("torch-fp32", "onnx-fp32", "onnx-int8")
 ONNX_FILES = {"onnx-fp32": "model.onnx", "onnx-int8": "model.int8.onnx"}
 RUNTIME_DIR = "runtime"
 RECORD_FILE = "serving.json"
+
+
 class ClassifierRuntime:
     """One loaded classifier version on one runtime.
 

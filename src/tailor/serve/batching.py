@@ -6,9 +6,8 @@ of many tenants over one base count as one model: they share the encoder pass), 
 ``window_s`` after the oldest arrival for more to come (not once a pass is full). It tokenizes them in one
 call, sorts the texts by length and runs them in passes of at most ``bucket_size`` texts of similar length
 (:func:`plan_buckets`), so each pass pads only to its own longest text, and hands every request its own rows
-back. A text's result is
-the same batched or alone on every runtime (its row depends only on its own tokens; int8 scales activations
-per token row; tested to 1e-5).
+back. A text's result is the same batched or alone on every runtime (its row depends only on its own tokens;
+int8 scales activations per token row; tested to 1e-5).
 
 One thread takes the batches and runs their passes on the math cores, one single-threaded pass per core
 at once (ONNX runtimes, see :func:`~tailor.models.runtimes.run_passes`; PyTorch runs its passes one after
