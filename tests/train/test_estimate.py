@@ -104,7 +104,7 @@ def test_the_speed_is_cached_per_threads_and_methods_and_measured_again_when_sta
     measured_speed(base, ["full"], threads=2, now=1000.0 + STALE_AFTER_S + 1, **kwargs)  # stale
     assert calls == [(("full",), 2), (("full",), 1), (("lora",), 2), (("full",), 2)]
     stored = json.loads((tmp_path / SPEED_FILE).read_text())
-    assert stored["format"] == 1
+    assert stored["format"] == 2
     assert sorted(stored["entries"]) == ["minilm-l6|cpu|threads=1|bf16=0|batch=16|length=32",
                                          "minilm-l6|cpu|threads=2|bf16=0|batch=16|length=32"]
     entry = stored["entries"]["minilm-l6|cpu|threads=2|bf16=0|batch=16|length=32"]
