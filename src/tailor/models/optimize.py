@@ -75,22 +75,22 @@ def quantize_int8(src: Path, dst: Path, calibration: list[tuple[np.ndarray, np.n
     model = onnx.load(str(src))
     graph = model.graph
     weights = {init.name: init for init in graph.initializer}
+    matrices = {node.input[1]: numpy_helper.to_array(weights[node.input[1]]).astype(np.float32)
+                for node in graph.node if node.op_type == "MatMul" and node.input[1] in weights
+                and len(weights[node.input[1]].dims) == 2}
     readers: dict[str, list[np.ndarray]] = {}
     for node in graph.node:
-        weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
-        if weight is not None and len(weight.dims) == 2:
-            readers.setdefault(node.input[0], []).append(numpy_helper.to_array(weight).astype(np.float32))
+        if node.op_type == "MatMul" and node.input[1] in matrices:
+            readers.setdefault(node.input[0], []).append(matrices[node.input[1]])
     smoothing = smoothing_factors(src, readers, calibration) if calibration else {}
     constants = {"q8/a_scale": np.array(1 / 127, dtype=np.float32),
                  "q8/a_zero_point": np.array(128, dtype=np.uint8), "q8/eps": np.array(1e-12, dtype=np.float32)}
     nodes, quantized_rows = [], {}
     for node in graph.node:
-        weight = weights.get(node.input[1]) if node.op_type == "MatMul" else None
-        if weight is None or len(weight.dims) != 2:
+        if node.op_type != "MatMul" or node.input[1] not in matrices:
             nodes.append(node)
             continue
-        x = node.input[0]
-        w = numpy_helper.to_array(weight).astype(np.float32)
+        weight, x, w = weights[node.input[1]], node.input[0], matrices[node.input[1]]
         if x in smoothing:
             w = w * smoothing[x][:, None]
         scale = np.abs(w).max(axis=0) / 127
