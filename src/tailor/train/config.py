@@ -77,8 +77,10 @@ class TrainConfig(LoraTrainingConfig):
                             "(tailor.models.optimize.choose_runtime)")
     runtime_gate_points: float = Field(0.5, ge=0, le=100, description="macro-F1 points (0..100) a faster runtime "
                                                                        "may lose against torch-fp32")
-    runtime_min_agreement: float = Field(0.98, ge=0, le=1, description="share of validation labels a faster "
-                                                                       "runtime must give as torch-fp32 does")
+    runtime_min_agreement: float = Field(0.98, ge=0, le=1, description="share of labels a faster runtime must "
+                                                                       "give as torch-fp32 does; refused only when "
+                                                                       "the validation rows' 95% Wilson interval "
+                                                                       "lies below it")
     abstain_target_precision: float = Field(
         0.95, gt=0, le=1, description="accuracy the answered validation rows must reach for the version's "
                                       "suggested abstain threshold (0.95: one wrong answer in 20; see "
