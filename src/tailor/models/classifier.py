@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from tailor.catalog import ResolvedBase, resolve_base
 from tailor.errors import TailorError
 from tailor.runtime import pick_device, setup_torch
@@ -215,15 +217,17 @@ def predictions_from_probs(labels: Sequence[str], probs, abstain_threshold: floa
         abstain_threshold: None answers every row; a probability (0..1) leaves rows whose top probability is
             below it unanswered (see :class:`Prediction`).
     """
+    probs = np.asarray(probs, dtype=np.float64)
+    best = probs.argmax(axis=1).tolist()
+    tops = probs.max(axis=1).tolist()
     out = []
-    for row in probs:
-        best = int(row.argmax())
-        top = float(row[best])
-        scores = {label: round(float(p), 6) for label, p in zip(labels, row)}
+    # rounded in one numpy call: a per-value round() was 1 ms of the event loop per 32 texts of 30 labels
+    for b, top, row in zip(best, tops, np.round(probs, 6).tolist()):
+        scores = dict(zip(labels, row))
         if abstain_threshold is not None and top < abstain_threshold:
             out.append(Prediction(None, round(top, 6), scores, True, _abstain_reason(top, abstain_threshold)))
         else:
-            out.append(Prediction(labels[best], round(top, 6), scores))
+            out.append(Prediction(labels[b], round(top, 6), scores))
     return out
 
 
