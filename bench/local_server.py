@@ -19,7 +19,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_server(home: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+def local_server(home: Path, env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run the API (no job workers) over ``home`` until the block ends; yields ``(base_url, process)``.
 
     Raises:
@@ -29,7 +29,7 @@ def local_server(home: Path) -> Iterator[tuple[str, subprocess.Popen]]:
 
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "tailor.cli", "serve", "--port", str(port), "--no-workers"],
-                              env={**os.environ, "TAILOR_HOME": str(home)}, stdout=subprocess.DEVNULL,
+                              env={**os.environ, "TAILOR_HOME": str(home), **(env or {})}, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

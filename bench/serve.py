@@ -12,6 +12,9 @@ Scenarios (short finance sentences, and ~128-token texts made by joining sentenc
   tenant, for head and for LoRA versions;
 - **accuracy**: macro-F1 of the served model (on the runtime its accuracy gate chose) vs the fp32 PyTorch
   model on the held-out file;
+- **recording**: one text per request from 8 concurrent clients to two servers over one database, one
+  recording every answer (as by default) and one with recording off, timed alternately three times each:
+  the throughput recording costs (target: at most 10%), also with ``"store": true`` (texts kept);
 - **gate**: on two shared data sets where the accuracy gate decides (finance news, 1,810 training rows, whose
   ~180 validation rows are the small split a client brings; clinc150's banking and credit-card intents, 30
   classes), the default recipe's version served through the API at 32 texts per request beside the pipeline
@@ -58,8 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=40, help="requests per scenario and text length")
     parser.add_argument("--tenants", type=int, default=100)
-    parser.add_argument("--only", choices=("main", "gate"), help="run one part: the sample-data scenarios or the "
-                                                                "gate data sets")
+    parser.add_argument("--only", choices=("main", "gate", "recording"),
+                        help="run one part: the sample-data scenarios, the gate data sets or recording on and off")
     parser.add_argument("--data-dir", type=Path,
                         default=Path(os.environ.get("TAILOR_DATASETS", REPO_ROOT.parent / "shared" / "datasets")),
                         help="folder holding the gate data sets (default: $TAILOR_DATASETS or ../shared/datasets)")
@@ -216,14 +219,55 @@ def run_gate_datasets(args, home: Path) -> dict:
     return out
 
 
+def run_recording(args, home: Path) -> dict:
+    """concurrent8 short against a server recording every answer and one with recording off (same database,
+    same model), alternately; and with ``"store": true``."""
+    import httpx
+    import tailor
+    from tailor.security.keys import TenantStore
+    from tailor.settings import Settings
+
+    settings = Settings(home=home)
+    tailor.fine_tune(SAMPLES / "finance_sentiment_train.csv", name="recorded", tenant="rec", method="full", epochs=1,
+                     settings=settings)
+    key = TenantStore(settings.registry_url).create_tenant("rec")[1]
+    short = [t for t, _ in read_rows(SAMPLES / "finance_sentiment_test.csv")]
+    rng = random.Random(2)
+    rates: dict[str, list[float]] = {"on": [], "store": [], "off": []}
+    with local_server(home) as (on_url, _), local_server(home, {"TAILOR_RECORD_PREDICTIONS": "false"}) as (off_url, _):
+        client = httpx.Client(timeout=600, limits=httpx.Limits(max_connections=16))
+
+        def classify(url: str, text: str, store: bool = False) -> None:
+            client.post(url + "/v1/classifications", headers={"Authorization": f"Bearer {key}"},
+                        json={"model": "recorded", "input": text, "store": store}).raise_for_status()
+
+        for url in (on_url, off_url):
+            classify(url, short[0])  # cold load, not timed
+        setups = [("on", on_url, False), ("off", off_url, False), ("store", on_url, True)]
+        for round_ in range(ROUNDS):
+            for name, url, store in setups[round_:] + setups[:round_]:  # each goes first once
+                singles = [rng.choice(short) for _ in range(args.requests * 10)]
+                rates[name].append(timed_concurrently(lambda t: classify(url, t, store), singles)["items_per_s"])
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    out = {"items_per_s": medians, "rounds": rates,
+           "cost_on": round(1 - medians["on"] / medians["off"], 3),
+           "cost_store": round(1 - medians["store"] / medians["off"], 3)}
+    print(f"\nrecording (concurrent8 short, medians of {ROUNDS} alternating rounds): off {medians['off']} items/s, "
+          f"on {medians['on']} ({100 * out['cost_on']:+.1f}% lost), with store {medians['store']} "
+          f"({100 * out['cost_store']:+.1f}% lost); target: at most 10% lost")
+    return out
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     home = Path(tempfile.mkdtemp(prefix="tailor-bench-serve-"))
     os.environ["TAILOR_HOME"] = str(home)
     summary = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}}
-    if args.only != "gate":
+    if args.only in (None, "main"):
         summary |= run_sample_scenarios(args, home)
-    if args.only != "main":
+    if args.only in (None, "recording"):
+        summary["recording"] = run_recording(args, home)
+    if args.only in (None, "gate"):
         summary["gate_datasets"] = run_gate_datasets(args, home)
     return write_summary(summary, RESULTS_PATH)
 

@@ -234,3 +234,21 @@ def test_jobs_show_events_and_cancel(tmp_path):
     assert [e["message"] for e in events["events"]] == ["Job queued", "Job cancelled by the user"]
     for verb in ("show", "cancel", "events"):
         assert cli("jobs", verb, "ftjob-nope") == (2, "", "error: fine-tuning job 'ftjob-nope' not found")
+
+
+def test_tenants_retention_shows_sets_and_resets_a_tenants_limits(tmp_path):
+    home = tmp_path / "home"
+    assert run_cli("tenants", "create", "acme", home=home).returncode == 0
+    shown = run_cli("tenants", "retention", "acme", "--json", home=home)
+    assert json.loads(shown.stdout) == {"tenant": "acme", "days": 30, "rows": 1000000,
+                                        "own": {"days": None, "rows": None}}
+    set_ = run_cli("tenants", "retention", "acme", "--days", "7", home=home)
+    assert set_.stdout.strip() == "tenant acme keeps its prediction records 7 day(s), at most 1,000,000 rows"
+    assert json.loads(run_cli("tenants", "retention", "acme", "--rows", "50", "--json", home=home).stdout)["own"] == {
+        "days": 7, "rows": 50}
+    reset = run_cli("tenants", "retention", "acme", "--default", "--json", home=home)
+    assert json.loads(reset.stdout)["own"] == {"days": None, "rows": None}
+    bad = run_cli("tenants", "retention", "acme", "--days", "0", home=home)
+    assert (bad.returncode, bad.stderr.strip()) == (2, "error: retention days must be at least 1, got 0")
+    unknown = run_cli("tenants", "retention", "globex", home=home)
+    assert unknown.returncode != 0 and "tenant 'globex' not found" in unknown.stderr and "Traceback" not in unknown.stderr

@@ -430,6 +430,23 @@ def cmd_tenants_list(args) -> int:
     return _show(args, {"tenants": tenants}, text)
 
 
+def cmd_tenants_retention(args) -> int:
+    from tailor.settings import get_settings
+
+    store = _tenant_store()
+    if args.days is not None or args.rows is not None or args.default:
+        days, rows = (None, None) if args.default else store.retention(args.name)
+        store.set_retention(args.name, args.days if args.days is not None else days,
+                            args.rows if args.rows is not None else rows)
+    store.require_tenant(args.name)
+    days, rows = store.retention(args.name)
+    settings = get_settings()
+    shown = {"tenant": args.name, "days": days or settings.retention_days, "rows": rows or settings.retention_rows,
+             "own": {"days": days, "rows": rows}}
+    return _show(args, shown, f"tenant {args.name} keeps its prediction records {shown['days']} day(s), at most "
+                              f"{shown['rows']:,} rows" + ("" if days or rows else " (the server's defaults)"))
+
+
 def cmd_keys_create(args) -> int:
     key, secret = _tenant_store().create_key(args.tenant, args.name, args.scopes)
     return _show(args, {**key.to_dict(), "secret": secret},
@@ -693,6 +710,15 @@ def build_parser() -> argparse.ArgumentParser:
     tl = tenants.add_parser("list", help="every tenant")
     common(tl, tenant=False)
     tl.set_defaults(func=cmd_tenants_list)
+    tr = tenants.add_parser("retention", help="how long and how many of a tenant's prediction records are kept "
+                                              "(shows them; --days / --rows set them)")
+    tr.add_argument("name")
+    tr.add_argument("--days", type=int, help="delete records older than this many days")
+    tr.add_argument("--rows", type=int, help="keep at most this many of the newest records")
+    tr.add_argument("--default", action="store_true", help="back to the server's defaults (TAILOR_RETENTION_DAYS, "
+                                                           "TAILOR_RETENTION_ROWS) before --days / --rows")
+    common(tr, tenant=False)
+    tr.set_defaults(func=cmd_tenants_retention)
 
     keys = verbs.add_parser("keys", help="a tenant's API keys").add_subparsers(dest="keys_verb", metavar="VERB",
                                                                                required=True)

@@ -33,6 +33,13 @@ class Settings(BaseSettings):
                                    description="how long a classification request waits for others to share its batch")
     batch_max_texts: int = Field(default=64, ge=1, le=4096, description="most texts in one micro-batch")
     batch_queue_texts: int = Field(default=8192, ge=1, description="texts waiting beyond this get 503 (retry)")
+    record_predictions: bool = Field(default=True, description="record every inference answer (see tailor.monitor)")
+    retention_days: int = Field(default=30, ge=1, description="prediction records older than this are deleted "
+                                                              "(a tenant may set its own)")
+    retention_rows: int = Field(default=1_000_000, ge=1, description="a tenant's prediction records beyond its newest "
+                                                                     "this many are deleted (a tenant may set its own)")
+    record_flush_s: float = Field(default=0.5, gt=0, le=60, description="the longest a prediction record waits to be "
+                                                                        "written")
 
     @property
     def registry_url(self) -> str:

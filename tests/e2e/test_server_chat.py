@@ -54,7 +54,27 @@ def test_openai_client_fine_tunes_smollm2_and_chats_with_it_streaming(server, tm
         max_tokens=12, temperature=0)
     assert whole.choices[0].message.content == text
     assert done.fine_tuned_model in [m.id for m in client.models.list().data]
+    _stored_completions_round_trip(client, done.fine_tuned_model)
     # the base's engine may not be built yet: 503 with Retry-After while it builds, which the client's retries honour
     completion = client.with_options(max_retries=30).completions.create(
         model="smollm2-135m-instruct", prompt="The capital of France is", max_tokens=4, temperature=0)
     assert completion.usage.completion_tokens <= 4 and completion.choices[0].text
+
+
+def _stored_completions_round_trip(client, model: str) -> None:
+    """OpenAI's stored completions through the official client: store, list by metadata, retrieve, read the
+    messages, update, delete."""
+    question = [{"role": "user", "content": "What is anemia?"}]
+    made = client.chat.completions.create(model=model, messages=question, max_tokens=6, temperature=0, store=True,
+                                          metadata={"case": "anemia"})
+    client.chat.completions.create(model=model, messages=question, max_tokens=2, store=True, metadata={"case": "x"})
+    listed = client.chat.completions.list(model=model, metadata={"case": "anemia"})
+    assert [c.id for c in listed.data] == [made.id]
+    fetched = client.chat.completions.retrieve(made.id)
+    assert (fetched.choices[0].message.content, fetched.usage.total_tokens) == (
+        made.choices[0].message.content, made.usage.total_tokens)
+    assert [(m.role, m.content) for m in client.chat.completions.messages.list(made.id).data] == [
+        ("user", "What is anemia?")]
+    assert client.chat.completions.update(made.id, metadata={"case": "done"}).metadata == {"case": "done"}
+    assert client.chat.completions.delete(made.id).deleted is True
+    assert client.chat.completions.list(model=model, metadata={"case": "anemia"}).data == []

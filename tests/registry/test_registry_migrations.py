@@ -14,7 +14,7 @@ EXPECTED_COLUMNS = {
     "model_versions": ["id", "model_id", "version", "task", "base_model", "method", "artifact_path",
                        "params", "metrics", "lineage", "created_at"],
     "aliases": ["model_id", "alias", "version"],
-    "tenants": ["name", "created_at"],
+    "tenants": ["name", "created_at", "retention_days", "retention_rows"],
     "api_keys": ["id", "tenant", "name", "secret_hash", "prefix", "scopes", "created_at", "last_used_at",
                  "revoked_at"],
     "files": ["id", "tenant", "filename", "purpose", "bytes", "sha256", "kind", "summary", "relpath", "created_at"],
@@ -25,8 +25,11 @@ EXPECTED_COLUMNS = {
     "job_checkpoints": ["id", "job_id", "step", "metrics", "created_at"],
     "alias_events": ["id", "model_id", "alias", "version", "action", "created_at"],
     "registry_changes": ["id", "changes"],
+    "predictions": ["id", "tenant", "kind", "request_id", "model", "model_name", "version", "created_at", "latency_ms",
+                    "prompt_tokens", "completion_tokens", "label", "score", "scores", "output", "input", "stored",
+                    "metadata", "details"],
 }
-ALL_STEPS = ["m001_initial", "m002_service", "m003_alias_events", "m004_registry_changes"]
+ALL_STEPS = ["m001_initial", "m002_service", "m003_alias_events", "m004_registry_changes", "m005_predictions"]
 
 
 @pytest.fixture
@@ -61,6 +64,9 @@ def test_blank_database_is_migrated_to_the_expected_schema(engine):
         (["model_id"], "models")]
     assert [(i["name"], i["column_names"]) for i in schema.get_indexes("alias_events")] == [
         ("ix_alias_events_model", ["model_id", "id"])]
+    assert sorted((i["name"], i["column_names"]) for i in schema.get_indexes("predictions")) == [
+        ("ix_predictions_tenant_created", ["tenant", "created_at", "id"]),
+        ("ix_predictions_tenant_model", ["tenant", "model_name", "version", "created_at"])]
 
 
 def test_migrating_twice_is_a_no_op(engine):

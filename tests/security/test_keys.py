@@ -134,3 +134,16 @@ def test_last_used_at_is_set_on_first_use(store):
     assert first is not None and first >= key.created_at
     store.authenticate(secret)  # within a minute: not written again
     assert store.list_keys("acme")[0].last_used_at == first
+
+
+def test_a_tenant_sets_and_clears_its_own_retention_limits(store):
+    store.create_tenant("acme")
+    assert store.retention("acme") == (None, None) and store.retention("nobody") == (None, None)
+    store.set_retention("acme", 7, None)
+    assert store.retention("acme") == (7, None)
+    store.set_retention("acme", None, 500)
+    assert store.retention("acme") == (None, 500)
+    with pytest.raises(UsageError, match="retention rows must be at least 1, got 0"):
+        store.set_retention("acme", 3, 0)
+    with pytest.raises(NotFoundError, match="tenant 'globex' not found"):
+        store.set_retention("globex", 3, 3)

@@ -235,8 +235,8 @@ def test_a_trained_version_records_its_abstain_threshold(head_artifact):
 
 def test_classifications_answer_everything_by_default(client, acme, tweets):
     body = classify(client, acme).json()
-    assert set(body) == {"object", "model", "data", "usage"}
-    assert [set(row) for row in body["data"]] == [{"index", "label", "score", "scores"}] * 2
+    assert set(body) == {"id", "object", "model", "data", "usage"}
+    assert [set(row) for row in body["data"]] == [{"id", "index", "label", "score", "scores"}] * 2
     assert all(row["label"] in row["scores"] for row in body["data"])
 
 
@@ -244,12 +244,12 @@ def test_classifications_abstain_below_an_explicit_threshold(client, acme, tweet
     plain = classify(client, acme).json()["data"]
     body = classify(client, acme, abstain_threshold=0.99).json()
     assert body["abstain_threshold"] == 0.99
-    assert body["data"] == [
+    assert [{k: v for k, v in row.items() if k != "id"} for row in body["data"]] == [
         {"index": i, "label": None, "score": row["score"], "scores": row["scores"], "abstained": True,
          "reason": f"top probability {row['score']:.3f} is below the abstain threshold 0.990"}
         for i, row in enumerate(plain)]
     answered = classify(client, acme, abstain=True, abstain_threshold=0.0).json()["data"]
-    assert answered == [row | {"abstained": False} for row in plain]
+    assert [row | {"id": None} for row in answered] == [row | {"abstained": False, "id": None} for row in plain]
 
 
 def test_classifications_abstain_at_the_versions_suggestion(client, acme, settings, head_artifact):
@@ -263,7 +263,7 @@ def test_classifications_abstain_at_the_versions_suggestion(client, acme, settin
     for row in body["data"]:
         assert (row["label"] is None) == row["abstained"] == (row["score"] < middle)
         assert ("reason" in row) == row["abstained"]
-    assert set(classify(client, acme, abstain=False).json()) == {"object", "model", "data", "usage"}
+    assert set(classify(client, acme, abstain=False).json()) == {"id", "object", "model", "data", "usage"}
 
 
 def test_abstain_needs_a_suggested_threshold(client, acme, settings, head_artifact):

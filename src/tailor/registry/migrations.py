@@ -1,4 +1,4 @@
-"""The database's schema (registry, tenants, files, jobs) as ordered, named steps, each applied once in its own transaction.
+"""The database's schema (registry, tenants, files, jobs, prediction records) as ordered, named steps, each applied once in its own transaction.
 
 A step is a frozen snapshot: never edit one that has shipped; add ``m002_...`` that alters the tables and
 update the query-side tables (in :mod:`tailor.registry.sql`, :mod:`tailor.security.keys`,
@@ -18,6 +18,7 @@ from sqlalchemy import (
     Index,
     DateTime,
     Engine,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Integer,
@@ -199,11 +200,46 @@ def _m004_registry_changes(conn: Connection) -> None:
     conn.execute(insert(changes).values(id=1, changes=0))
 
 
+def _m005_predictions(conn: Connection) -> None:
+    """Every answer served models gave (see :mod:`tailor.monitor.records`), and each tenant's limits on how
+    long and how many of them are kept (NULL: the server's defaults)."""
+    metadata = MetaData()
+    Table(
+        "predictions",
+        metadata,
+        Column("id", String(40), primary_key=True),
+        Column("tenant", String(64), nullable=False),
+        Column("kind", String(24), nullable=False),
+        Column("request_id", String(40)),
+        Column("model", Text, nullable=False),
+        Column("model_name", String(200), nullable=False),
+        Column("version", Integer),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("latency_ms", Float, nullable=False),
+        Column("prompt_tokens", Integer, nullable=False),
+        Column("completion_tokens", Integer, nullable=False),
+        Column("label", Text),
+        Column("score", Float),
+        Column("scores", Text),
+        Column("output", Text),
+        Column("input", Text),
+        Column("stored", Integer, nullable=False),
+        Column("metadata", Text),
+        Column("details", Text),
+        Index("ix_predictions_tenant_model", "tenant", "model_name", "version", "created_at"),
+        Index("ix_predictions_tenant_created", "tenant", "created_at", "id"),
+    )
+    metadata.create_all(conn)
+    conn.exec_driver_sql("ALTER TABLE tenants ADD COLUMN retention_days INTEGER")
+    conn.exec_driver_sql("ALTER TABLE tenants ADD COLUMN retention_rows INTEGER")
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_service", _m002_service),
     ("m003_alias_events", _m003_alias_events),
     ("m004_registry_changes", _m004_registry_changes),
+    ("m005_predictions", _m005_predictions),
 ]
 
 

@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Column, String, Table, MetaData, Text, func, insert, select, update
+from sqlalchemy import Column, Integer, String, Table, MetaData, Text, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tailor.db import UtcDateTime, now, open_engine
@@ -32,7 +32,8 @@ _LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 _metadata = MetaData()
 _tenants = Table("tenants", _metadata, Column("name", String(64), primary_key=True),
-                 Column("created_at", UtcDateTime))
+                 Column("created_at", UtcDateTime), Column("retention_days", Integer),
+                 Column("retention_rows", Integer))
 _keys = Table(
     "api_keys", _metadata,
     Column("id", String(40), primary_key=True), Column("tenant", String(64)), Column("name", Text),
@@ -140,6 +141,29 @@ class TenantStore:
         with self._engine.begin() as conn:
             if conn.scalar(select(_tenants.c.name).where(_tenants.c.name == name)) is None:
                 raise NotFoundError(f"tenant {name!r} not found; create it with: tailor tenants create {name}")
+
+    def retention(self, name: str) -> tuple[int | None, int | None]:
+        """The tenant's own limits on its prediction records, ``(days, rows)``; None where the server's
+        defaults apply (also for an unknown tenant)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(_tenants.c.retention_days, _tenants.c.retention_rows)
+                               .where(_tenants.c.name == name)).one_or_none()
+        return (row.retention_days, row.retention_rows) if row is not None else (None, None)
+
+    def set_retention(self, name: str, days: int | None, rows: int | None) -> None:
+        """Set the tenant's limits on its prediction records (None: back to the server's default).
+
+        Raises:
+            NotFoundError: no such tenant.
+            UsageError: a limit below 1.
+        """
+        for what, value in (("days", days), ("rows", rows)):
+            if value is not None and value < 1:
+                raise UsageError(f"retention {what} must be at least 1, got {value}")
+        self.require_tenant(name)
+        with self._engine.begin() as conn:
+            conn.execute(update(_tenants).where(_tenants.c.name == name)
+                         .values(retention_days=days, retention_rows=rows))
 
     def create_key(self, tenant: str, name: str, scopes) -> tuple[ApiKey, str]:
         """A new key for ``tenant``; return it and its secret (shown once)."""

@@ -19,6 +19,8 @@ from tailor.jobs.executor import Executor
 from tailor.jobs.store import JobStore
 from tailor.models.genai import load_fast_chat_model
 from tailor.models.runtimes import onnx_cache_dir
+from tailor.monitor.recorder import Recorder
+from tailor.monitor.records import PredictionStore
 from tailor.registry.service import open_registry
 from tailor.security.keys import TenantStore
 from tailor.runtime import pin_current_thread, usable_core_ids
@@ -49,9 +51,16 @@ def build_services(settings: Settings, executor: Executor | None = None) -> Serv
                                                                                  progress=progress))
     batcher = MicroBatcher(window_s=settings.batch_window_ms / 1000, max_batch=settings.batch_max_texts,
                            max_pending=settings.batch_queue_texts, cores=math_cores, on_batch=metrics.record_batch)
-    services = Services(settings=settings, tenants=TenantStore(url), files=FileStore(url, settings.files_dir),
+    tenants, predictions = TenantStore(url), PredictionStore(url)
+
+    def retention(tenant: str) -> tuple[int, int]:
+        days, rows = tenants.retention(tenant)
+        return days or settings.retention_days, rows or settings.retention_rows
+
+    recorder = Recorder(predictions, retention, flush_s=settings.record_flush_s) if settings.record_predictions else None
+    services = Services(settings=settings, tenants=tenants, files=FileStore(url, settings.files_dir),
                         jobs=JobStore(url), registry=registry, models=models, batcher=batcher,
-                        executor=executor, metrics=metrics)
+                        executor=executor, metrics=metrics, predictions=predictions, recorder=recorder)
     metrics.add_state(services)
     return services
 
@@ -66,12 +75,16 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
         services.files.sweep_incoming()
         pin_current_thread(split_cores(usable_core_ids())[0])  # the event loop's thread
         services.batcher.start()
+        if services.recorder is not None:
+            services.recorder.start()
         if executor is not None:
             executor.start()
         try:
             yield
         finally:
             services.batcher.stop()
+            if services.recorder is not None:
+                services.recorder.stop()
             if executor is not None:
                 executor.stop()
 

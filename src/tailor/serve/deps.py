@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -12,6 +13,8 @@ from tailor.data.files import FileStore
 from tailor.errors import AuthenticationError, PermissionDeniedError
 from tailor.jobs.executor import Executor
 from tailor.jobs.store import JobStore
+from tailor.monitor.recorder import Recorder
+from tailor.monitor.records import PredictionStore
 from tailor.registry.service import Registry
 from tailor.security.keys import Principal, TenantStore
 from tailor.serve.batching import MicroBatcher
@@ -32,6 +35,8 @@ class Services:
     batcher: MicroBatcher
     executor: Executor | None
     metrics: object
+    predictions: PredictionStore
+    recorder: Recorder | None  # None when recording is off (settings.record_predictions)
 
 
 # The dependencies below are ``async def`` although they do not await: FastAPI runs a plain ``def`` dependency
@@ -57,6 +62,15 @@ async def get_principal(request: Request,
     return request.app.state.services.tenants.authenticate(credentials.credentials)
 
 
+_METADATA_PARAM = re.compile(r"metadata\[([^\[\]]{1,64})\]")
+
+
+async def metadata_query(request: Request) -> dict[str, str]:
+    """OpenAI's ``metadata[key]=value`` query filters (as the ``openai`` client sends ``metadata={...}``)."""
+    return {match.group(1): value for name, value in request.query_params.items()
+            if (match := _METADATA_PARAM.fullmatch(name))}
+
+
 async def reject_unknown_query_parameters(request: Request) -> None:
     """A query parameter the route does not take is an error, never silently ignored."""
     route = request.scope.get("route")
@@ -66,7 +80,10 @@ async def reject_unknown_query_parameters(request: Request) -> None:
     from tailor.serve.errors import ApiError
 
     known = {param.alias for param in _query_params(dependant)}
+    takes_metadata = any(sub.call is metadata_query for sub in dependant.dependencies)
     for name in request.query_params:
+        if takes_metadata and _METADATA_PARAM.fullmatch(name):
+            known.add(name)
         if name not in known:
             allowed = ", ".join(sorted(known)) or "none"
             raise ApiError(400, f"unknown query parameter {name!r} (this route takes: {allowed})", param=name)

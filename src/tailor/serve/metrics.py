@@ -16,6 +16,9 @@
 ``tailor_jobs``                             gauge      fine-tuning jobs by ``status`` (all tenants)
 ``tailor_workers_alive``                    gauge      job worker processes alive
 ``tailor_workers_limit``                    gauge      job worker processes configured (jobs run at once)
+``tailor_prediction_records_total``         counter    prediction records by ``outcome``: written, dropped
+                                                       (a backlog past its cap while writes failed), pruned
+``tailor_prediction_records_pending``       gauge      records waiting to be written
 ==========================================  =========  =====================================================
 
 The route label is the route's template (``/v1/files/{file_id}``), never the raw path, so ids do not
@@ -27,7 +30,7 @@ from __future__ import annotations
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
@@ -96,6 +99,15 @@ class _StateCollector:
         yield states
         yield GaugeMetricFamily("tailor_batch_queue_texts", "texts waiting for the math thread",
                                 value=self.services.batcher.pending)
+        recorder = self.services.recorder
+        if recorder is not None:
+            records = CounterMetricFamily("tailor_prediction_records", "prediction records by outcome",
+                                          labels=["outcome"])
+            for outcome in ("written", "dropped", "pruned"):
+                records.add_metric([outcome], getattr(recorder, outcome))
+            yield records
+            yield GaugeMetricFamily("tailor_prediction_records_pending", "prediction records waiting to be written",
+                                    value=recorder.pending)
         executor = self.services.executor
         if executor is not None:
             status = executor.status()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 class _Strict(BaseModel):
@@ -183,11 +183,35 @@ class AliasList(BaseModel):
     history: list[AliasEventObject] = Field(description="every change, oldest first")
 
 
+def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is not None:
+        if len(value) > 16:
+            raise ValueError(f"at most 16 pairs, got {len(value)}")
+        for key, text in value.items():
+            if not 1 <= len(key) <= 64:
+                raise ValueError(f"key {key[:70]!r}: 1 to 64 characters")
+            if len(text) > 512:
+                raise ValueError(f"value of {key!r}: at most 512 characters, got {len(text)}")
+    return value
+
+
+Metadata = Annotated[dict[str, str] | None, AfterValidator(_check_metadata),
+                     Field(description="up to 16 string pairs (keys up to 64 characters, values up to 512) kept "
+                                       "with the request's records, to filter stored completions by")]
+Store = Annotated[bool, Field(description="keep the input with the request's records (for review, feedback and "
+                                          "OpenAI's stored completions); statistics are recorded either way")]
+
+
+class _Recorded(_Strict):
+    store: Store = False
+    metadata: Metadata = None
+
+
 Text = Annotated[str, Field(min_length=1, pattern=r"\S", description="a text with at least one non-space character")]
 Texts = Text | Annotated[list[Text], Field(min_length=1, max_length=2048)]
 
 
-class ClassificationRequest(_Strict):
+class ClassificationRequest(_Recorded):
     model: str = Field(..., min_length=1, max_length=300, description="a fine-tuned classifier's id or reference")
     input: Texts = Field(..., description="a text or up to 2,048 texts")
     abstain: bool | None = Field(None, description="true: leave texts whose top probability is below the "
@@ -197,6 +221,7 @@ class ClassificationRequest(_Strict):
 
 
 class ClassificationResult(BaseModel):
+    id: str = Field(description="this answer's prediction id (for feedback)")
     index: int
     label: str | None = Field(description="the most probable label; null when the text was abstained on")
     score: float = Field(description="the top label's probability")
@@ -211,6 +236,7 @@ class Usage(BaseModel):
 
 
 class ClassificationResponse(BaseModel):
+    id: str = Field(description="the request's id")
     object: Literal["list"]
     model: str
     data: list[ClassificationResult]
@@ -218,7 +244,7 @@ class ClassificationResponse(BaseModel):
     abstain_threshold: float | None = Field(None, description="the threshold applied, when abstention was asked for")
 
 
-class EmbeddingRequest(_Strict):
+class EmbeddingRequest(_Recorded):
     model: str = Field(..., min_length=1, max_length=300)
     input: Texts = Field(..., description="a text or up to 2,048 texts (token arrays are not supported)")
     encoding_format: Literal["float", "base64"] = "float"
@@ -262,7 +288,7 @@ class StreamOptions(_Strict):
     include_usage: bool = False
 
 
-class _Sampling(_Strict):
+class _Sampling(_Recorded):
     model: str = Field(..., min_length=1, max_length=300, description="a chat base or a fine-tuned chat model")
     temperature: float = Field(1.0, ge=0, le=2, description="0 decodes greedily")
     top_p: float = Field(1.0, gt=0, le=1)
@@ -314,6 +340,37 @@ class ChatCompletion(BaseModel):
     choices: list[ChatChoice]
     usage: CompletionUsage
     system_fingerprint: str | None = None
+
+
+class StoredChatCompletion(ChatCompletion):
+    metadata: dict[str, str] | None = None
+
+
+class StoredChatCompletionList(BaseModel):
+    object: Literal["list"]
+    data: list[StoredChatCompletion]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class MetadataUpdate(_Strict):
+    metadata: Metadata = Field(..., description="the new metadata (replaces the old; null clears it)")
+
+
+class StoredMessage(BaseModel):
+    id: str
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str
+    name: str | None = None
+
+
+class StoredMessageList(BaseModel):
+    object: Literal["list"]
+    data: list[StoredMessage]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
 
 
 class CompletionChoice(BaseModel):

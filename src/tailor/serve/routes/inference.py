@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import secrets
+import time
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
@@ -10,9 +12,11 @@ from fastapi.concurrency import run_in_threadpool
 from tailor.errors import UsageError
 from tailor.eval.abstain import recorded_threshold
 from tailor.models.classifier import predictions_from_probs
+from tailor.monitor.records import new_id
 from tailor.serve.deps import Reader, ServicesDep
 from tailor.serve.errors import ApiError
 from tailor.serve.models import resolve_model
+from tailor.serve.recording import Recording
 from tailor.serve.routes.common import errors
 from tailor.serve.schemas import ClassificationRequest, ClassificationResponse, EmbeddingRequest, EmbeddingResponse
 
@@ -43,8 +47,9 @@ def _abstain_threshold(body: ClassificationRequest, named) -> float | None:
         raise ApiError(400, f"abstain: {exc}", param="abstain") from None
 
 
-def _result(index: int, prediction, abstaining: bool) -> dict:
-    row = {"index": index, "label": prediction.label, "score": prediction.score, "scores": prediction.scores}
+def _result(prediction_id: str, index: int, prediction, abstaining: bool) -> dict:
+    row = {"id": prediction_id, "index": index, "label": prediction.label, "score": prediction.score,
+           "scores": prediction.scores}
     if abstaining:  # only then: existing clients keep exactly the shape they know
         row["abstained"] = prediction.abstained
         if prediction.abstained:
@@ -57,7 +62,11 @@ def _result(index: int, prediction, abstaining: bool) -> dict:
 async def classify(body: ClassificationRequest, principal: Reader, services: ServicesDep) -> dict:
     """Label each text. With ``"abstain": true`` (the version's suggested threshold, chosen on its validation
     rows for a target precision) or ``"abstain_threshold": t``, a text whose top probability is below the
-    threshold gets ``"label": null``, ``"abstained": true`` and the ``reason``; its scores are still given."""
+    threshold gets ``"label": null``, ``"abstained": true`` and the ``reason``; its scores are still given.
+
+    Each answer has a prediction ``id`` (for feedback) and is recorded for monitoring; the text itself is kept
+    only with ``"store": true``."""
+    started = time.perf_counter()
     texts = _texts(body.input, services.settings.max_text_chars)
     named = resolve_model(services.registry, principal.tenant, body.model)
     runtime = services.models.ready(named.cache_key) if named.version and named.task == "classify" else None
@@ -67,17 +76,26 @@ async def classify(body: ClassificationRequest, principal: Reader, services: Ser
     scored = await services.batcher.score(named.cache_key, runtime, texts)
     tokens = sum(scored.tokens)
     predictions = predictions_from_probs(runtime.labels, scored.probs, threshold)
-    response = {"object": "list", "model": body.model,
-                "data": [_result(i, p, threshold is not None) for i, p in enumerate(predictions)],
+    request_id = "clf-" + secrets.token_hex(12)
+    ids = [new_id("classification") for _ in predictions]
+    response = {"id": request_id, "object": "list", "model": body.model,
+                "data": [_result(ids[i], i, p, threshold is not None) for i, p in enumerate(predictions)],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
     if threshold is not None:
         response["abstain_threshold"] = threshold
+    Recording(services, principal.tenant, body.model, named, body, started).add("classification", [
+        {"id": ids[i], "request_id": request_id, "prompt_tokens": scored.tokens[i], "label": p.label,
+         "score": p.score, "scores": p.scores, "input": {"text": texts[i]},
+         "details": {"abstained": True, "reason": p.reason} if p.abstained else None}
+        for i, p in enumerate(predictions)])
     return response
 
 
 @router.post("/embeddings", response_model=EmbeddingResponse, responses=errors(404, 503),
              summary="Sentence embeddings from a base encoder or a fine-tuned classifier's encoder")
 async def embeddings(body: EmbeddingRequest, principal: Reader, services: ServicesDep) -> dict:
+    """OpenAI's embeddings. The request is recorded for monitoring (its texts only with ``"store": true``)."""
+    started = time.perf_counter()
     texts = _texts(body.input, services.settings.max_text_chars)
     named = resolve_model(services.registry, principal.tenant, body.model)
     encoder = await run_in_threadpool(services.models.encoder, named)
@@ -89,5 +107,8 @@ async def embeddings(body: EmbeddingRequest, principal: Reader, services: Servic
         data = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
     else:
         data = [v.tolist() for v in vectors]
+    Recording(services, principal.tenant, body.model, named, body, started).add("embedding", [
+        {"id": new_id("embedding"), "prompt_tokens": tokens, "input": {"texts": texts},
+         "details": {"texts": len(texts), "dimensions": int(vectors.shape[1])}}])
     return {"object": "list", "model": body.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)]}

@@ -1,0 +1,224 @@
+"""What every inference request did, one row per answer: the ``predictions`` table and its store.
+
+A row is written for each text a classifier labels (``kind`` ``classification``, its id the ``id`` of the
+response's ``data`` item), each embeddings request (``embedding``) and each chat or text completion
+(``chat.completion``, ``text_completion``, its id OpenAI's ``id``). It holds who asked (tenant), which model
+answered (the id the client sent, and the registered model's name and version, or the base's id with no
+version), when, how long the request took, its tokens, and the answer: the label with every label's
+probability, or the generated text. The input (a classified text, a chat's messages, a prompt) is kept only
+when the request says ``"store": true``; statistics need none of it.
+
+Rows are written off the request path in batches (:mod:`tailor.monitor.recorder`) and pruned per tenant
+by age and count (:meth:`PredictionStore.prune`), oldest first.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, delete, func, insert, select, update
+
+from tailor.db import JsonText, UtcDateTime, now, open_engine
+from tailor.errors import NotFoundError
+
+KINDS = ("classification", "embedding", "chat.completion", "text_completion")
+ID_PREFIXES = {"classification": "pred-", "embedding": "emb-", "chat.completion": "chatcmpl-",
+               "text_completion": "cmpl-"}
+
+_metadata = MetaData()
+_predictions = Table(
+    "predictions", _metadata,
+    Column("id", String(40), primary_key=True), Column("tenant", String(64)), Column("kind", String(24)),
+    Column("request_id", String(40)), Column("model", Text), Column("model_name", String(200)),
+    Column("version", Integer), Column("created_at", UtcDateTime), Column("latency_ms", Float),
+    Column("prompt_tokens", Integer), Column("completion_tokens", Integer), Column("label", Text),
+    Column("score", Float), Column("scores", JsonText), Column("output", Text), Column("input", JsonText),
+    Column("stored", Integer), Column("metadata", JsonText), Column("details", JsonText),
+)
+
+
+def new_id(kind: str) -> str:
+    """A fresh record id in OpenAI's style for ``kind`` (``pred-``, ``emb-``, ``chatcmpl-``, ``cmpl-`` + 24 hex)."""
+    return ID_PREFIXES[kind] + secrets.token_hex(12)
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One answer a served model gave.
+
+    Attributes:
+        id: the answer's id, as the response gave it.
+        request_id: the response's id (several classification answers share one request).
+        model: the model id the client sent (``acme-sentiment@prod``, ``ft:...``, a base id).
+        model_name / version: the registered model and version that answered; a base's id and None.
+        latency_ms: the request's time in the server, from its arrival to its answer.
+        label / score / scores: a classification's label (None when abstained), top probability and every
+            label's probability.
+        output: a completion's generated text.
+        input: the stored input (``{"text": ...}``, ``{"messages": [...]}``, ``{"prompt": ...}``), None unless
+            the request asked to store it.
+        metadata: the client's string key-value tags (OpenAI's ``metadata``).
+        details: what else the answer had (a completion's ``finish_reason`` and ``created``, an abstention's
+            reason, an embeddings request's text count).
+    """
+
+    id: str
+    tenant: str
+    kind: str
+    model: str
+    model_name: str
+    version: int | None
+    request_id: str | None = None
+    created_at: datetime = field(default_factory=now)
+    latency_ms: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    label: str | None = None
+    score: float | None = None
+    scores: dict | None = None
+    output: str | None = None
+    input: dict | None = None
+    metadata: dict | None = None
+    details: dict | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.input is not None
+
+
+def _row(record: PredictionRecord) -> dict:
+    return {"id": record.id, "tenant": record.tenant, "kind": record.kind, "request_id": record.request_id,
+            "model": record.model, "model_name": record.model_name, "version": record.version,
+            "created_at": record.created_at, "latency_ms": record.latency_ms, "prompt_tokens": record.prompt_tokens,
+            "completion_tokens": record.completion_tokens, "label": record.label, "score": record.score,
+            "scores": record.scores, "output": record.output, "input": record.input,
+            "stored": int(record.stored), "metadata": record.metadata, "details": record.details}
+
+
+def _record(row) -> PredictionRecord:
+    return PredictionRecord(
+        id=row.id, tenant=row.tenant, kind=row.kind, model=row.model, model_name=row.model_name,
+        version=row.version, request_id=row.request_id, created_at=row.created_at, latency_ms=row.latency_ms,
+        prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens, label=row.label,
+        score=row.score, scores=row.scores, output=row.output, input=row.input, metadata=row.metadata,
+        details=row.details)
+
+
+class PredictionStore:
+    """The ``predictions`` table (created by migration ``m005_predictions``) on the shared database."""
+
+    def __init__(self, url: str):
+        self._engine = open_engine(url)
+
+    def add(self, records: list[PredictionRecord]) -> None:
+        """Insert ``records`` in one transaction."""
+        if records:
+            with self._engine.begin() as conn:
+                conn.execute(insert(_predictions), [_row(r) for r in records])
+
+    def get(self, tenant: str, record_id: str, kind: str | None = None, stored: bool = False) -> PredictionRecord:
+        """The tenant's record ``record_id`` (of ``kind``; with ``stored``, only one whose input was kept).
+
+        Raises:
+            NotFoundError: no such record for this tenant (another tenant's id is not found either).
+        """
+        query = select(_predictions).where(_predictions.c.tenant == tenant, _predictions.c.id == record_id)
+        if kind is not None:
+            query = query.where(_predictions.c.kind == kind)
+        if stored:
+            query = query.where(_predictions.c.stored == 1)
+        with self._engine.connect() as conn:
+            row = conn.execute(query).one_or_none()
+        if row is None:
+            what = "stored completion" if stored else "prediction"
+            raise NotFoundError(f"{what} {record_id!r} not found")
+        return _record(row)
+
+    def list_stored(self, tenant: str, kind: str, *, model: str | None = None, metadata: dict | None = None,
+                    after: str | None = None, limit: int = 20, newest_first: bool = False
+                    ) -> tuple[list[PredictionRecord], bool]:
+        """The tenant's stored records of ``kind`` in creation order (``newest_first`` reverses it): those for
+        ``model`` (the id the client sent) whose metadata holds every pair of ``metadata``, after the record
+        ``after``; returns ``(up to limit records, whether more follow)``.
+
+        Raises:
+            NotFoundError: ``after`` is not one of the tenant's stored records of ``kind``.
+        """
+        table = _predictions.c
+        query = select(_predictions).where(table.tenant == tenant, table.kind == kind, table.stored == 1)
+        if model is not None:
+            query = query.where(table.model == model)
+        order = (table.created_at.desc(), table.id.desc()) if newest_first else (table.created_at, table.id)
+        if after is not None:
+            cursor = self.get(tenant, after, kind, stored=True)
+            if newest_first:
+                query = query.where((table.created_at < cursor.created_at)
+                                    | ((table.created_at == cursor.created_at) & (table.id < cursor.id)))
+            else:
+                query = query.where((table.created_at > cursor.created_at)
+                                    | ((table.created_at == cursor.created_at) & (table.id > cursor.id)))
+        wanted = dict(metadata or {})
+        out: list[PredictionRecord] = []
+        with self._engine.connect() as conn:
+            # metadata is JSON text: filtered here rather than in SQL, so every database behaves alike
+            for row in conn.execute(query.order_by(*order)):
+                record = _record(row)
+                if all((record.metadata or {}).get(k) == v for k, v in wanted.items()):
+                    out.append(record)
+                    if len(out) > limit:
+                        break
+        return out[:limit], len(out) > limit
+
+    def update_metadata(self, tenant: str, record_id: str, kind: str, metadata: dict) -> PredictionRecord:
+        """Replace a stored record's metadata; returns the updated record.
+
+        Raises:
+            NotFoundError: no such stored record for this tenant.
+        """
+        record = self.get(tenant, record_id, kind, stored=True)
+        with self._engine.begin() as conn:
+            conn.execute(update(_predictions).where(_predictions.c.id == record.id).values(metadata=metadata))
+        return replace(record, metadata=metadata)
+
+    def delete(self, tenant: str, record_id: str, kind: str) -> None:
+        """Delete a stored record.
+
+        Raises:
+            NotFoundError: no such stored record for this tenant.
+        """
+        record = self.get(tenant, record_id, kind, stored=True)
+        with self._engine.begin() as conn:
+            conn.execute(delete(_predictions).where(_predictions.c.id == record.id))
+
+    def count(self, tenant: str, kind: str | None = None) -> int:
+        """How many records the tenant has (of ``kind``)."""
+        query = select(func.count()).select_from(_predictions).where(_predictions.c.tenant == tenant)
+        if kind is not None:
+            query = query.where(_predictions.c.kind == kind)
+        with self._engine.connect() as conn:
+            return int(conn.scalar(query))
+
+    def tenants(self) -> list[str]:
+        """Tenants that have records."""
+        with self._engine.connect() as conn:
+            return sorted(conn.scalars(select(_predictions.c.tenant).distinct()))
+
+    def prune(self, tenant: str, older_than: datetime, keep_rows: int) -> int:
+        """Delete the tenant's records created before ``older_than``, then its oldest beyond the newest
+        ``keep_rows``; returns how many went."""
+        table = _predictions.c
+        with self._engine.begin() as conn:
+            gone = conn.execute(delete(_predictions).where(table.tenant == tenant, table.created_at < older_than))
+            removed = gone.rowcount or 0
+            # the newest keep_rows-th record's time and id: everything strictly older than it goes
+            edge = conn.execute(select(table.created_at, table.id).where(table.tenant == tenant)
+                                .order_by(table.created_at.desc(), table.id.desc())
+                                .offset(keep_rows).limit(1)).one_or_none()
+            if edge is not None:
+                gone = conn.execute(delete(_predictions).where(
+                    table.tenant == tenant,
+                    (table.created_at < edge.created_at) | ((table.created_at == edge.created_at) & (table.id <= edge.id))))
+                removed += gone.rowcount or 0
+        return removed
