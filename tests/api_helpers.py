@@ -50,7 +50,7 @@ def publish_copy(settings, head_artifact, tenant: str, name: str):
         shutil.copytree(source, staged, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MARKER))
         return registry.publish_version(tenant, name, staged, task=version.task, base_model=version.base_model,
                                         method=version.method, params=version.params, metrics=version.metrics,
-                                        lineage={})
+                                        lineage=version.lineage)
 
 
 def error_of(response, status: int) -> dict:

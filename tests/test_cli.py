@@ -252,3 +252,33 @@ def test_tenants_retention_shows_sets_and_resets_a_tenants_limits(tmp_path):
     assert (bad.returncode, bad.stderr.strip()) == (2, "error: retention days must be at least 1, got 0")
     unknown = run_cli("tenants", "retention", "globex", home=home)
     assert unknown.returncode != 0 and "tenant 'globex' not found" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_monitor_reports_a_versions_recorded_answers(trained, session_home):
+    from tailor.monitor.feedback import Feedback, FeedbackStore
+    from tailor.monitor.records import PredictionRecord, PredictionStore, new_id
+    from tailor.settings import Settings
+
+    version = trained["head"].version
+    url = Settings(home=session_home).registry_url
+    labels = sorted(version.lineage["label_counts"])
+    answers = [PredictionRecord(id=new_id("classification"), tenant="default", kind="classification",
+                                model=version.name, model_name=version.name, version=version.version,
+                                request_id=f"clf-{i // 2}", latency_ms=10.0 + i, label=labels[i % 3],
+                                score=0.8, scores={k: (0.8 if k == labels[i % 3] else 0.1) for k in labels})
+               for i in range(6)]
+    PredictionStore(url).add(answers)
+    FeedbackStore(url).put([Feedback("default", answers[0].id, label=labels[0]),
+                            Feedback("default", answers[1].id, label=labels[0])])
+    out = run_cli("monitor", version.name, "--hours", "1", "--bucket-minutes", "30", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["totals"]["requests"] == 3 and report["totals"]["answers"] == 6
+    assert report["measured"] == {"rows": 2, "accuracy": 0.5, "macro_f1": report["measured"]["macro_f1"],
+                                  "estimated_accuracy": report["measured"]["estimated_accuracy"]}
+    assert report["labels"]["served"] == {k: 0.3333 for k in labels} and len(report["buckets"]) == 2
+    text = run_cli("monitor", version.name, "--hours", "1")
+    first = text.stdout.splitlines()[0]
+    assert first == f"{version.name}:{version.version}: last 1 h, 3 requests, 6 answers (0 abstained)"
+    bad = run_cli("monitor", version.name, "--hours", "0")
+    assert (bad.returncode, bad.stderr) == (2, "error: hours must be above 0, got 0\n")

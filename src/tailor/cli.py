@@ -182,6 +182,22 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_monitor(args) -> int:
+    from tailor.errors import UsageError
+    from tailor.monitor.feedback import FeedbackStore
+    from tailor.monitor.records import PredictionStore
+    from tailor.monitor.report import describe_report, version_report
+    from tailor.registry.service import open_registry
+    from tailor.settings import get_settings
+
+    version = open_registry().store.resolve(args.tenant, args.ref)
+    if version.task != "classify":
+        raise UsageError(f"{version.ref} is a {version.task} model; monitoring reports cover classifiers")
+    url = get_settings().registry_url
+    report = version_report(PredictionStore(url), FeedbackStore(url), version, args.hours, args.bucket_minutes)
+    return _show(args, report, describe_report(report))
+
+
 # ---- models -----------------------------------------------------------------------------------------------
 def cmd_models_list(args) -> int:
     from tailor.registry.service import open_registry
@@ -638,6 +654,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="abstain below this top probability (0..1) instead of the suggested threshold")
     common(pr)
     pr.set_defaults(func=cmd_predict)
+
+    mo = verbs.add_parser("monitor", help="how a served classifier is doing: traffic, latency, label mix, accuracy "
+                                          "estimated without labels and measured on feedback")
+    mo.add_argument("ref", help="name, name:VERSION or name@ALIAS")
+    mo.add_argument("--hours", type=float, default=24.0, help="the window: the last this many hours (default 24)")
+    mo.add_argument("--bucket-minutes", type=float, default=60.0, help="the width of each time bucket (default 60)")
+    common(mo)
+    mo.set_defaults(func=cmd_monitor)
 
     models = verbs.add_parser("models", help="the model registry").add_subparsers(dest="models_verb", metavar="VERB",
                                                                                   required=True)

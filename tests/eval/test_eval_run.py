@@ -76,6 +76,7 @@ def test_predict_abstains_from_the_command_line(trained_head):
     # 6 validation rows, 4 right: no threshold that answers all 6 reaches 95%, so --abstain has none to use
     record = result.version.metrics["abstain"]
     assert (record["rows"], record["reachable"], record["threshold"]) == (6, False, None)
+    assert result.version.metrics["calibration"] == {"temperature": 1.0, "rows": 6, "fitted": False}
     assert record["note"].startswith("no threshold that keeps at least 6 of 6 validation rows answered reaches 95%")
     out = run_cli(settings.home, "predict", "tweets", text, "--abstain")
     assert (out.returncode, out.stderr) == (

@@ -28,6 +28,7 @@ EXPECTED_COLUMNS = {
     "predictions": ["id", "tenant", "kind", "request_id", "model", "model_name", "version", "created_at", "latency_ms",
                     "prompt_tokens", "completion_tokens", "label", "score", "scores", "output", "input", "stored",
                     "metadata", "details"],
+    "feedback": ["id", "tenant", "record_id", "label", "rating", "correction", "created_at"],
 }
 ALL_STEPS = ["m001_initial", "m002_service", "m003_alias_events", "m004_registry_changes", "m005_predictions"]
 

@@ -111,13 +111,13 @@ def suggest_threshold(probs, targets, target_precision: float) -> dict:
     return record
 
 
-def suggest_for_rows(classifier, texts: Sequence[str], labels: Sequence[str], target_precision: float) -> dict:
-    """:func:`suggest_threshold` on ``classifier``'s probabilities for labelled rows (a training job's
-    validation split); labels the classifier does not know count as wrong answers."""
+def labelled_probabilities(classifier, texts: Sequence[str], labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``classifier``'s probabilities for labelled rows (a training job's validation split) and the rows'
+    class indices, -1 for a label the classifier does not know (a wrong answer for :func:`suggest_threshold`,
+    left out by calibration)."""
     probs = classifier.predict_proba(list(texts)) if len(texts) else np.zeros((0, len(classifier.labels)))
     index = {label: i for i, label in enumerate(classifier.labels)}
-    return suggest_threshold(probs, np.array([index.get(label, -1) for label in labels], dtype=int),
-                             target_precision)
+    return probs, np.array([index.get(label, -1) for label in labels], dtype=int)
 
 
 def check_threshold(value: float, param: str = "abstain_threshold") -> float:

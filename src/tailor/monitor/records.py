@@ -192,6 +192,17 @@ class PredictionStore:
         with self._engine.begin() as conn:
             conn.execute(delete(_predictions).where(_predictions.c.id == record.id))
 
+    def answers(self, tenant: str, model_name: str, version: int | None, since: datetime, until: datetime,
+                kind: str = "classification") -> list[PredictionRecord]:
+        """The tenant's records of ``kind`` by that model version, created in ``[since, until)``, oldest first."""
+        table = _predictions.c
+        query = select(_predictions).where(
+            table.tenant == tenant, table.model_name == model_name, table.kind == kind,
+            table.version.is_(None) if version is None else table.version == version,
+            table.created_at >= since, table.created_at < until).order_by(table.created_at, table.id)
+        with self._engine.connect() as conn:
+            return [_record(row) for row in conn.execute(query)]
+
     def count(self, tenant: str, kind: str | None = None) -> int:
         """How many records the tenant has (of ``kind``)."""
         query = select(func.count()).select_from(_predictions).where(_predictions.c.tenant == tenant)

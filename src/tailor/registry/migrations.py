@@ -201,8 +201,9 @@ def _m004_registry_changes(conn: Connection) -> None:
 
 
 def _m005_predictions(conn: Connection) -> None:
-    """Every answer served models gave (see :mod:`tailor.monitor.records`), and each tenant's limits on how
-    long and how many of them are kept (NULL: the server's defaults)."""
+    """Every answer served models gave (see :mod:`tailor.monitor.records`), the feedback on them (a true label,
+    a rating, a corrected answer; one per answer), and each tenant's limits on how long and how many answers
+    are kept (NULL: the server's defaults)."""
     metadata = MetaData()
     Table(
         "predictions",
@@ -228,6 +229,18 @@ def _m005_predictions(conn: Connection) -> None:
         Column("details", Text),
         Index("ix_predictions_tenant_model", "tenant", "model_name", "version", "created_at"),
         Index("ix_predictions_tenant_created", "tenant", "created_at", "id"),
+    )
+    Table(
+        "feedback",
+        metadata,
+        Column("id", String(40), primary_key=True),
+        Column("tenant", String(64), nullable=False),
+        Column("record_id", String(40), nullable=False),
+        Column("label", Text),
+        Column("rating", String(8)),
+        Column("correction", Text),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("tenant", "record_id"),
     )
     metadata.create_all(conn)
     conn.exec_driver_sql("ALTER TABLE tenants ADD COLUMN retention_days INTEGER")

@@ -19,6 +19,7 @@ from tailor.jobs.executor import Executor
 from tailor.jobs.store import JobStore
 from tailor.models.genai import load_fast_chat_model
 from tailor.models.runtimes import onnx_cache_dir
+from tailor.monitor.feedback import FeedbackStore
 from tailor.monitor.recorder import Recorder
 from tailor.monitor.records import PredictionStore
 from tailor.registry.service import open_registry
@@ -29,7 +30,7 @@ from tailor.serve.deps import Services, reject_unknown_query_parameters
 from tailor.serve.errors import install_error_handlers
 from tailor.serve.metrics import ApiMetrics, MetricsMiddleware
 from tailor.serve.models import ModelCache
-from tailor.serve.routes import completions, files, inference, jobs, models, system
+from tailor.serve.routes import completions, files, inference, jobs, models, monitoring, system
 from tailor.settings import Settings, get_settings
 
 DESCRIPTION = """Tailor fine-tunes and serves models for many tenants. Authenticate with
@@ -60,7 +61,8 @@ def build_services(settings: Settings, executor: Executor | None = None) -> Serv
     recorder = Recorder(predictions, retention, flush_s=settings.record_flush_s) if settings.record_predictions else None
     services = Services(settings=settings, tenants=tenants, files=FileStore(url, settings.files_dir),
                         jobs=JobStore(url), registry=registry, models=models, batcher=batcher,
-                        executor=executor, metrics=metrics, predictions=predictions, recorder=recorder)
+                        executor=executor, metrics=metrics, predictions=predictions, feedback=FeedbackStore(url),
+                        recorder=recorder)
     metrics.add_state(services)
     return services
 
@@ -92,7 +94,8 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
                   docs_url=None, redoc_url=None, dependencies=[Depends(reject_unknown_query_parameters)])
     app.state.services = services
     install_error_handlers(app)
-    for router in (files.router, jobs.router, models.router, inference.router, completions.router, system.router):
+    for router in (files.router, jobs.router, models.router, inference.router, completions.router, monitoring.router,
+                   system.router):
         app.include_router(router)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     _add_offline_docs(app)

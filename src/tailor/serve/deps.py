@@ -13,6 +13,7 @@ from tailor.data.files import FileStore
 from tailor.errors import AuthenticationError, PermissionDeniedError
 from tailor.jobs.executor import Executor
 from tailor.jobs.store import JobStore
+from tailor.monitor.feedback import FeedbackStore
 from tailor.monitor.recorder import Recorder
 from tailor.monitor.records import PredictionStore
 from tailor.registry.service import Registry
@@ -36,6 +37,7 @@ class Services:
     executor: Executor | None
     metrics: object
     predictions: PredictionStore
+    feedback: FeedbackStore
     recorder: Recorder | None  # None when recording is off (settings.record_predictions)
 
 

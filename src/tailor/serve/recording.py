@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from tailor.monitor.records import PredictionRecord
+from tailor.monitor.records import PredictionRecord, PredictionStore
 from tailor.serve.models import NamedModel
 
 
@@ -47,3 +47,11 @@ class Recording:
             records.append(PredictionRecord(kind=kind, latency_ms=latency, metadata=self.metadata, **self.common,
                                             **answer))
         self.recorder.add(records)
+
+
+def written_records(services) -> PredictionStore:
+    """The records' store, once the records waiting to be written are: an answer given a moment ago is found.
+    Routes that read it are plain ``def``, so FastAPI runs them, database reads and all, off the event loop."""
+    if services.recorder is not None:
+        services.recorder.flush()
+    return services.predictions

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
@@ -388,3 +388,106 @@ class Completion(BaseModel):
     choices: list[CompletionChoice]
     usage: CompletionUsage
     system_fingerprint: str | None = None
+
+
+class FeedbackItem(_Strict):
+    prediction_id: str | None = Field(None, max_length=40, description="a classification answer's id (pred-...)")
+    label: str | None = Field(None, min_length=1, max_length=200, description="its true label")
+    completion_id: str | None = Field(None, max_length=40, description="a (chat) completion's id")
+    rating: Literal["up", "down"] | None = None
+    correction: str | None = Field(None, min_length=1, max_length=100_000, description="the answer it should have "
+                                                                                        "given")
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        if (self.prediction_id is None) == (self.completion_id is None):
+            raise ValueError("give either prediction_id (with label) or completion_id (with rating and/or correction)")
+        if self.prediction_id is not None and (self.label is None or self.rating or self.correction):
+            raise ValueError("a prediction's feedback is its label (and nothing else)")
+        if self.completion_id is not None and self.label is not None:
+            raise ValueError("a completion's feedback is a rating and/or a correction, not a label")
+        return self
+
+
+class FeedbackObject(BaseModel):
+    id: str
+    object: Literal["feedback"]
+    created_at: int
+    prediction_id: str | None = None
+    label: str | None = None
+    completion_id: str | None = None
+    rating: Literal["up", "down"] | None = None
+    correction: str | None = None
+
+
+class FeedbackList(BaseModel):
+    object: Literal["list"]
+    data: list[FeedbackObject]
+
+
+class Percentiles(BaseModel):
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class MonitoringWindow(BaseModel):
+    start: str
+    end: str
+    hours: float
+
+
+class MonitoringTotals(BaseModel):
+    requests: int
+    answers: int
+    abstained: int
+    prompt_tokens: int
+    latency_ms: Percentiles
+
+
+class LabelMix(BaseModel):
+    served: dict[str, float]
+    training: dict[str, float]
+    distance: float | None = Field(description="total variation distance between the two (0 same, 1 disjoint)")
+
+
+class Confidence(BaseModel):
+    mean: float | None
+    histogram: list[int] = Field(description="answers per tenth of calibrated top probability, 0-0.1 first")
+
+
+class Estimated(BaseModel):
+    rows: int
+    accuracy: float | None
+    macro_f1: float | None
+    temperature: float
+    calibrated: bool
+
+
+class Measured(BaseModel):
+    rows: int
+    accuracy: float | None
+    macro_f1: float | None
+    estimated_accuracy: float | None = Field(description="the estimate on the same labelled answers")
+
+
+class MonitoringBucket(BaseModel):
+    start: str
+    requests: int
+    answers: int
+    latency_ms_p50: float | None
+    estimated_accuracy: float | None
+    estimated_macro_f1: float | None
+
+
+class MonitoringReport(BaseModel):
+    object: Literal["model.monitoring"]
+    model: str
+    window: MonitoringWindow
+    bucket_minutes: float
+    totals: MonitoringTotals
+    labels: LabelMix
+    confidence: Confidence
+    estimated: Estimated
+    measured: Measured
+    buckets: list[MonitoringBucket]

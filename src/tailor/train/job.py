@@ -283,11 +283,15 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                "base_model": base.name, "base_reason": base_reason, "method": method, "method_reason": reason,
                "tailor_version": tailor.__version__, "timings": timings, "stop_reason": outcome.stop_reason,
                "resumed_from_epoch": outcome.resumed_from, "device": device, "precision": "bf16" if bf16 else "fp32"}
-    from tailor.eval.abstain import ABSTAIN_FILE, describe_abstain, suggest_for_rows
+    from tailor.eval.abstain import ABSTAIN_FILE, describe_abstain, labelled_probabilities, suggest_threshold
+    from tailor.eval.calibration import calibrate, describe_calibration
 
-    abstain = suggest_for_rows(TextClassifier(model, tokenizer, spec, device), split.val.texts, split.val.labels,
-                               cfg.abstain_target_precision)
+    val_probs, val_targets = labelled_probabilities(TextClassifier(model, tokenizer, spec, device), split.val.texts,
+                                                    split.val.labels)
+    abstain = suggest_threshold(val_probs, val_targets, cfg.abstain_target_precision)
     reporter.message(describe_abstain(abstain), abstain_threshold=abstain["threshold"])
+    calibration = calibrate(val_probs, val_targets)
+    reporter.message(describe_calibration(calibration), temperature=calibration["temperature"])
     with registry.artifacts.stage() as staged:
         _write_artifacts(staged, model, tokenizer, spec, cfg, metrics, baseline, report, outcome, trials, name)
         (staged / ABSTAIN_FILE).write_text(json.dumps(abstain, indent=2), encoding="utf-8")
@@ -296,7 +300,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
         version = registry.publish_version(
             tenant, name, staged, task="classify", base_model=base.name, method=method, params=cfg.model_dump(),
             metrics={"test": metrics, "baseline": baseline, "valid_macro_f1": outcome.best_valid_f1,
-                     "serving": serving, "abstain": abstain},
+                     "serving": serving, "abstain": abstain, "calibration": calibration},
             lineage=lineage)
     checkpointer.clear()
     reporter.message(f"registered {version.ref}", model=version.ref)

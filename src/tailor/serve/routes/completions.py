@@ -26,11 +26,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from tailor.errors import NotFoundError
-from tailor.monitor.records import PredictionRecord, PredictionStore
+from tailor.monitor.records import PredictionRecord
 from tailor.serve.deps import Reader, ServicesDep, Trainer, metadata_query
 from tailor.serve.models import resolve_model
-from tailor.serve.recording import Recording
-from tailor.serve.routes.common import errors
+from tailor.serve.recording import Recording, written_records
+from tailor.serve.routes.common import Limit, errors
 from tailor.serve.schemas import (ChatCompletion, ChatCompletionRequest, Completion, CompletionRequest, Deleted,
                                   MetadataUpdate, StoredChatCompletion, StoredChatCompletionList, StoredMessageList)
 
@@ -182,15 +182,6 @@ def _stored(record: PredictionRecord) -> dict:
                       "total_tokens": record.prompt_tokens + record.completion_tokens}}
 
 
-def _written(services) -> PredictionStore:
-    """The records' store, once the records waiting to be written are: a completion made a moment ago is
-    found. (The routes below are plain ``def``: FastAPI runs them, database reads and all, off the event loop.)"""
-    if services.recorder is not None:
-        services.recorder.flush()
-    return services.predictions
-
-
-Limit = Annotated[int, Query(ge=1, le=100, description="most items returned")]
 Order = Annotated[Literal["asc", "desc"], Query(description="by creation time")]
 
 
@@ -202,7 +193,7 @@ def list_stored_completions(principal: Reader, services: ServicesDep,
                             order: Order = "asc") -> dict:
     """The tenant's stored chat completions, oldest first (``order=desc``: newest first), for ``model`` (the
     id the requests sent) and whose metadata holds every ``metadata[key]=value`` given."""
-    records, more = _written(services).list_stored(principal.tenant, "chat.completion", model=model,
+    records, more = written_records(services).list_stored(principal.tenant, "chat.completion", model=model,
                                                    metadata=metadata, after=after, limit=limit,
                                                    newest_first=order == "desc")
     data = [_stored(r) for r in records]
@@ -213,21 +204,21 @@ def list_stored_completions(principal: Reader, services: ServicesDep,
 @router.get("/chat/completions/{completion_id}", response_model=StoredChatCompletion, responses=errors(404),
             summary="A stored chat completion")
 def get_stored_completion(completion_id: str, principal: Reader, services: ServicesDep) -> dict:
-    return _stored(_written(services).get(principal.tenant, completion_id, "chat.completion", stored=True))
+    return _stored(written_records(services).get(principal.tenant, completion_id, "chat.completion", stored=True))
 
 
 @router.post("/chat/completions/{completion_id}", response_model=StoredChatCompletion, responses=errors(404),
              summary="Replace a stored chat completion's metadata")
 def update_stored_completion(completion_id: str, body: MetadataUpdate, principal: Trainer,
                              services: ServicesDep) -> dict:
-    return _stored(_written(services).update_metadata(principal.tenant, completion_id, "chat.completion",
+    return _stored(written_records(services).update_metadata(principal.tenant, completion_id, "chat.completion",
                                                       body.metadata))
 
 
 @router.delete("/chat/completions/{completion_id}", response_model=Deleted, responses=errors(404),
                summary="Delete a stored chat completion")
 def delete_stored_completion(completion_id: str, principal: Trainer, services: ServicesDep) -> dict:
-    _written(services).delete(principal.tenant, completion_id, "chat.completion")
+    written_records(services).delete(principal.tenant, completion_id, "chat.completion")
     return {"id": completion_id, "object": "chat.completion.deleted", "deleted": True}
 
 
@@ -235,7 +226,7 @@ def delete_stored_completion(completion_id: str, principal: Trainer, services: S
             summary="The messages a stored chat completion answered")
 def list_stored_messages(completion_id: str, principal: Reader, services: ServicesDep,
                          after: str | None = None, limit: Limit = 20, order: Order = "asc") -> dict:
-    record = _written(services).get(principal.tenant, completion_id, "chat.completion", stored=True)
+    record = written_records(services).get(principal.tenant, completion_id, "chat.completion", stored=True)
     messages = [{"id": f"{record.id}-{i}", **m} for i, m in enumerate(record.input["messages"])]
     if order == "desc":
         messages.reverse()

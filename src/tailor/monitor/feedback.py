@@ -1,0 +1,130 @@
+"""Feedback on served answers: the true label of a classification, or a rating and a corrected answer for a
+completion, one per answer (a later one replaces it), kept per tenant in the ``feedback`` table.
+
+:func:`give_feedback` checks a whole batch before writing any of it: every id must be one of the tenant's
+recorded answers of the right kind, and a label one the answering version knows (its recorded probabilities
+name them all), so a typo never becomes a silent training label.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Column, MetaData, String, Table, Text, delete, func, insert, select
+
+from tailor.db import UtcDateTime, now, open_engine
+from tailor.errors import NotFoundError, UsageError
+from tailor.monitor.records import PredictionStore
+
+RATINGS = ("up", "down")
+COMPLETION_KINDS = ("chat.completion", "text_completion")
+
+_metadata = MetaData()
+_feedback = Table(
+    "feedback", _metadata,
+    Column("id", String(40), primary_key=True), Column("tenant", String(64)), Column("record_id", String(40)),
+    Column("label", Text), Column("rating", String(8)), Column("correction", Text), Column("created_at", UtcDateTime),
+)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """Feedback on one recorded answer: ``label`` for a classification; ``rating`` and/or ``correction``
+    for a completion."""
+
+    tenant: str
+    record_id: str
+    label: str | None = None
+    rating: str | None = None
+    correction: str | None = None
+    id: str = field(default_factory=lambda: "fb-" + secrets.token_hex(12))
+    created_at: datetime = field(default_factory=now)
+
+    def to_dict(self) -> dict:
+        out = {"id": self.id, "object": "feedback", "created_at": int(self.created_at.timestamp())}
+        if self.label is not None:
+            out |= {"prediction_id": self.record_id, "label": self.label}
+        else:
+            out |= {"completion_id": self.record_id, "rating": self.rating, "correction": self.correction}
+        return out
+
+
+class FeedbackStore:
+    """The ``feedback`` table (migration ``m005_predictions``)."""
+
+    def __init__(self, url: str):
+        self._engine = open_engine(url)
+
+    def put(self, items: list[Feedback]) -> None:
+        """Write ``items`` in one transaction, each replacing earlier feedback on the same answer."""
+        with self._engine.begin() as conn:
+            for item in items:
+                conn.execute(delete(_feedback).where(_feedback.c.tenant == item.tenant,
+                                                     _feedback.c.record_id == item.record_id))
+            conn.execute(insert(_feedback), [
+                {"id": i.id, "tenant": i.tenant, "record_id": i.record_id, "label": i.label, "rating": i.rating,
+                 "correction": i.correction, "created_at": i.created_at} for i in items])
+
+    def for_records(self, tenant: str, record_ids: list[str]) -> dict[str, Feedback]:
+        """The tenant's feedback on those answers, by answer id."""
+        out: dict[str, Feedback] = {}
+        with self._engine.connect() as conn:
+            for start in range(0, len(record_ids), 500):  # keep each IN list small
+                rows = conn.execute(select(_feedback).where(_feedback.c.tenant == tenant,
+                                                            _feedback.c.record_id.in_(record_ids[start:start + 500])))
+                for r in rows:
+                    out[r.record_id] = Feedback(r.tenant, r.record_id, r.label, r.rating, r.correction, r.id,
+                                                r.created_at)
+        return out
+
+    def count(self, tenant: str) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).select_from(_feedback).where(_feedback.c.tenant == tenant)))
+
+
+def give_feedback(records: PredictionStore, feedback: FeedbackStore, tenant: str, items: list[dict]) -> list[Feedback]:
+    """Check and write a batch of feedback; nothing is written unless every item is right.
+
+    Args:
+        items: ``{"prediction_id", "label"}`` for classifications, ``{"completion_id", "rating"?,
+            "correction"?}`` for completions.
+
+    Raises:
+        NotFoundError: an id that is not one of the tenant's answers of that kind (``feedback[i]`` named).
+        UsageError: a label the answering version does not know, or a completion item with neither a rating
+            nor a correction.
+    """
+    checked = []
+    for i, item in enumerate(items):
+        where = f"feedback[{i}]"
+        if item.get("prediction_id") is not None:
+            record = _answer(records, tenant, item["prediction_id"], ("classification",), where, "prediction")
+            known = sorted(record.scores or {})
+            if item.get("label") not in known:
+                raise UsageError(f"{where}.label: {item.get('label')!r} is not a label of {record.model_name}"
+                                 f"{'' if record.version is None else f':{record.version}'} (its labels: "
+                                 f"{', '.join(known)})")
+            checked.append(Feedback(tenant, record.id, label=item["label"]))
+        else:
+            record = _answer(records, tenant, item["completion_id"], COMPLETION_KINDS, where, "completion")
+            if item.get("rating") is None and not item.get("correction"):
+                raise UsageError(f"{where}: give a rating ({' or '.join(RATINGS)}), a correction, or both")
+            checked.append(Feedback(tenant, record.id, rating=item.get("rating"), correction=item.get("correction")))
+    ids = [f.record_id for f in checked]
+    if len(set(ids)) != len(ids):
+        duplicate = next(i for i in ids if ids.count(i) > 1)
+        raise UsageError(f"feedback: {duplicate!r} is given more than once in one request")
+    feedback.put(checked)
+    return checked
+
+
+def _answer(records: PredictionStore, tenant: str, record_id: str, kinds: tuple[str, ...], where: str, what: str):
+    try:
+        record = records.get(tenant, record_id)
+    except NotFoundError:
+        raise NotFoundError(f"{where}: {what} {record_id!r} not found") from None
+    if record.kind not in kinds:
+        raise NotFoundError(f"{where}: {what} {record_id!r} not found (it is a {record.kind} answer)")
+    return record

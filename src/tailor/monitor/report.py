@@ -1,0 +1,202 @@
+"""A classifier version's monitoring report over a window of its recorded answers: traffic and latency per
+time bucket, the served label mix beside the training one, confidence, accuracy and macro-F1 estimated
+without labels (:mod:`tailor.monitor.estimate`, on the version's calibrated probabilities), and, where
+feedback labels exist, the measured figures beside the estimate.
+
+The report (``GET /v1/models/{model}/monitoring``, ``tailor monitor MODEL``)::
+
+    {"object": "model.monitoring", "model": "sentiment:2", "window": {"start": ..., "end": ..., "hours": 24},
+     "bucket_minutes": 60,
+     "totals": {"requests": 120, "answers": 840, "abstained": 0, "prompt_tokens": 15000,
+                "latency_ms": {"p50": 12.1, "p95": 40.3, "p99": 61.0}},
+     "labels": {"served": {"negative": 0.31, ...}, "training": {"negative": 0.28, ...}, "distance": 0.05},
+     "confidence": {"mean": 0.83, "histogram": [0, 0, 0, 2, 10, ...]},
+     "estimated": {"rows": 840, "accuracy": 0.86, "macro_f1": 0.82, "temperature": 1.41, "calibrated": true},
+     "measured": {"rows": 40, "accuracy": 0.85, "macro_f1": 0.8, "estimated_accuracy": 0.87},
+     "buckets": [{"start": ..., "requests": 5, "answers": 35, "latency_ms_p50": 11.0, "estimated_accuracy": 0.87,
+                  "estimated_macro_f1": 0.84}, ...]}
+
+The label ``distance`` is the total variation distance between the two mixes (half the sum of absolute
+differences: 0 same, 1 disjoint). An empty window gives the same shape with zero counts and None figures.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+
+from tailor.db import now
+from tailor.errors import UsageError
+from tailor.monitor.estimate import expected_performance
+from tailor.monitor.records import PredictionRecord, PredictionStore
+
+CONFIDENCE_BINS = 10
+MAX_BUCKETS = 1000
+
+
+def check_window(hours: float, bucket_minutes: float) -> None:
+    """Raises UsageError unless both are above 0 and the window has at most :data:`MAX_BUCKETS` buckets."""
+    for name, value in (("hours", hours), ("bucket_minutes", bucket_minutes)):
+        if not value > 0:
+            raise UsageError(f"{name} must be above 0, got {value:g}")
+    if hours * 60 / bucket_minutes > MAX_BUCKETS:
+        raise UsageError(f"bucket_minutes: {hours:g} hours in buckets of {bucket_minutes:g} minutes is over "
+                         f"{MAX_BUCKETS} buckets; use wider buckets")
+
+
+def version_report(records: PredictionStore, feedback, version, hours: float = 24.0,
+                   bucket_minutes: float = 60.0) -> dict:
+    """The report on a registered classifier ``version`` over the last ``hours``, from its recorded answers
+    and the tenant's feedback on them (``feedback``: a :class:`~tailor.monitor.feedback.FeedbackStore`).
+
+    Raises:
+        UsageError: a window :func:`check_window` refuses.
+    """
+    check_window(hours, bucket_minutes)
+    end = now()
+    start = end - timedelta(hours=hours)
+    answers = records.answers(version.tenant, version.name, version.version, start, end)
+    given = feedback.for_records(version.tenant, [r.id for r in answers])
+    training = version.lineage.get("label_counts")
+    labels = sorted(answers[0].scores) if answers else sorted(training or {})
+    return monitoring_report(answers, labels, model=f"{version.name}:{version.version}", start=start, end=end,
+                             bucket=timedelta(minutes=bucket_minutes), training_counts=training,
+                             calibration=version.metrics.get("calibration"),
+                             feedback={k: f.label for k, f in given.items() if f.label is not None})
+
+
+def describe_report(report: dict) -> str:
+    """The report as a few lines for a terminal (``tailor monitor``)."""
+    totals, estimated, measured, mix = report["totals"], report["estimated"], report["measured"], report["labels"]
+
+    def pct(value):
+        return "n/a" if value is None else f"{100 * value:.1f}%"
+
+    latency = totals["latency_ms"]
+    lines = [f"{report['model']}: last {report['window']['hours']:g} h, {totals['requests']} requests, "
+             f"{totals['answers']} answers ({totals['abstained']} abstained)",
+             f"latency ms p50 {latency['p50']}  p95 {latency['p95']}  p99 {latency['p99']}",
+             f"estimated accuracy {pct(estimated['accuracy'])}, macro-F1 {pct(estimated['macro_f1'])} "
+             f"({'calibrated' if estimated['calibrated'] else 'uncalibrated'}, temperature "
+             f"{estimated['temperature']:.2f})"]
+    if measured["rows"]:
+        lines.append(f"measured on {measured['rows']} feedback labels: accuracy {pct(measured['accuracy'])} "
+                     f"(estimated {pct(measured['estimated_accuracy'])}), macro-F1 {pct(measured['macro_f1'])}")
+    if mix["served"]:
+        lines.append("labels served / trained: " + ", ".join(
+            f"{k} {pct(mix['served'].get(k, 0))}/{pct(mix['training'].get(k))}" for k in sorted(
+                set(mix["served"]) | set(mix["training"]))) + f"  (distance {mix['distance']})")
+    lines.append("per bucket (start, answers, estimated accuracy): " + "  ".join(
+        f"{b['start'][11:16]} {b['answers']} {pct(b['estimated_accuracy'])}" for b in report["buckets"][-12:]))
+    return "\n".join(lines)
+
+
+def monitoring_report(records: list[PredictionRecord], labels: list[str], *, model: str, start: datetime,
+                      end: datetime, bucket: timedelta, training_counts: dict[str, int] | None,
+                      calibration: dict | None, feedback: dict[str, str]) -> dict:
+    """The report (see the module docstring) for ``records`` of one version, whose ``labels`` are its classes
+    in column order; ``feedback`` maps answer ids to their true labels."""
+    temperature = float((calibration or {}).get("temperature", 1.0))
+    probs = np.array([[r.scores[label] for label in labels] for r in records], dtype=float).reshape(-1, len(labels))
+    estimate = expected_performance(probs, temperature)
+    report = {"object": "model.monitoring", "model": model,
+              "window": {"start": _iso(start), "end": _iso(end), "hours": round((end - start).total_seconds() / 3600, 3)},
+              "bucket_minutes": round(bucket.total_seconds() / 60, 3),
+              "totals": _traffic(records),
+              "labels": _label_mix(records, training_counts),
+              "confidence": _confidence(probs, temperature),
+              "estimated": {**estimate, "temperature": temperature,
+                            "calibrated": bool((calibration or {}).get("fitted", False))},
+              "measured": _measured(records, probs, labels, temperature, feedback),
+              "buckets": _buckets(records, probs, temperature, start, end, bucket)}
+    return report
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat()
+
+
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None}
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {"p50": round(float(p50), 2), "p95": round(float(p95), 2), "p99": round(float(p99), 2)}
+
+
+def _requests(records: list[PredictionRecord]) -> dict[str, float]:
+    """Each request's latency, by request id (a request's answers share it)."""
+    return {r.request_id or r.id: r.latency_ms for r in records}
+
+
+def _traffic(records: list[PredictionRecord]) -> dict:
+    latencies = list(_requests(records).values())
+    return {"requests": len(latencies), "answers": len(records),
+            "abstained": sum(1 for r in records if r.label is None),
+            "prompt_tokens": sum(r.prompt_tokens for r in records), "latency_ms": _percentiles(latencies)}
+
+
+def _shares(counts: dict[str, int]) -> dict[str, float]:
+    total = sum(counts.values())
+    return {label: round(n / total, 4) for label, n in sorted(counts.items())} if total else {}
+
+
+def _label_mix(records: list[PredictionRecord], training_counts: dict[str, int] | None) -> dict:
+    """Served top labels (the model's choice, abstained or not) beside the training labels."""
+    served = Counter(max(r.scores, key=r.scores.get) for r in records)
+    served_shares, training_shares = _shares(served), _shares(training_counts or {})
+    distance = None
+    if served_shares and training_shares:
+        keys = set(served_shares) | set(training_shares)
+        distance = round(0.5 * sum(abs(served_shares.get(k, 0) - training_shares.get(k, 0)) for k in keys), 4)
+    return {"served": served_shares, "training": training_shares, "distance": distance}
+
+
+def _confidence(probs: np.ndarray, temperature: float) -> dict:
+    if len(probs) == 0:
+        return {"mean": None, "histogram": [0] * CONFIDENCE_BINS}
+    from tailor.eval.calibration import apply_temperature
+
+    top = apply_temperature(probs, temperature).max(axis=1)
+    histogram = np.bincount(np.minimum((top * CONFIDENCE_BINS).astype(int), CONFIDENCE_BINS - 1),
+                            minlength=CONFIDENCE_BINS)
+    return {"mean": round(float(top.mean()), 4), "histogram": histogram.tolist()}
+
+
+def _measured(records: list[PredictionRecord], probs: np.ndarray, labels: list[str], temperature: float,
+              feedback: dict[str, str]) -> dict:
+    """Accuracy and macro-F1 on the answers with a feedback label, beside the estimate on the same answers."""
+    from sklearn.metrics import f1_score
+
+    rows = [i for i, r in enumerate(records) if r.id in feedback]
+    if not rows:
+        return {"rows": 0, "accuracy": None, "macro_f1": None, "estimated_accuracy": None}
+    truth = [feedback[records[i].id] for i in rows]
+    predicted = [labels[int(probs[i].argmax())] for i in rows]
+    return {"rows": len(rows), "accuracy": round(float(np.mean([t == p for t, p in zip(truth, predicted)])), 4),
+            "macro_f1": round(float(f1_score(truth, predicted, average="macro", zero_division=0)), 4),
+            "estimated_accuracy": expected_performance(probs[rows], temperature)["accuracy"]}
+
+
+def _buckets(records: list[PredictionRecord], probs: np.ndarray, temperature: float, start: datetime,
+             end: datetime, bucket: timedelta) -> list[dict]:
+    edges = []
+    moment = start
+    while moment < end:
+        edges.append(moment)
+        moment += bucket
+    out = []
+    index = 0
+    for left in edges:
+        right = min(left + bucket, end)
+        first = index
+        while index < len(records) and records[index].created_at < right:
+            index += 1
+        chunk = records[first:index]
+        estimate = expected_performance(probs[first:index], temperature)
+        latencies = list(_requests(chunk).values())
+        out.append({"start": _iso(left), "requests": len(latencies), "answers": len(chunk),
+                    "latency_ms_p50": _percentiles(latencies)["p50"], "estimated_accuracy": estimate["accuracy"],
+                    "estimated_macro_f1": estimate["macro_f1"]})
+    return out

@@ -1,0 +1,106 @@
+"""Feedback on answers and the monitoring report through the API: checks before anything is written, tenant
+isolation, and a report whose figures are recomputed here from the answers themselves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from api_helpers import error_of, publish_copy
+from samples import SAMPLE_TEST, sample_rows
+from tailor.eval.calibration import apply_temperature
+
+ROWS = sample_rows(SAMPLE_TEST)[:12]
+
+
+@pytest.fixture
+def sentiment(settings, head_artifact, acme):
+    return publish_copy(settings, head_artifact, "acme", "sentiment")
+
+
+def _classify(client, tenant, texts) -> list[dict]:
+    response = client.post("/v1/classifications", headers=tenant.headers, json={"model": "sentiment", "input": texts})
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+def test_feedback_is_checked_whole_then_written_and_replaces_earlier_feedback(app, client, acme, globex, sentiment):
+    answers = _classify(client, acme, [t for t, _ in ROWS[:2]])
+    labels = sorted(answers[0]["scores"])
+    given = client.post("/v1/feedback", headers=acme.headers,
+                        json=[{"prediction_id": a["id"], "label": labels[0]} for a in answers]).json()
+    assert [(f["prediction_id"], f["label"], f["object"]) for f in given["data"]] == [
+        (a["id"], labels[0], "feedback") for a in answers]
+    assert all(f["id"].startswith("fb-") and "completion_id" not in f for f in given["data"])
+    store = app.state.services.feedback
+    client.post("/v1/feedback", headers=acme.headers, json={"prediction_id": answers[0]["id"], "label": labels[1]})
+    assert {k: f.label for k, f in store.for_records("acme", [a["id"] for a in answers]).items()} == {
+        answers[0]["id"]: labels[1], answers[1]["id"]: labels[0]}
+
+    bad_label = [{"prediction_id": answers[0]["id"], "label": labels[2]},
+                 {"prediction_id": answers[1]["id"], "label": "Bullish"}]
+    assert error_of(client.post("/v1/feedback", headers=acme.headers, json=bad_label), 400)["message"] == (
+        f"feedback[1].label: 'Bullish' is not a label of sentiment:1 (its labels: {', '.join(labels)})")
+    assert store.for_records("acme", [answers[0]["id"]])[answers[0]["id"]].label == labels[1]  # nothing written
+    assert error_of(client.post("/v1/feedback", headers=acme.headers,
+                                json={"prediction_id": "pred-nope", "label": labels[0]}), 404)["message"] == (
+        "feedback[0]: prediction 'pred-nope' not found")
+    assert error_of(client.post("/v1/feedback", headers=globex.headers,
+                                json={"prediction_id": answers[0]["id"], "label": labels[0]}), 404)["message"] == (
+        f"feedback[0]: prediction {answers[0]['id']!r} not found")
+    assert error_of(client.post("/v1/feedback", headers=acme.headers,
+                                json={"completion_id": answers[0]["id"], "rating": "up"}), 404)["message"] == (
+        f"feedback[0]: completion {answers[0]['id']!r} not found (it is a classification answer)")
+    both = error_of(client.post("/v1/feedback", headers=acme.headers,
+                                json={"prediction_id": answers[0]["id"], "completion_id": "x", "label": "a"}), 400)
+    assert "give either prediction_id (with label) or completion_id" in both["message"]
+    twice = [{"prediction_id": answers[0]["id"], "label": labels[0]}] * 2
+    assert error_of(client.post("/v1/feedback", headers=acme.headers, json=twice), 400)["message"] == (
+        f"feedback: {answers[0]['id']!r} is given more than once in one request")
+    assert store.count("acme") == 2 and store.count("globex") == 0
+
+
+def test_the_monitoring_report_recomputes_from_the_answers(app, client, acme, globex, sentiment):
+    answers = [a for start in (0, 4, 8) for a in _classify(client, acme, [t for t, _ in ROWS[start:start + 4]])]
+    truth = {a["id"]: label for a, (_, label) in zip(answers[:6], ROWS[:6])}
+    client.post("/v1/feedback", headers=acme.headers,
+                json=[{"prediction_id": k, "label": v} for k, v in truth.items()])
+    report = client.get("/v1/models/sentiment/monitoring?hours=1&bucket_minutes=15", headers=acme.headers).json()
+
+    assert report["model"] == "sentiment:1" and report["bucket_minutes"] == 15 and report["window"]["hours"] == 1
+    assert (report["totals"]["requests"], report["totals"]["answers"], report["totals"]["abstained"]) == (3, 12, 0)
+    labels = sorted(answers[0]["scores"])
+    probs = np.array([[a["scores"][k] for k in labels] for a in answers])
+    temperature = sentiment.metrics["calibration"]["temperature"]
+    scaled = apply_temperature(probs, temperature)
+    assert report["estimated"]["rows"] == 12 and report["estimated"]["temperature"] == temperature
+    assert report["estimated"]["accuracy"] == pytest.approx(scaled.max(axis=1).mean(), abs=1e-4)
+    served = {k: sum(a["label"] == k for a in answers) / 12 for k in labels if any(a["label"] == k for a in answers)}
+    assert report["labels"]["served"] == pytest.approx(served, abs=1e-4)
+    counts = sentiment.lineage["label_counts"]
+    training = {k: v / sum(counts.values()) for k, v in counts.items()}
+    assert report["labels"]["training"] == pytest.approx(training, abs=1e-4)
+    assert report["labels"]["distance"] == pytest.approx(
+        0.5 * sum(abs(served.get(k, 0) - training.get(k, 0)) for k in labels), abs=2e-4)
+    assert sum(report["confidence"]["histogram"]) == 12
+    right = [a["label"] == truth[a["id"]] for a in answers[:6]]
+    assert report["measured"]["rows"] == 6 and report["measured"]["accuracy"] == pytest.approx(np.mean(right), abs=1e-4)
+    assert len(report["buckets"]) == 4 and sum(b["answers"] for b in report["buckets"]) == 12
+    assert report["buckets"][-1]["requests"] == 3  # the traffic just happened: the newest bucket
+    assert report["totals"]["latency_ms"]["p50"] > 0
+
+    empty = client.get("/v1/models/sentiment/monitoring?hours=1", headers=globex.headers)
+    assert error_of(empty, 404)["message"].startswith("model 'sentiment' not found")
+    assert error_of(client.get("/v1/models/minilm-l6/monitoring", headers=acme.headers), 400)["message"] == (
+        "'minilm-l6' is not a fine-tuned classifier; monitoring reports cover those")
+    assert error_of(client.get("/v1/models/sentiment/monitoring?hours=100&bucket_minutes=1", headers=acme.headers),
+                    400)["param"] == "bucket_minutes"
+
+
+def test_a_window_without_traffic_has_the_reports_shape(client, acme, sentiment):
+    report = client.get("/v1/models/sentiment/monitoring?hours=2", headers=acme.headers).json()
+    assert report["totals"] == {"requests": 0, "answers": 0, "abstained": 0, "prompt_tokens": 0,
+                                "latency_ms": {"p50": None, "p95": None, "p99": None}}
+    assert report["estimated"]["accuracy"] is None and report["measured"]["rows"] == 0
+    assert report["labels"]["served"] == {} and report["labels"]["distance"] is None
+    assert [b["answers"] for b in report["buckets"]] == [0, 0]
