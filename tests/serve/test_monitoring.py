@@ -104,3 +104,17 @@ def test_a_window_without_traffic_has_the_reports_shape(client, acme, sentiment)
     assert report["estimated"]["accuracy"] is None and report["measured"]["rows"] == 0
     assert report["labels"]["served"] == {} and report["labels"]["distance"] is None
     assert [b["answers"] for b in report["buckets"]] == [0, 0]
+
+
+def test_metrics_give_each_versions_last_hour_as_gauges(client, acme, sentiment):
+    _classify(client, acme, [t for t, _ in ROWS[:5]])
+    report = client.get("/v1/models/sentiment/monitoring?hours=1", headers=acme.headers).json()
+    lines = client.get("/metrics").text.splitlines()
+    labels = '{model="sentiment",tenant="acme",version="1"}'
+
+    def gauge(name):
+        return float(next(line for line in lines if line.startswith(name + labels)).split()[-1])
+
+    assert gauge("tailor_model_answers_1h") == 5
+    assert gauge("tailor_model_estimated_accuracy_1h") == report["estimated"]["accuracy"]
+    assert gauge("tailor_model_label_distance_1h") == report["labels"]["distance"]

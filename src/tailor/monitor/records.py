@@ -203,6 +203,14 @@ class PredictionStore:
         with self._engine.connect() as conn:
             return [_record(row) for row in conn.execute(query)]
 
+    def since(self, moment: datetime, kind: str = "classification") -> list[PredictionRecord]:
+        """Every tenant's records of ``kind`` created at or after ``moment``, oldest first (for /metrics)."""
+        table = _predictions.c
+        query = (select(_predictions).where(table.kind == kind, table.created_at >= moment)
+                 .order_by(table.created_at, table.id))
+        with self._engine.connect() as conn:
+            return [_record(row) for row in conn.execute(query)]
+
     def count(self, tenant: str, kind: str | None = None) -> int:
         """How many records the tenant has (of ``kind``)."""
         query = select(func.count()).select_from(_predictions).where(_predictions.c.tenant == tenant)

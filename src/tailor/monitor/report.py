@@ -67,6 +67,31 @@ def version_report(records: PredictionStore, feedback, version, hours: float = 2
                              feedback={k: f.label for k, f in given.items() if f.label is not None})
 
 
+def recent_figures(records: PredictionStore, registry_store, hours: float = 1.0) -> list[dict]:
+    """Per classifier version answered in the last ``hours``: ``{"tenant", "model", "version", "answers",
+    "estimated_accuracy", "label_distance"}`` (the report's figures over that window, for Prometheus gauges);
+    versions deleted since are left out."""
+    from tailor.errors import NotFoundError
+
+    groups: dict[tuple, list[PredictionRecord]] = {}
+    for record in records.since(now() - timedelta(hours=hours)):
+        if record.version is not None:
+            groups.setdefault((record.tenant, record.model_name, record.version), []).append(record)
+    out = []
+    for (tenant, name, number), answers in sorted(groups.items()):
+        try:
+            version = registry_store.resolve(tenant, f"{name}:{number}")
+        except NotFoundError:
+            continue
+        labels = sorted(answers[0].scores)
+        probs = np.array([[r.scores.get(label, 0.0) for label in labels] for r in answers], dtype=float)
+        temperature = float(version.metrics.get("calibration", {}).get("temperature", 1.0))
+        out.append({"tenant": tenant, "model": name, "version": number, "answers": len(answers),
+                    "estimated_accuracy": expected_performance(probs, temperature)["accuracy"],
+                    "label_distance": _label_mix(answers, version.lineage.get("label_counts"))["distance"]})
+    return out
+
+
 def describe_report(report: dict) -> str:
     """The report as a few lines for a terminal (``tailor monitor``)."""
     totals, estimated, measured, mix = report["totals"], report["estimated"], report["measured"], report["labels"]

@@ -19,6 +19,11 @@
 ``tailor_prediction_records_total``         counter    prediction records by ``outcome``: written, dropped
                                                        (a backlog past its cap while writes failed), pruned
 ``tailor_prediction_records_pending``       gauge      records waiting to be written
+``tailor_model_answers_1h``                 gauge      a classifier version's answers in the last hour, by
+                                                       ``tenant``, ``model``, ``version``
+``tailor_model_estimated_accuracy_1h``      gauge      its accuracy estimated without labels over that hour
+``tailor_model_label_distance_1h``          gauge      total variation distance of its served label mix from
+                                                       the training one over that hour
 ==========================================  =========  =====================================================
 
 The route label is the route's template (``/v1/files/{file_id}``), never the raw path, so ids do not
@@ -82,8 +87,21 @@ class ApiMetrics:
 
 
 class _StateCollector:
+    FIGURES_TTL_S = 30.0  # the per-version figures read the last hour's records: at most once per this
+
     def __init__(self, services):
         self.services = services
+        self._figures: tuple[float, list[dict]] = (float("-inf"), [])
+
+    def _recent_figures(self) -> list[dict]:
+        from tailor.monitor.report import recent_figures
+
+        taken, figures = self._figures
+        if time.monotonic() - taken > self.FIGURES_TTL_S:
+            self.services.recorder.flush()
+            figures = recent_figures(self.services.predictions, self.services.registry.store)
+            self._figures = (time.monotonic(), figures)
+        return figures
 
     def collect(self):
         jobs = GaugeMetricFamily("tailor_jobs", "fine-tuning jobs by status", labels=["status"])
@@ -108,6 +126,20 @@ class _StateCollector:
             yield records
             yield GaugeMetricFamily("tailor_prediction_records_pending", "prediction records waiting to be written",
                                     value=recorder.pending)
+            families = {
+                "answers": GaugeMetricFamily("tailor_model_answers_1h", "a classifier version's answers in the last "
+                                             "hour", labels=["tenant", "model", "version"]),
+                "estimated_accuracy": GaugeMetricFamily("tailor_model_estimated_accuracy_1h", "accuracy estimated "
+                                                        "without labels over the last hour",
+                                                        labels=["tenant", "model", "version"]),
+                "label_distance": GaugeMetricFamily("tailor_model_label_distance_1h", "served label mix's distance "
+                                                    "from training over the last hour",
+                                                    labels=["tenant", "model", "version"])}
+            for row in self._recent_figures():
+                for key, family in families.items():
+                    if row[key] is not None:
+                        family.add_metric([row["tenant"], row["model"], str(row["version"])], row[key])
+            yield from families.values()
         executor = self.services.executor
         if executor is not None:
             status = executor.status()
