@@ -84,7 +84,7 @@ def recent_figures(records: PredictionStore, registry_store, hours: float = 1.0)
         except NotFoundError:
             continue
         labels = sorted(answers[0].scores)
-        probs = np.array([[r.scores.get(label, 0.0) for label in labels] for r in answers], dtype=float)
+        probs = _probabilities(answers, labels)
         temperature = float(version.metrics.get("calibration", {}).get("temperature", 1.0))
         out.append({"tenant": tenant, "model": name, "version": number, "answers": len(answers),
                     "estimated_accuracy": expected_performance(probs, temperature)["accuracy"],
@@ -124,7 +124,7 @@ def monitoring_report(records: list[PredictionRecord], labels: list[str], *, mod
     """The report (see the module docstring) for ``records`` of one version, whose ``labels`` are its classes
     in column order; ``feedback`` maps answer ids to their true labels."""
     temperature = float((calibration or {}).get("temperature", 1.0))
-    probs = np.array([[r.scores[label] for label in labels] for r in records], dtype=float).reshape(-1, len(labels))
+    probs = _probabilities(records, labels)
     estimate = expected_performance(probs, temperature)
     report = {"object": "model.monitoring", "model": model,
               "window": {"start": _iso(start), "end": _iso(end), "hours": round((end - start).total_seconds() / 3600, 3)},
@@ -137,6 +137,12 @@ def monitoring_report(records: list[PredictionRecord], labels: list[str], *, mod
               "measured": _measured(records, probs, labels, temperature, feedback),
               "buckets": _buckets(records, probs, temperature, start, end, bucket)}
     return report
+
+
+def _probabilities(records: list[PredictionRecord], labels: list[str]) -> np.ndarray:
+    """The records' recorded probabilities as ``(len(records), len(labels))``, columns in ``labels`` order."""
+    return np.array([[r.scores.get(label, 0.0) for label in labels] for r in records],
+                    dtype=float).reshape(-1, len(labels))
 
 
 def _iso(moment: datetime) -> str:
