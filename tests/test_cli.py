@@ -1,5 +1,6 @@
 """The ``tailor`` command as a user runs it: bad input gives one line and exit 2; --json gives one object."""
 
+import getpass
 import json
 import os
 import subprocess
@@ -183,8 +184,10 @@ def test_models_alias_unset_history_and_delete(tmp_path):
     code, stdout, _ = cli("models", "aliases", "spam")
     lines = stdout.splitlines()
     assert (code, lines[:2]) == (0, ["aliases: spam@production → spam:2", "history:"])
+    by = f"  by cli:{getpass.getuser()}"
     assert [line.split(maxsplit=2)[2] for line in lines[2:]] == [
-        "spam@production → spam:1", "spam@production → spam:2", "spam@canary → spam:2", "spam@canary removed"]
+        "spam@production → spam:1" + by, "spam@production → spam:2" + by, "spam@canary → spam:2" + by,
+        "spam@canary removed" + by]
     listed = json.loads(cli("models", "aliases", "spam", "--json")[1])
     assert listed["aliases"] == {"production": 2}
     assert [(e["alias"], e["version"], e["action"]) for e in listed["history"]] == [

@@ -108,6 +108,24 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_retrain(args) -> int:
+    from tailor.train.progress import ConsoleReporter
+    from tailor.train.retrain import run_retrain
+
+    overrides = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
+                 "device": args.device, "replay": args.replay}
+    result = run_retrain(args.ref, file=args.file, feedback=not args.no_feedback,
+                         tenant=args.tenant, name=args.name, new_labels=args.new_labels, text_col=args.text_col,
+                         label_col=args.label_col, eval_file=args.eval_file, preset=args.preset,
+                         reporter=ConsoleReporter(), **{k: v for k, v in overrides.items() if v is not None})
+    summary = {**result.summary(), "parent": result.version.lineage["parent"],
+               "rows_from": result.version.lineage["retrain"]["rows"]}
+    rows = summary["rows_from"]
+    return _show(args, summary, f"registered {summary['model']} from {summary['parent']} ({rows['file']} file rows, "
+                                f"{rows['feedback']} feedback rows, {rows['replay']} replayed; test macro-F1 "
+                                f"{result.metrics['macro_f1']:.4f})")
+
+
 def cmd_train_chat(args) -> int:
     from tailor.errors import UsageError
     from tailor.eval.generation import format_chat_eval_text
@@ -182,20 +200,17 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def cmd_monitor(args) -> int:
-    from tailor.errors import UsageError
+def cmd_compare(args) -> int:
+    import functools
+
+    from tailor.eval.compare import compare_refs, describe_comparison
     from tailor.monitor.feedback import FeedbackStore
-    from tailor.monitor.records import PredictionStore
-    from tailor.monitor.report import describe_report, version_report
-    from tailor.registry.service import open_registry
     from tailor.settings import get_settings
 
-    version = open_registry().store.resolve(args.tenant, args.ref)
-    if version.task != "classify":
-        raise UsageError(f"{version.ref} is a {version.task} model; monitoring reports cover classifiers")
-    url = get_settings().registry_url
-    report = version_report(PredictionStore(url), FeedbackStore(url), version, args.hours, args.bucket_minutes)
-    return _show(args, report, describe_report(report))
+    feedback = functools.partial(FeedbackStore(get_settings().registry_url).labelled_texts, args.tenant)
+    report = compare_refs(args.ref, args.b, args.file, feedback=feedback if args.feedback else None,
+                          text_col=args.text_col, label_col=args.label_col, tenant=args.tenant)
+    return _show(args, report, describe_comparison(report))
 
 
 # ---- models -----------------------------------------------------------------------------------------------
@@ -255,14 +270,15 @@ def cmd_models_alias(args) -> int:
     from tailor.registry.service import open_registry
 
     store = open_registry().store
+    who = {"actor": _cli_actor(), "reason": args.reason}
     if args.unset:
         name = _model_name(args.ref)
         pointed = store.get_model(args.tenant, name).aliases.get(args.alias)
-        store.delete_alias(args.tenant, name, args.alias)
+        store.delete_alias(args.tenant, name, args.alias, **who)
         return _show(args, {"model": None, "alias": f"{name}@{args.alias}", "was": f"{name}:{pointed}"},
                      f"removed {name}@{args.alias} (it pointed at {name}:{pointed})")
     version = store.resolve(args.tenant, args.ref)
-    store.set_alias(args.tenant, version.name, args.alias, version.version)
+    store.set_alias(args.tenant, version.name, args.alias, version.version, **who)
     if args.json:
         _emit_json({"model": version.ref, "alias": f"{version.name}@{args.alias}"})
     else:
@@ -277,14 +293,79 @@ def cmd_models_aliases(args) -> int:
     name = _model_name(args.ref)
     model = store.get_model(args.tenant, name)
     history = store.alias_history(args.tenant, name)
-    current = ", ".join(f"{name}@{alias} → {name}:{v}" for alias, v in sorted(model.aliases.items()))
-    lines = [f"aliases: {current or 'none'}", "history:" if history else "history: none"]
+    aliases = [store.get_alias(args.tenant, name, alias) for alias in sorted(model.aliases)]
+    lines = [f"aliases: {', '.join(_alias_text(a) for a in aliases) or 'none'}",
+             "history:" if history else "history: none"]
     for event in history:
-        change = {"set": f"→ {name}:{event.version}", "unset": "removed",
-                  "version_deleted": "removed with its version"}[event.action]
-        lines.append(f"  {event.created_at:%Y-%m-%d %H:%M:%S}  {name}@{event.alias} {change}")
-    return _show(args, {"model": name, "aliases": model.aliases, "history": [e.to_dict() for e in history]},
-                 "\n".join(lines))
+        lines.append(f"  {event.created_at:%Y-%m-%d %H:%M:%S}  {name}@{event.alias} {_event_text(event)}"
+                     + (f"  by {event.actor}" if event.actor else "") + (f": {event.reason}" if event.reason else ""))
+    return _show(args, {"model": name, "aliases": model.aliases,
+                        "candidates": {a.alias: a.candidate.to_dict() for a in aliases if a.candidate},
+                        "history": [e.to_dict() for e in history]}, "\n".join(lines))
+
+
+def _cli_actor() -> str:
+    """Who the CLI acts as in alias histories: ``cli:<os user>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name in this environment (a container without a passwd entry)
+        return "cli:unknown"
+
+
+def _candidate_text(name: str, candidate) -> str:
+    share = f" at {candidate.share:.0%}" if candidate.mode == "canary" else ""
+    return f"{candidate.mode} {name}:{candidate.version}{share}"
+
+
+def _alias_text(alias) -> str:
+    """``tweets@prod → tweets:1`` with its candidate, if any."""
+    text = f"{alias.name}@{alias.alias} → {alias.name}:{alias.version}"
+    return text + (f" ({_candidate_text(alias.name, alias.candidate)})" if alias.candidate else "")
+
+
+def _event_text(event) -> str:
+    """What one alias history event did, in words."""
+    target = f"{event.name}:{event.version}"
+    if event.action in ("canary", "shadow"):
+        return _candidate_text(event.name, event.candidate)
+    return {"set": f"→ {target}", "unset": "removed", "version_deleted": "removed with its version",
+            "abort": "canary/shadow stopped", "promote": f"promoted → {target}",
+            "rollback": f"rolled back → {target}"}[event.action]
+
+
+def _alias_ref(ref: str) -> tuple[str, str]:
+    """``(name, alias)`` of ``NAME@ALIAS``. Raises UsageError for another kind of reference or alias ``latest``."""
+    from tailor.errors import UsageError
+    from tailor.registry.refs import parse_ref, validate_alias
+
+    parsed = parse_ref(ref)
+    if "@" not in ref:
+        raise UsageError(f"give the alias to release through as NAME@ALIAS (e.g. {parsed.name}@prod), not {ref!r}")
+    return parsed.name, validate_alias(ref.rsplit("@", 1)[1])
+
+
+def cmd_models_release(args) -> int:
+    """``tailor models canary|shadow|promote|rollback|abort NAME@ALIAS``: one registry call each."""
+    from tailor.registry.service import open_registry
+
+    store = open_registry().store
+    name, alias = _alias_ref(args.ref)
+    who = {"actor": _cli_actor(), "reason": args.reason}
+    verb = args.models_verb
+    if verb in ("canary", "shadow"):
+        changed = store.set_candidate(args.tenant, name, alias, args.version, verb,
+                                      args.share if verb == "canary" else None, **who)
+    elif verb == "promote":
+        changed = store.promote(args.tenant, name, alias, args.version, **who)
+    elif verb == "rollback":
+        changed = store.rollback(args.tenant, name, alias, **who)
+    else:
+        changed = store.clear_candidate(args.tenant, name, alias, **who)
+    return _show(args, {"model": name, "alias": alias, "version": changed.version,
+                        "candidate": changed.candidate.to_dict() if changed.candidate else None},
+                 _alias_text(changed))
 
 
 def cmd_models_delete(args) -> int:
@@ -520,7 +601,7 @@ def _job_text(job: dict) -> str:
     lines = [f"{job['id']}  {job['status']}  tenant {job['organization_id']}  {job['task']} on {job['model']}",
              f"created {moment(job['created_at'])}  finished {moment(job['finished_at'])}",
              "hyperparameters: " + ", ".join(f"{k} {v}" for k, v in job["hyperparameters"].items()),
-             f"training file {job['training_file']}  validation file {job['validation_file'] or '-'}"]
+             f"training file {job['training_file'] or '-'}  validation file {job['validation_file'] or '-'}"]
     if job["fine_tuned_model"]:
         lines.append(f"fine-tuned model: {job['fine_tuned_model']}")
     if job["error"]:
@@ -636,6 +717,26 @@ def build_parser() -> argparse.ArgumentParser:
     common(train)
     train.set_defaults(func=cmd_train)
 
+    rt = verbs.add_parser("retrain", help="continue a registered classifier on its feedback labels, a new file, "
+                                          "and a replay of its training rows; registers its next version")
+    rt.add_argument("ref", metavar="MODEL", help="name, name:VERSION, name@ALIAS or ft: id to continue from")
+    rt.add_argument("--file", help="labelled file of new rows (optional when feedback labels exist)")
+    columns(rt)
+    rt.add_argument("--eval-file", help="held-out labelled file for the test metrics (else a test split)")
+    rt.add_argument("--replay", type=float, metavar="SHARE",
+                    help="old training rows to mix in, as a share of the new rows (default 4.0; 0: none)")
+    rt.add_argument("--no-feedback", action="store_true", help="leave out the model's feedback labels")
+    rt.add_argument("--new-labels", action="store_true", help="accept labels the model lacks (new head rows)")
+    rt.add_argument("--name", help="register under this name (default: the next version of MODEL's name)")
+    rt.add_argument("--preset", default="default", help="config preset: default, fast, quality")
+    rt.add_argument("--epochs", type=int)
+    rt.add_argument("--lr", type=float, help="peak learning rate (full fine-tuning)")
+    rt.add_argument("--batch-size", type=int)
+    rt.add_argument("--seed", type=int)
+    rt.add_argument("--device", help="auto, cpu, cuda")
+    common(rt)
+    rt.set_defaults(func=cmd_retrain)
+
     ev = verbs.add_parser("eval", help="evaluate a registered model on a labelled file")
     ev.add_argument("ref", help="name, name:VERSION or name@ALIAS")
     ev.add_argument("file")
@@ -655,13 +756,21 @@ def build_parser() -> argparse.ArgumentParser:
     common(pr)
     pr.set_defaults(func=cmd_predict)
 
-    mo = verbs.add_parser("monitor", help="how a served classifier is doing: traffic, latency, label mix, accuracy "
-                                          "estimated without labels and measured on feedback")
-    mo.add_argument("ref", help="name, name:VERSION or name@ALIAS")
-    mo.add_argument("--hours", type=float, default=24.0, help="the window: the last this many hours (default 24)")
-    mo.add_argument("--bucket-minutes", type=float, default=60.0, help="the width of each time bucket (default 60)")
-    common(mo)
-    mo.set_defaults(func=cmd_monitor)
+    from tailor.cli_monitor import add_parsers as add_monitor_parsers
+
+    add_monitor_parsers(verbs, common)
+
+    co = verbs.add_parser("compare", help="compare two classifier versions on the same labelled rows (a file and "
+                                          "the feedback) with paired significance tests, before promoting one")
+    co.add_argument("ref", metavar="A", help="the version served now, e.g. sentiment@prod (an ft: id names the "
+                                             "tenant, as for other verbs)")
+    co.add_argument("b", metavar="B", help="the candidate, e.g. sentiment:3")
+    co.add_argument("file", metavar="FILE", nargs="?", help="a labelled CSV/TSV/JSONL file (read as tailor eval does)")
+    columns(co)
+    co.add_argument("--feedback", action=argparse.BooleanOptionalAction, default=True,
+                    help="also compare on the served texts that were stored and given a feedback label (default on)")
+    common(co)
+    co.set_defaults(func=cmd_compare)
 
     models = verbs.add_parser("models", help="the model registry").add_subparsers(dest="models_verb", metavar="VERB",
                                                                                   required=True)
@@ -678,12 +787,32 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the model's name")
     alias.add_argument("alias")
     alias.add_argument("--unset", action="store_true", help="remove the alias instead")
+    alias.add_argument("--reason", help="why (kept in the alias history with who and when)")
     common(alias)
     alias.set_defaults(func=cmd_models_alias)
     aliases = models.add_parser("aliases", help="a model's aliases now and their history (set, moved, removed)")
     aliases.add_argument("ref", metavar="NAME")
     common(aliases)
     aliases.set_defaults(func=cmd_models_aliases)
+    release_verbs = {
+        "canary": "send a share of NAME@ALIAS's requests to another version (sticky by the request's user)",
+        "shadow": "run another classifier version on a copy of NAME@ALIAS's requests (recorded, never returned)",
+        "promote": "move NAME@ALIAS to its canary or shadow candidate (or --version) and end the release",
+        "rollback": "move NAME@ALIAS back to the version it pointed at before its last move",
+        "abort": "stop NAME@ALIAS's canary or shadow; the alias keeps its version"}
+    for verb, help_text in release_verbs.items():
+        release = models.add_parser(verb, help=help_text)
+        release.add_argument("ref", metavar="NAME@ALIAS")
+        if verb in ("canary", "shadow"):
+            release.add_argument("version", type=int, help="the candidate version's number")
+        if verb == "canary":
+            release.add_argument("--share", type=float, required=True,
+                                 help="the fraction of requests the candidate answers, between 0 and 1 (e.g. 0.1)")
+        if verb == "promote":
+            release.add_argument("--version", type=int, help="promote this version instead of the candidate")
+        release.add_argument("--reason", help="why (kept in the alias history with who and when)")
+        common(release)
+        release.set_defaults(func=cmd_models_release)
     delete = models.add_parser("delete", help="delete one version (name:VERSION) or a whole model (name), with "
                                               "its files; asks no question")
     delete.add_argument("ref")

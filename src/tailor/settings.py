@@ -40,6 +40,10 @@ class Settings(BaseSettings):
                                                                      "this many are deleted (a tenant may set its own)")
     record_flush_s: float = Field(default=0.5, gt=0, le=60, description="the longest a prediction record waits to be "
                                                                         "written")
+    alert_every_s: float = Field(default=60.0, gt=0, description="how often every model's alert rules are judged")
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60, description="the longest one alert post may take")
+    webhook_attempts: int = Field(default=5, ge=1, le=20, description="tries per alert post before it is failed")
+    webhook_backoff_s: float = Field(default=1.0, gt=0, description="the wait after a failed post, doubled each try")
 
     @property
     def registry_url(self) -> str:

@@ -4,8 +4,10 @@ upload chat examples, fine-tune SmolLM2 with LoRA, read the losses from the even
 from __future__ import annotations
 
 import itertools
+import json
 import re
 
+import httpx
 import openai
 import pytest
 
@@ -55,10 +57,33 @@ def test_openai_client_fine_tunes_smollm2_and_chats_with_it_streaming(server, tm
     assert whole.choices[0].message.content == text
     assert done.fine_tuned_model in [m.id for m in client.models.list().data]
     _stored_completions_round_trip(client, done.fine_tuned_model)
+    _chat_monitoring(server, client, done.fine_tuned_model, whole.id)
     # the base's engine may not be built yet: 503 with Retry-After while it builds, which the client's retries honour
     completion = client.with_options(max_retries=30).completions.create(
         model="smollm2-135m-instruct", prompt="The capital of France is", max_tokens=4, temperature=0)
     assert completion.usage.completion_tokens <= 4 and completion.choices[0].text
+
+
+def _chat_monitoring(server, client, model: str, completion_id: str) -> None:
+    """Ratings and a corrected answer on completions, the chat version's monitoring report counting the four
+    completions still recorded (the round trip deleted one) and the feedback, and the correction as a chat
+    fine-tuning row for the next LoRA job."""
+    headers = {"Authorization": f"Bearer {server.key}"}
+    stored = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Is anemia common?"}],
+                                            max_tokens=4, temperature=0, store=True)
+    rated = httpx.post(server.url + "/v1/feedback", headers=headers, json=[
+        {"completion_id": completion_id, "rating": "up"},
+        {"completion_id": stored.id, "rating": "down", "correction": "Yes: about a quarter of people have it."}])
+    assert rated.status_code == 200, rated.text
+    report = httpx.get(server.url + f"/v1/models/{model}/monitoring?hours=1", headers=headers).json()
+    assert (report["task"], report["totals"]["answers"], report["totals"]["empty"]) == ("chat", 4, 0)
+    assert report["feedback"] == {"rated": 2, "up": 1, "down": 1, "corrections": 1}
+    assert report["totals"]["latency_ms"]["p50"] > 0 and report["totals"]["errors"] == 0
+    rows = httpx.get(server.url + f"/v1/models/{model}/corrections", headers=headers)
+    assert rows.headers["content-type"] == "application/x-ndjson"
+    assert [json.loads(line) for line in rows.text.splitlines()] == [{"messages": [
+        {"role": "user", "content": "Is anemia common?"},
+        {"role": "assistant", "content": "Yes: about a quarter of people have it."}]}]
 
 
 def _stored_completions_round_trip(client, model: str) -> None:

@@ -9,10 +9,10 @@ import pytest
 
 from samples import SAMPLE_TEST, sample_rows
 from tailor.models.classifier import TextClassifier, load_model_for_inference
-from tailor.models.optimize import (bootstrap_macro_f1, choose_runtime, compare_to_reference, optimize_version,
-                                    wilson_upper)
+from tailor.models.optimize import choose_runtime, compare_to_reference, optimize_version, wilson_upper
 from tailor.models.runtimes import RUNTIMES, default_bases, load_runtime, pad_batch, read_record
 from tailor.registry.service import open_registry
+from tailor.stats import bootstrap_macro_f1
 
 RECORD_KEYS = {"runtime", "gate_points", "min_agreement", "validation_rows", "macro_f1", "agreement", "delta_ci",
                "items_per_s", "allowed", "reason", "seconds"}

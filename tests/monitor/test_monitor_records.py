@@ -158,3 +158,25 @@ def test_adding_from_many_threads_loses_nothing(store):
         t.join()
     recorder.stop()
     assert store.count("acme") == 200 and recorder.written == 200
+
+
+def test_feedback_joins_give_labelled_texts_and_corrected_chat_rows(store, db_url):
+    from tailor.monitor.feedback import Feedback, FeedbackStore
+
+    feedback = FeedbackStore(db_url)
+    start = now() - timedelta(minutes=5)
+    labelled = [_label(created=start + timedelta(seconds=i)) for i in range(3)]
+    labelled = [PredictionRecord(**{**r.__dict__, "input": {"text": f"text {i}"}}) for i, r in enumerate(labelled)]
+    unstored, other = _label(created=start), _label(tenant="globex", created=start)
+    chats = [_chat(created=start), _chat(created=start + timedelta(seconds=1)), _chat(stored=False)]
+    store.add(labelled + [unstored, other] + chats)
+    feedback.put([Feedback("acme", labelled[2].id, label="negative"), Feedback("acme", labelled[0].id, label="positive"),
+                  Feedback("acme", unstored.id, label="negative"), Feedback("globex", other.id, label="negative"),
+                  Feedback("acme", chats[1].id, rating="down", correction="Hello! How can I help?"),
+                  Feedback("acme", chats[0].id, rating="up"),
+                  Feedback("acme", chats[2].id, rating="down", correction="not stored: no conversation to keep")])
+    assert feedback.labelled_texts("acme", ["sent"]) == [("text 0", "positive"), ("text 2", "negative")]
+    assert feedback.labelled_texts("acme", ["other"]) == [] and feedback.labelled_texts("globex", ["sent"]) == []
+    assert feedback.corrections("acme", "chat") == [{"messages": [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello! How can I help?"}]}]
+    assert feedback.corrections("globex", "chat") == []

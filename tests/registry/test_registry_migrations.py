@@ -13,7 +13,7 @@ EXPECTED_COLUMNS = {
     "models": ["id", "tenant", "name", "description", "last_version", "created_at"],
     "model_versions": ["id", "model_id", "version", "task", "base_model", "method", "artifact_path",
                        "params", "metrics", "lineage", "created_at"],
-    "aliases": ["model_id", "alias", "version"],
+    "aliases": ["model_id", "alias", "version", "candidate", "candidate_mode", "candidate_share"],
     "tenants": ["name", "created_at", "retention_days", "retention_rows"],
     "api_keys": ["id", "tenant", "name", "secret_hash", "prefix", "scopes", "created_at", "last_used_at",
                  "revoked_at"],
@@ -23,14 +23,20 @@ EXPECTED_COLUMNS = {
              "started_at", "finished_at"],
     "job_events": ["id", "job_id", "created_at", "level", "type", "message", "data"],
     "job_checkpoints": ["id", "job_id", "step", "metrics", "created_at"],
-    "alias_events": ["id", "model_id", "alias", "version", "action", "created_at"],
+    "alias_events": ["id", "model_id", "alias", "version", "action", "created_at", "candidate", "candidate_mode",
+                     "candidate_share", "actor", "reason"],
     "registry_changes": ["id", "changes"],
     "predictions": ["id", "tenant", "kind", "request_id", "model", "model_name", "version", "created_at", "latency_ms",
                     "prompt_tokens", "completion_tokens", "label", "score", "scores", "output", "input", "stored",
-                    "metadata", "details"],
+                    "metadata", "details", "features"],
     "feedback": ["id", "tenant", "record_id", "label", "rating", "correction", "created_at"],
+    "monitoring_configs": ["tenant", "model_name", "store_inputs", "window_hours", "rules", "webhook_url",
+                           "updated_at"],
+    "alerts": ["id", "tenant", "model_name", "version", "rule", "value", "state", "fired_at", "resolved_at",
+               "delivery", "attempts", "last_error"],
 }
-ALL_STEPS = ["m001_initial", "m002_service", "m003_alias_events", "m004_registry_changes", "m005_predictions"]
+ALL_STEPS = ["m001_initial", "m002_service", "m003_alias_events", "m004_registry_changes", "m005_predictions",
+             "m006_monitoring", "m007_release"]
 
 
 @pytest.fixture

@@ -164,7 +164,8 @@ def test_alias_history_records_every_change_oldest_first(store):
     assert [e.created_at for e in history] == sorted(e.created_at for e in history)
     first = json.loads(json.dumps(history[0].to_dict()))
     assert first == {"tenant": A, "name": "credit-risk", "alias": "production", "version": 1, "action": "set",
-                     "created_at": history[0].created_at.isoformat()}
+                     "created_at": history[0].created_at.isoformat(), "candidate": None, "actor": None,
+                     "reason": None}
     assert store.get_model(A, "credit-risk").aliases == {}
 
 

@@ -54,7 +54,7 @@ def test_create_job(client, acme, file_id):
 
 @pytest.mark.parametrize("body, message, param", [
     ({"model": "bert-base"}, "model 'bert-base' cannot be fine-tuned here; base models are: minilm-l6, me5-small, "
-                             "smollm2-135m-instruct", "model"),
+                             "smollm2-135m-instruct, or one of your fine-tuned classifiers", "model"),
     ({"training_file": "file-nope"}, "training_file 'file-nope' not found; upload it with POST /v1/files",
      "training_file"),
     ({"validation_file": "file-nope"}, "validation_file 'file-nope' not found; upload it with POST /v1/files",
@@ -88,7 +88,9 @@ def test_create_job_without_a_body(client, acme):
     error = error_of(client.post(JOBS, headers=acme.headers, json=["minilm-l6"]), 400)
     assert error["message"] == "the body must be a JSON object"
     error = error_of(create(client, acme, model="minilm-l6"), 400)
-    assert (error["message"], error["param"]) == ("training_file: Field required", "training_file")
+    assert (error["message"], error["param"]) == ("training_file: required unless method.tailor.feedback is true "
+                                                  "(a retrain of a fine-tuned classifier from its feedback alone)",
+                                                  "training_file")
 
 
 def test_chat_file_for_an_encoder_base(client, acme):

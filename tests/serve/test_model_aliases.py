@@ -38,7 +38,8 @@ def history_of(client, tenant, model="tweets") -> list[tuple]:
 def test_promote_move_roll_back_and_remove(client, acme, tweets):
     response = put_alias(client, acme, "production", 1)
     assert response.status_code == 200, response.text
-    assert response.json() == {"object": "model.alias", "model": "tweets", "alias": "production", "version": 1}
+    assert response.json() == {"object": "model.alias", "model": "tweets", "alias": "production", "version": 1,
+                               "candidate": None}
     assert put_alias(client, acme, "canary", 2).json()["version"] == 2
     assert put_alias(client, acme, "production", 2).json()["version"] == 2  # promote
     assert client.get("/v1/models/tweets@production", headers=acme.headers).json()["version"] == 2
@@ -52,7 +53,8 @@ def test_promote_move_roll_back_and_remove(client, acme, tweets):
     assert listed.status_code == 200
     body = listed.json()
     assert (body["object"], body["model"]) == ("list", "tweets")
-    assert body["data"] == [{"object": "model.alias", "model": "tweets", "alias": "production", "version": 1}]
+    assert body["data"] == [{"object": "model.alias", "model": "tweets", "alias": "production", "version": 1,
+                             "candidate": None}]
     assert [(e["alias"], e["version"], e["action"]) for e in body["history"]] == [
         ("production", 1, "set"), ("canary", 2, "set"), ("production", 2, "set"), ("production", 1, "set"),
         ("canary", None, "unset")]
@@ -139,5 +141,5 @@ def test_root_redirects_to_the_docs_and_is_not_in_the_spec(client):
     assert (response.status_code, response.headers["location"]) == (307, "/docs")
     assert "/" not in client.get("/openapi.json").json()["paths"]
     paths = client.get("/openapi.json").json()["paths"]
-    assert sorted(paths["/v1/models/{model_id}/aliases/{alias}"]) == ["delete", "put"]
+    assert sorted(paths["/v1/models/{model_id}/aliases/{alias}"]) == ["delete", "get", "put"]
     assert sorted(paths["/v1/models/{model_id}/aliases"]) == ["get"]

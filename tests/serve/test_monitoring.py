@@ -3,6 +3,9 @@ isolation, and a report whose figures are recomputed here from the answers thems
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,6 +14,7 @@ from samples import SAMPLE_TEST, sample_rows
 from tailor.eval.calibration import apply_temperature
 
 ROWS = sample_rows(SAMPLE_TEST)[:12]
+DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 
 
 @pytest.fixture
@@ -92,7 +96,7 @@ def test_the_monitoring_report_recomputes_from_the_answers(app, client, acme, gl
     empty = client.get("/v1/models/sentiment/monitoring?hours=1", headers=globex.headers)
     assert error_of(empty, 404)["message"].startswith("model 'sentiment' not found")
     assert error_of(client.get("/v1/models/minilm-l6/monitoring", headers=acme.headers), 400)["message"] == (
-        "'minilm-l6' is not a fine-tuned classifier; monitoring reports cover those")
+        "'minilm-l6' is a base model; monitoring reports cover fine-tuned versions")
     assert error_of(client.get("/v1/models/sentiment/monitoring?hours=100&bucket_minutes=1", headers=acme.headers),
                     400)["param"] == "bucket_minutes"
 
@@ -100,10 +104,66 @@ def test_the_monitoring_report_recomputes_from_the_answers(app, client, acme, gl
 def test_a_window_without_traffic_has_the_reports_shape(client, acme, sentiment):
     report = client.get("/v1/models/sentiment/monitoring?hours=2", headers=acme.headers).json()
     assert report["totals"] == {"requests": 0, "answers": 0, "abstained": 0, "prompt_tokens": 0,
-                                "latency_ms": {"p50": None, "p95": None, "p99": None}}
+                                "latency_ms": {"p50": None, "p95": None, "p99": None}, "errors": 0,
+                                "client_errors": 0}
     assert report["estimated"]["accuracy"] is None and report["measured"]["rows"] == 0
     assert report["labels"]["served"] == {} and report["labels"]["distance"] is None
     assert [b["answers"] for b in report["buckets"]] == [0, 0]
+    assert report["drift"]["verdict"] == "insufficient_data"
+    assert report["drift"]["reasons"] == ["0 answers in the window; drift needs 30"]
+
+
+def test_failed_requests_are_counted_as_errors(settings, client, acme, sentiment, head_artifact):
+    refused = client.post("/v1/classifications", headers=acme.headers, json={
+        "model": "sentiment", "input": "rates rise", "abstain": False, "abstain_threshold": 0.5})
+    assert refused.status_code == 400
+    broken = publish_copy(settings, head_artifact, "acme", "broken")
+    for path in app_artifacts(client, broken).iterdir():
+        if path.is_file() and path.suffix in (".safetensors", ".onnx", ".pt", ".bin"):
+            path.unlink()
+    failed = client.post("/v1/classifications", headers=acme.headers, json={"model": "broken", "input": "rates rise"})
+    assert failed.status_code != 200
+    report = client.get("/v1/models/sentiment/monitoring?hours=1", headers=acme.headers).json()
+    assert (report["totals"]["errors"], report["totals"]["client_errors"], report["totals"]["answers"]) == (0, 1, 0)
+    broken_report = client.get("/v1/models/broken/monitoring?hours=1", headers=acme.headers).json()
+    server_side = failed.status_code >= 500  # counted by who failed: the server (5xx) or the request (4xx)
+    assert (broken_report["totals"]["errors"], broken_report["totals"]["client_errors"]) == (
+        int(server_side), int(not server_side))
+    assert broken_report["buckets"][-1]["failed"] == 1
+
+
+def app_artifacts(client, version):
+    return client.app.state.services.registry.artifact_dir(version)
+
+
+def test_drift_is_flagged_for_texts_from_another_source_and_not_for_the_training_source(client, acme, sentiment):
+    def drift(texts, metadata):
+        for start in range(0, len(texts), 20):
+            response = client.post("/v1/classifications", headers=acme.headers, json={
+                "model": "sentiment", "input": texts[start:start + 20], "store": True, "metadata": metadata})
+            assert response.status_code == 200, response.text
+        return client.get("/v1/models/sentiment/monitoring?hours=1", headers=acme.headers).json()["drift"]
+
+    tweets = [t for t, _ in sample_rows(SAMPLE_TEST)[:40]]  # the training source, other rows
+    calm = drift(tweets, {"source": "tweets"})
+    assert calm["verdict"] == "no_drift", calm
+    assert calm["embedding"]["texts"] == 40 and calm["embedding"]["reference_texts"] == 30  # the training split of 36 rows
+    assert calm["language"]["served"] == {"latin": 1.0}
+
+    sms = [row["text"] for row in csv.DictReader(open(DATASETS / "sms_spam" / "test.csv", encoding="utf-8"))]
+    shifted = drift(sms[:200], {"source": "sms"})  # the window's last 200 stored texts are all SMS
+    assert shifted["verdict"] == "drift", shifted
+    assert shifted["embedding"]["texts"] == 200 and shifted["embedding"]["domain_auc"] > 0.9
+    assert shifted["length"]["texts"] == 240
+    assert all(e["text"] in sms[:200] for e in shifted["novel_examples"])
+
+    # the same verdict as an alert rule and a Prometheus gauge
+    client.put("/v1/models/sentiment/monitoring/config", headers=acme.headers,
+               json={"rules": [{"metric": "input_drift"}]})
+    fired = client.post("/v1/models/sentiment/alerts/check", headers=acme.headers).json()["data"]
+    assert [(a["rule"], a["value"]) for a in fired] == [("input_drift >= 1", 1.0)]
+    lines = client.get("/metrics").text.splitlines()
+    assert 'tailor_model_input_drift{model="sentiment",tenant="acme",version="1"} 1.0' in lines
 
 
 def test_metrics_give_each_versions_last_hour_as_gauges(client, acme, sentiment):

@@ -8,7 +8,8 @@ import tailor
 from tailor.registry.service import open_registry
 
 COMMON_FILES = {"tailor_model.json", "train_config.json", "metrics.json", "history.json", "data_report.json",
-                "data_report.html", "eval_report.html", "serving.json", "abstain.json", "TAILOR_COMPLETE.json"}
+                "data_report.html", "eval_report.html", "serving.json", "abstain.json", "fingerprint.json",
+                "TAILOR_COMPLETE.json"}
 METHOD_FILES = {
     "full": {"model/config.json", "model/model.safetensors", "model/tokenizer.json", "model/tokenizer_config.json",
              "runtime/model.onnx", "runtime/model.int8.onnx"},

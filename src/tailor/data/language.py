@@ -6,6 +6,7 @@ dilute the shares. Scripts are told apart by code-point blocks: Han, Kana and Ha
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections.abc import Sequence
 
@@ -54,6 +55,12 @@ _BLOCKS = sorted([
     (0x20000, 0x323AF, "cjk"),  # CJK extensions B..H, compatibility supplement
 ])
 _STARTS = [first for first, _, _ in _BLOCKS]
+# one character class per named script group: a text's letters are counted in C, a few microseconds a text
+_PATTERNS = {
+    script: re.compile("[" + "".join(f"\\U{first:08x}-\\U{last:08x}" for first, last, s in _BLOCKS if s == script)
+                       + "]")
+    for script in ("latin", "cjk", "cyrillic", "arabic")
+}
 
 
 def script_of(char: str) -> str | None:
@@ -65,6 +72,17 @@ def script_of(char: str) -> str | None:
     if i >= 0 and code <= _BLOCKS[i][1]:
         return _BLOCKS[i][2]
     return "other"
+
+
+def main_script(text: str) -> str | None:
+    """The script group most of ``text``'s letters are in (``latin``, ``cjk``, ``cyrillic``, ``arabic``), or
+    ``None`` when it has none of their letters. Ties go to the group listed first."""
+    best, best_count = None, 0
+    for script, pattern in _PATTERNS.items():
+        count = len(pattern.findall(text))
+        if count > best_count:
+            best, best_count = script, count
+    return best
 
 
 def _sample(texts: Sequence[str], sample: int) -> Sequence[str]:

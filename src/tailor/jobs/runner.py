@@ -85,8 +85,20 @@ def _jsonable(data: dict) -> dict:
 
 
 def fine_tuned_model_id(job: Job) -> str:
-    """OpenAI's id shape: ``ft:<base>:<tenant>:<suffix>:<job-id>`` (the suffix may be empty)."""
-    return f"ft:{job.model}:{job.tenant}:{job.suffix or ''}:{job.id}"
+    """OpenAI's id shape: ``ft:<base>:<tenant>:<suffix>:<job-id>`` (the suffix may be empty; a retrain's base
+    is its parent's)."""
+    base = job.request["retrain"]["base_model"] if "retrain" in job.request else job.model
+    return f"ft:{base}:{job.tenant}:{job.suffix or ''}:{job.id}"
+
+
+def _run_retrain(job: Job, train_path, common: dict):
+    """A retrain job: the next version of the parent's model, or a new model ``ft:...`` with a suffix."""
+    from tailor.train.retrain import run_retrain
+
+    retrain = job.request["retrain"]
+    options = {k: v for k, v in retrain.items() if k not in ("parent", "base_model")}
+    common = {**common, "name": common["name"] if job.suffix else None}
+    return run_retrain(retrain["parent"], file=train_path, **options, **common)
 
 
 def run_job(job: Job, *, store: JobStore, settings, worker_id: str, signal: StopSignal) -> None:
@@ -100,7 +112,7 @@ def run_job(job: Job, *, store: JobStore, settings, worker_id: str, signal: Stop
         reporter.message("Fine-tuning job started")
     try:
         files = FileStore(settings.registry_url, settings.files_dir)
-        train_path = files.path(files.get(job.tenant, job.training_file))
+        train_path = files.path(files.get(job.tenant, job.training_file)) if job.training_file else None
         eval_path = files.path(files.get(job.tenant, job.validation_file)) if job.validation_file else None
         for param, file_id, path in (("training_file", job.training_file, train_path),
                                      ("validation_file", job.validation_file, eval_path)):
@@ -111,7 +123,9 @@ def run_job(job: Job, *, store: JobStore, settings, worker_id: str, signal: Stop
         common = dict(eval_file=eval_path, name=name, tenant=job.tenant, resume=True,
                       run_dir=settings.home / "runs" / job.id, reporter=reporter, settings=settings,
                       seed=job.seed, **job.request["overrides"])
-        if job.task == CHAT:
+        if "retrain" in job.request:
+            result = _run_retrain(job, train_path, common)
+        elif job.task == CHAT:
             from tailor.train.chat_job import run_chat_job
 
             result = run_chat_job(train_path, base=job.model, **common)
@@ -138,6 +152,8 @@ def run_job(job: Job, *, store: JobStore, settings, worker_id: str, signal: Stop
                      message=f"Fine-tuning failed with an internal error: {type(exc).__name__}: {exc}")
         return
     summary = _jsonable(result.summary())
+    if "retrain" in job.request:  # the next version of the parent's model (or of the suffix's new one)
+        name = result.version.ref
     store.finish(job.id, worker_id, SUCCEEDED, fine_tuned_model=name, result=summary,
                  message=f"The job has successfully completed; fine-tuned model: {name}")
 

@@ -5,7 +5,11 @@ OpenAI's fields: ``model``, ``training_file``, ``validation_file``, ``suffix``, 
 ``hyperparameters`` (``n_epochs``, ``batch_size``, ``learning_rate_multiplier``, each a value or ``"auto"``).
 Tailor's own options go in ``method.tailor``: the training ``method`` (auto, full, lora, head), the config
 ``preset``, a ``time_budget_s``, the file's ``text_column``/``label_column`` and, for chat jobs, ``strict``
-(fail on conversations over the token limit instead of truncating or dropping them). Unknown keys are refused.
+(fail on conversations over the token limit instead of truncating or dropping them). A job whose ``model`` is
+one of the tenant's fine-tuned classifiers continues from its weights (a retrain, :mod:`tailor.train.retrain`):
+``feedback`` adds its feedback labels, ``replay`` sets the share of its training rows mixed in, ``new_labels``
+accepts labels it lacks; ``training_file`` may then be left out when ``feedback`` is true. Unknown keys are
+refused.
 """
 
 from __future__ import annotations
@@ -70,6 +74,15 @@ class TailorOptions(_Strict):
     label_column: str | None = Field(None, max_length=200, description="label column of a text/label file")
     strict: bool | None = Field(None, description="chat: true fails the job on conversations longer than the token "
                                                   "limit (their lines named) instead of truncating or dropping them")
+    feedback: bool | None = Field(None, description="retrain (model is a fine-tuned classifier): add the feedback "
+                                                    "labels on its stored answers to the training rows")
+    replay: float | None = Field(None, ge=0, le=100, description="retrain: old training rows mixed in, as a share "
+                                                                 "of the new rows (default 4.0; 0: none)")
+    new_labels: bool | None = Field(None, description="retrain: accept labels the model lacks, as new classes")
+
+    def retrain_options(self) -> dict:
+        """The retrain's options that were given: ``feedback``, ``replay``, ``new_labels``."""
+        return self.model_dump(include={"feedback", "replay", "new_labels"}, exclude_none=True)
 
 
 class Method(_Strict):
@@ -82,7 +95,9 @@ class JobCreate(_Strict):
     """A fine-tuning job request."""
 
     model: str = Field(..., min_length=1, max_length=300, description="base model: a catalog id (GET /v1/models)")
-    training_file: str = Field(..., min_length=1, max_length=64, description="id of an uploaded file")
+    training_file: str | None = Field(None, min_length=1, max_length=64,
+                                      description="id of an uploaded file; required unless method.tailor.feedback "
+                                                  "is true")
     validation_file: str | None = Field(None, max_length=64, description="held-out file for the test metrics")
     suffix: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9._-]{0,39}$",
                                description="up to 40 lowercase letters, digits, '.', '_' or '-' for the model id")
@@ -109,16 +124,19 @@ class JobCreate(_Strict):
         return (self.method.tailor if self.method else None) or TailorOptions()
 
 
-def resolve_training(body: JobCreate, task: str) -> tuple[dict, dict]:
+def resolve_training(body: JobCreate, task: str, method: str | None = None) -> tuple[dict, dict]:
     """Turn a request into ``(hyperparameters, overrides)``.
 
     ``hyperparameters`` is OpenAI's object with ``auto`` replaced by the values used; ``overrides`` are the
     keyword arguments for the training job (``epochs``, ``batch_size``, learning rate, ``method``...).
+    ``method`` replaces the request's ``auto`` method (a retrain's parent's method).
 
     Raises:
         UsageError: an unknown preset, or options that do not fit the task.
     """
     options = body.tailor_options()
+    if method is not None and options.method == "auto":
+        options = options.model_copy(update={"method": method})
     chosen = body.chosen_hyperparameters()
     if task == CHAT:
         from tailor.train.sft import load_chat_preset

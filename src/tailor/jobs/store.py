@@ -66,7 +66,7 @@ class Job:
     tenant: str
     model: str
     task: str
-    training_file: str
+    training_file: str | None  # None: a retrain from feedback alone
     validation_file: str | None
     suffix: str | None
     seed: int
@@ -126,7 +126,7 @@ class JobCheckpoint:
 
 
 def _to_job(row) -> Job:
-    return Job(row.id, row.tenant, row.model, row.task, row.training_file, row.validation_file, row.suffix,
+    return Job(row.id, row.tenant, row.model, row.task, row.training_file or None, row.validation_file, row.suffix,
                row.seed, row.request, row.status, row.fine_tuned_model, row.error, row.result, row.attempts,
                row.worker_id, row.created_at, row.started_at, row.finished_at)
 
@@ -148,17 +148,19 @@ class JobStore:
 
     # --- what the API does -------------------------------------------------------------------------------
 
-    def create(self, tenant: str, *, model: str, task: str, training_file: str, validation_file: str | None,
+    def create(self, tenant: str, *, model: str, task: str, training_file: str | None, validation_file: str | None,
                suffix: str | None, seed: int, request: dict) -> Job:
         """Record a new job as queued, with its first events."""
         job_id = "ftjob-" + secrets.token_hex(12)
         moment = now()
         with self._engine.begin() as conn:
             conn.execute(insert(_jobs).values(
-                id=job_id, tenant=tenant, model=model, task=task, training_file=training_file,
+                # the column predates file-less retrains and is NOT NULL: "" stands for none
+                id=job_id, tenant=tenant, model=model, task=task, training_file=training_file or "",
                 validation_file=validation_file, suffix=suffix, seed=seed, request=request, status=QUEUED,
                 attempts=0, created_at=moment))
-            self._event(conn, job_id, f"Validated training file: {training_file}")
+            self._event(conn, job_id, f"Validated training file: {training_file}" if training_file
+                        else "No training file: training on feedback labels")
             self._event(conn, job_id, "Job queued")
         return self.get(tenant, job_id)
 

@@ -171,6 +171,92 @@ def load_model_for_inference(directory: Path, *, merge: bool = True):
     return spec, model, tokenizer
 
 
+def load_trainable(directory: Path, labels: Sequence[str]):
+    """A saved version's model, ready to train further (incremental learning): the same weights as
+    :func:`load_model_for_inference` gives, but LoRA adapters stay unmerged and trainable, and the head has
+    one row per label of ``labels``.
+
+    Args:
+        directory: the version's artifact directory.
+        labels: the saved labels in their order, followed by any new ones (a head row is added for each, at
+            the mean of the saved rows, so that before training no saved label's answer changes: the mean of
+            some logits never exceeds their maximum).
+
+    Returns:
+        ``(spec, model)``: the saved spec and the trainable module (a head-only version's head still has its
+        training temperature folded in; see :func:`tailor.train.classify.unfold_head_temperature`).
+
+    Raises:
+        TailorError: ``labels`` does not start with the saved labels in order, or the method is unknown.
+    """
+    setup_torch()
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    spec = ClassifierSpec.load(directory)
+    added = list(labels[len(spec.labels):])
+    if list(labels[:len(spec.labels)]) != spec.labels:
+        raise TailorError(f"{directory}: labels {list(labels)} do not start with the saved labels {spec.labels}")
+    if spec.method == "head":
+        base = resolve_base(spec.base_model)
+        model = attach_head(AutoModel.from_pretrained(base.path), directory, spec)
+        model.classifier = _grown_linear(model.classifier, len(added))
+        return spec, model.train()
+    if spec.method == "full":
+        model = AutoModelForSequenceClassification.from_pretrained(directory / "model")
+        if added:
+            model.classifier = _grown_linear(_linear_head(model), len(added))
+            _relabel(model, list(labels))
+    elif spec.method == "lora":
+        from peft import PeftModel
+
+        base = resolve_base(spec.base_model)
+        backbone = AutoModelForSequenceClassification.from_pretrained(
+            base.path, num_labels=len(spec.labels), id2label=dict(enumerate(spec.labels)),
+            label2id={label: i for i, label in enumerate(spec.labels)})
+        model = PeftModel.from_pretrained(backbone, directory / "adapter", is_trainable=True)
+        if added:
+            # PEFT trains and saves a copy of the head (modules_to_save); both copies must grow alike
+            wrapper = backbone.classifier
+            wrapper.original_module = _grown_linear(wrapper.original_module, len(added))
+            for adapter in wrapper.modules_to_save:
+                wrapper.modules_to_save[adapter] = _grown_linear(wrapper.modules_to_save[adapter], len(added))
+            _relabel(backbone, list(labels))
+    else:
+        raise TailorError(f"{directory}: unknown method {spec.method!r} in {SPEC_FILE}")
+    return spec, model.train()
+
+
+def _linear_head(model):
+    """A Hugging Face sequence classifier's head (``classifier``, one linear layer in BERT-like models)."""
+    _, nn = _torch_modules()
+    if not isinstance(getattr(model, "classifier", None), nn.Linear):
+        raise TailorError(f"cannot add labels to a {type(model).__name__}: its head is not one linear layer")
+    return model.classifier
+
+
+def _relabel(model, labels: list[str]) -> None:
+    model.num_labels = model.config.num_labels = len(labels)
+    model.config.id2label = dict(enumerate(labels))
+    model.config.label2id = {label: i for i, label in enumerate(labels)}
+
+
+def _grown_linear(layer, extra: int):
+    """``layer`` with ``extra`` more output rows, each the mean of its rows (weights and bias); ``layer``
+    itself when ``extra`` is 0."""
+    torch, nn = _torch_modules()
+    if not extra:
+        return layer
+    grown = nn.Linear(layer.in_features, layer.out_features + extra, bias=layer.bias is not None,
+                      dtype=layer.weight.dtype, device=layer.weight.device)
+    with torch.no_grad():
+        grown.weight[:layer.out_features] = layer.weight
+        grown.weight[layer.out_features:] = layer.weight.mean(0)
+        if layer.bias is not None:
+            grown.bias[:layer.out_features] = layer.bias
+            grown.bias[layer.out_features:] = layer.bias.mean()
+    return grown
+
+
 def attach_head(encoder, directory: Path, spec: ClassifierSpec):
     """A head-only version's model: its saved linear head on top of ``encoder`` (frozen; it may be shared by
     many versions over the same base, since only the head differs)."""

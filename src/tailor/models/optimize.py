@@ -34,12 +34,12 @@ from tailor.models.classifier import LORA_TARGETS, ClassifierSpec
 from tailor.models.export import EXPORT_ATTENTION
 from tailor.models.runtimes import (ONNX_FILES, RECORD_FILE, RUNTIME_DIR, RUNTIMES, SharedBases, default_bases,
                                     load_runtime)
+from tailor.stats import macro_f1_difference_interval
 
 GRAPH_KINDS = ("encoder", "lora")
 CONVERTER = "tailor-onnx-5"  # 3: int8 scaled per activation row; 4: LayerNorm outputs smoothed; 5: eager attention
 CALIBRATION_ROWS = 256  # training texts whose activations set the int8 smoothing
 TIMING_ROWS = 256  # validation rows timed per runtime (length-sorted batches of 32, as served)
-BOOTSTRAP_RESAMPLES = 1000
 TIMING_TEXTS = ["Shares rose after the company beat earnings expectations",
                 "The central bank left interest rates unchanged on Wednesday"]
 
@@ -392,29 +392,6 @@ def predicted_labels(runtime, encoded) -> list[str]:
     return [runtime.labels[i] for i in runtime.predict_logits(encoded).argmax(1)]
 
 
-def bootstrap_macro_f1(targets: list[str], predictions: list[list[str]], resamples: int = BOOTSTRAP_RESAMPLES,
-                       seed: int = 0) -> np.ndarray:
-    """Macro-F1 (0..1) of each prediction list on the same ``resamples`` bootstrap resamples of the rows:
-    an array ``(len(predictions), resamples)``. Per resample, the classes averaged are those present in its
-    targets or predictions, as scikit-learn's ``f1_score(average="macro")`` does."""
-    classes = {label: i for i, label in enumerate(sorted(set(targets).union(*predictions)))}
-    n, k = len(targets), len(classes)
-    rows = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-    truth = np.asarray([classes[t] for t in targets])[rows]
-    offsets = (np.arange(resamples) * k * k)[:, None]
-    out = np.zeros((len(predictions), resamples))
-    for j, predicted in enumerate(predictions):
-        guess = np.asarray([classes[p] for p in predicted])[rows]
-        confusion = np.bincount((offsets + truth * k + guess).ravel(), minlength=resamples * k * k)
-        confusion = confusion.reshape(resamples, k, k)
-        tp = np.diagonal(confusion, axis1=1, axis2=2)
-        denominator = confusion.sum(axis=2) + confusion.sum(axis=1)  # 2 tp + fn + fp
-        present = denominator > 0
-        f1 = np.where(present, 2 * tp / np.maximum(denominator, 1), 0.0)
-        out[j] = f1.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
-    return out
-
-
 def compare_to_reference(targets: list[str], reference: list[str], candidate: list[str]) -> dict:
     """How ``candidate``'s labels compare with the reference runtime's on the same validation rows.
 
@@ -423,9 +400,8 @@ def compare_to_reference(targets: list[str], reference: list[str], candidate: li
         the 95% paired-bootstrap interval of candidate minus reference macro-F1, in points.
     """
     agreement = float(np.mean([a == b for a, b in zip(reference, candidate)]))
-    scores = bootstrap_macro_f1(targets, [reference, candidate])
-    low, high = np.percentile(100 * (scores[1] - scores[0]), [2.5, 97.5])
-    return {"agreement": round(agreement, 4), "delta_ci": [round(float(low), 2), round(float(high), 2)]}
+    low, high = macro_f1_difference_interval(targets, reference, candidate)
+    return {"agreement": round(agreement, 4), "delta_ci": [round(100 * low, 2), round(100 * high, 2)]}
 
 
 def wilson_upper(successes: int, trials: int, z: float = 1.96) -> float:

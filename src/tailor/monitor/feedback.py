@@ -17,6 +17,7 @@ from sqlalchemy import Column, MetaData, String, Table, Text, delete, func, inse
 from tailor.db import UtcDateTime, now, open_engine
 from tailor.errors import NotFoundError, UsageError
 from tailor.monitor.records import PredictionStore
+from tailor.monitor.records import _predictions  # the answers feedback is joined with (one database)
 
 RATINGS = ("up", "down")
 COMPLETION_KINDS = ("chat.completion", "text_completion")
@@ -78,6 +79,40 @@ class FeedbackStore:
                     out[r.record_id] = Feedback(r.tenant, r.record_id, r.label, r.rating, r.correction, r.id,
                                                 r.created_at)
         return out
+
+    def labelled_texts(self, tenant: str, model_names) -> list[tuple[str, str]]:
+        """``(text, true label)`` for each of the tenant's stored classification answers by any version of the
+        models ``model_names`` that has a feedback label, oldest answer first (one query, joining the answers).
+
+        An answer counts whichever id the client sent (``sentiment@prod``, ``sentiment:3``), so feedback on an
+        alias's traffic is feedback on the model. Answers whose text was not stored cannot be scored again and
+        are left out; so is a completion's rating.
+        """
+        answers = _predictions.c
+        query = (select(answers.input, _feedback.c.label)
+                 .join(_feedback, (_feedback.c.record_id == answers.id) & (_feedback.c.tenant == answers.tenant))
+                 .where(answers.tenant == tenant, answers.kind == "classification", answers.stored == 1,
+                        answers.model_name.in_(sorted(set(model_names))), _feedback.c.label.is_not(None))
+                 .order_by(answers.created_at, answers.id))
+        with self._engine.connect() as conn:
+            return [(stored["text"], label) for stored, label in conn.execute(query)
+                    if isinstance((stored or {}).get("text"), str)]
+
+    def corrections(self, tenant: str, model_name: str) -> list[dict]:
+        """The corrected answers given on the tenant's stored chat completions of model ``model_name`` (any
+        version) as chat fine-tuning rows, oldest first: the conversation as it was sent, then the correction
+        as the assistant's answer (``{"messages": [...]}``, the format a chat job trains on)."""
+        answers = _predictions.c
+        query = (select(answers.input, _feedback.c.correction)
+                 .join(_feedback, (_feedback.c.record_id == answers.id) & (_feedback.c.tenant == answers.tenant))
+                 .where(answers.tenant == tenant, answers.kind == "chat.completion", answers.stored == 1,
+                        answers.model_name == model_name, _feedback.c.correction.is_not(None))
+                 .order_by(answers.created_at, answers.id))
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [{"messages": [{k: v for k, v in m.items() if v is not None} for m in stored["messages"]]
+                 + [{"role": "assistant", "content": correction}]}
+                for stored, correction in rows if correction.strip()]
 
     def count(self, tenant: str) -> int:
         with self._engine.connect() as conn:

@@ -2,7 +2,8 @@
 
 A row is written for each text a classifier labels (``kind`` ``classification``, its id the ``id`` of the
 response's ``data`` item), each embeddings request (``embedding``) and each chat or text completion
-(``chat.completion``, ``text_completion``, its id OpenAI's ``id``). It holds who asked (tenant), which model
+(``chat.completion``, ``text_completion``, its id OpenAI's ``id``), and each request that failed once its
+model was known (``error``, its status and message in ``details``). It holds who asked (tenant), which model
 answered (the id the client sent, and the registered model's name and version, or the base's id with no
 version), when, how long the request took, its tokens, and the answer: the label with every label's
 probability, or the generated text. The input (a classified text, a chat's messages, a prompt) is kept only
@@ -23,9 +24,9 @@ from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, de
 from tailor.db import JsonText, UtcDateTime, now, open_engine
 from tailor.errors import NotFoundError
 
-KINDS = ("classification", "embedding", "chat.completion", "text_completion")
+KINDS = ("classification", "embedding", "chat.completion", "text_completion", "error")
 ID_PREFIXES = {"classification": "pred-", "embedding": "emb-", "chat.completion": "chatcmpl-",
-               "text_completion": "cmpl-"}
+               "text_completion": "cmpl-", "error": "err-"}
 
 _metadata = MetaData()
 _predictions = Table(
@@ -36,6 +37,7 @@ _predictions = Table(
     Column("prompt_tokens", Integer), Column("completion_tokens", Integer), Column("label", Text),
     Column("score", Float), Column("scores", JsonText), Column("output", Text), Column("input", JsonText),
     Column("stored", Integer), Column("metadata", JsonText), Column("details", JsonText),
+    Column("features", JsonText),
 )
 
 
@@ -62,6 +64,8 @@ class PredictionRecord:
         metadata: the client's string key-value tags (OpenAI's ``metadata``).
         details: what else the answer had (a completion's ``finish_reason`` and ``created``, an abstention's
             reason, an embeddings request's text count).
+        features: a classified text's length, main script and unknown tokens
+            (:func:`tailor.data.fingerprint.text_features`), kept whether or not the text is.
     """
 
     id: str
@@ -82,6 +86,7 @@ class PredictionRecord:
     input: dict | None = None
     metadata: dict | None = None
     details: dict | None = None
+    features: dict | None = None
 
     @property
     def stored(self) -> bool:
@@ -94,7 +99,8 @@ def _row(record: PredictionRecord) -> dict:
             "created_at": record.created_at, "latency_ms": record.latency_ms, "prompt_tokens": record.prompt_tokens,
             "completion_tokens": record.completion_tokens, "label": record.label, "score": record.score,
             "scores": record.scores, "output": record.output, "input": record.input,
-            "stored": int(record.stored), "metadata": record.metadata, "details": record.details}
+            "stored": int(record.stored), "metadata": record.metadata, "details": record.details,
+            "features": record.features}
 
 
 def _record(row) -> PredictionRecord:
@@ -103,7 +109,7 @@ def _record(row) -> PredictionRecord:
         version=row.version, request_id=row.request_id, created_at=row.created_at, latency_ms=row.latency_ms,
         prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens, label=row.label,
         score=row.score, scores=row.scores, output=row.output, input=row.input, metadata=row.metadata,
-        details=row.details)
+        details=row.details, features=row.features)
 
 
 class PredictionStore:
@@ -202,6 +208,15 @@ class PredictionStore:
             table.created_at >= since, table.created_at < until).order_by(table.created_at, table.id)
         with self._engine.connect() as conn:
             return [_record(row) for row in conn.execute(query)]
+
+    def versions(self, tenant: str, model_name: str, since: datetime, kind: str = "classification") -> list[int]:
+        """The versions of the tenant's model that answered (``kind``) since ``moment``, ascending."""
+        table = _predictions.c
+        query = select(table.version).distinct().where(
+            table.tenant == tenant, table.model_name == model_name, table.kind == kind, table.version.is_not(None),
+            table.created_at >= since)
+        with self._engine.connect() as conn:
+            return sorted(conn.scalars(query))
 
     def since(self, moment: datetime, kind: str = "classification") -> list[PredictionRecord]:
         """Every tenant's records of ``kind`` created at or after ``moment``, oldest first (for /metrics)."""

@@ -247,12 +247,62 @@ def _m005_predictions(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE tenants ADD COLUMN retention_rows INTEGER")
 
 
+def _m006_monitoring(conn: Connection) -> None:
+    """Each answer's input features (length, script, unknown tokens: kept whether or not its text is), each
+    model's monitoring settings (store inputs, alert rules, webhook), and the alerts the rules raised (see
+    :mod:`tailor.monitor.alerts`)."""
+    metadata = MetaData()
+    Table(
+        "monitoring_configs",
+        metadata,
+        Column("tenant", String(64), primary_key=True),
+        Column("model_name", String(200), primary_key=True),
+        Column("store_inputs", Integer, nullable=False),
+        Column("window_hours", Float, nullable=False),
+        Column("rules", Text, nullable=False),
+        Column("webhook_url", Text),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+    Table(
+        "alerts",
+        metadata,
+        Column("id", String(40), primary_key=True),
+        Column("tenant", String(64), nullable=False),
+        Column("model_name", String(200), nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("rule", Text, nullable=False),
+        Column("value", Float),
+        Column("state", String(16), nullable=False),
+        Column("fired_at", DateTime(timezone=True), nullable=False),
+        Column("resolved_at", DateTime(timezone=True)),
+        Column("delivery", String(16), nullable=False),
+        Column("attempts", Integer, nullable=False),
+        Column("last_error", Text),
+        Index("ix_alerts_tenant_model", "tenant", "model_name", "fired_at"),
+    )
+    metadata.create_all(conn)
+    conn.exec_driver_sql("ALTER TABLE predictions ADD COLUMN features TEXT")
+
+
+def _m007_release(conn: Connection) -> None:
+    """Releases: an alias's candidate version beside its current one (mode ``canary`` with its share of the
+    traffic, or ``shadow``), and in the alias history the candidate, who made each change and why."""
+    for table in ("aliases", "alias_events"):
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN candidate INTEGER")
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN candidate_mode VARCHAR(8)")
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN candidate_share FLOAT")
+    conn.exec_driver_sql("ALTER TABLE alias_events ADD COLUMN actor TEXT")
+    conn.exec_driver_sql("ALTER TABLE alias_events ADD COLUMN reason TEXT")
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_service", _m002_service),
     ("m003_alias_events", _m003_alias_events),
     ("m004_registry_changes", _m004_registry_changes),
     ("m005_predictions", _m005_predictions),
+    ("m006_monitoring", _m006_monitoring),
+    ("m007_release", _m007_release),
 ]
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    Float,
     Integer,
     MetaData,
     String,
@@ -29,9 +30,11 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from tailor.db import JsonText, UtcDateTime, now, open_engine
-from tailor.errors import NotFoundError
-from tailor.registry.entities import AliasEvent, ModelVersion, RegisteredModel
+from tailor.errors import ConflictError, NotFoundError
+from tailor.registry.entities import Alias, AliasEvent, Candidate, ModelVersion, RegisteredModel, Route
 from tailor.registry.refs import parse_ref, validate_alias, validate_name
+from tailor.registry.release import (check_candidate, check_candidate_version, check_reason, same_candidate,
+                                     version_before_last_move)
 from tailor.registry.store import RegistryStore
 
 T = TypeVar("T")
@@ -72,6 +75,9 @@ _aliases = Table(
     Column("model_id", Integer, primary_key=True),
     Column("alias", String(32), primary_key=True),
     Column("version", Integer),
+    Column("candidate", Integer),
+    Column("candidate_mode", String(8)),
+    Column("candidate_share", Float),
 )
 _alias_events = Table(
     "alias_events",
@@ -82,6 +88,11 @@ _alias_events = Table(
     Column("version", Integer),
     Column("action", String(16)),
     Column("created_at", UtcDateTime),
+    Column("candidate", Integer),
+    Column("candidate_mode", String(8)),
+    Column("candidate_share", Float),
+    Column("actor", Text),
+    Column("reason", Text),
 )
 
 
@@ -93,9 +104,52 @@ def _count_change(conn: Connection) -> None:
     conn.execute(update(_changes).where(_changes.c.id == 1).values(changes=_changes.c.changes + 1))
 
 
-def _record_alias_event(conn: Connection, model_id: int, alias: str, version: int | None, action: str) -> None:
-    conn.execute(insert(_alias_events).values(model_id=model_id, alias=alias, version=version, action=action,
-                                              created_at=now()))
+def _record_alias_event(conn: Connection, model_id: int, alias: str, version: int | None, action: str, *,
+                        candidate: Candidate | None = None, actor: str | None = None,
+                        reason: str | None = None) -> None:
+    conn.execute(insert(_alias_events).values(
+        model_id=model_id, alias=alias, version=version, action=action, created_at=now(),
+        candidate=candidate and candidate.version, candidate_mode=candidate and candidate.mode,
+        candidate_share=candidate and candidate.share, actor=actor, reason=reason))
+
+
+def _candidate_of(row) -> Candidate | None:
+    """The candidate a row of ``aliases`` or ``alias_events`` holds, if any."""
+    return None if row.candidate is None else Candidate(row.candidate, row.candidate_mode, row.candidate_share)
+
+
+def _find_alias(conn: Connection, tenant: str, model_id: int, name: str, alias: str) -> Alias:
+    row = conn.execute(select(_aliases).where(_aliases.c.model_id == model_id, _aliases.c.alias == alias)).one_or_none()
+    if row is None:
+        raise NotFoundError(f"alias {name}@{alias} not found")
+    return Alias(tenant=tenant, name=name, alias=alias, version=row.version, candidate=_candidate_of(row))
+
+
+def _move_alias(conn: Connection, model_id: int, alias: str, version: int, candidate: Candidate | None = None) -> None:
+    """Point the existing ``alias`` at ``version`` with ``candidate`` (none by default: a move ends a release)."""
+    conn.execute(update(_aliases).where(_aliases.c.model_id == model_id, _aliases.c.alias == alias).values(
+        version=version, candidate=candidate and candidate.version, candidate_mode=candidate and candidate.mode,
+        candidate_share=candidate and candidate.share))
+
+
+def _change_alias(conn: Connection, tenant: str, model_id: int, name: str, alias: str, version: int, action: str, *,
+                  candidate: Candidate | None = None, actor: str | None, reason: str | None) -> Alias:
+    """Point ``alias`` at ``version`` (with ``candidate``, or none), record the change in its history and in
+    the change counter; returns the alias as it now is."""
+    _move_alias(conn, model_id, alias, version, candidate)
+    _record_alias_event(conn, model_id, alias, version, action, candidate=candidate, actor=actor, reason=reason)
+    _count_change(conn)
+    return _find_alias(conn, tenant, model_id, name, alias)
+
+
+def _stop_candidates_of(conn: Connection, model_id: int, version: int) -> None:
+    """Stop the canaries and shadows of the version being deleted (an ``abort`` event each): the aliases keep
+    their current versions."""
+    for row in conn.execute(select(_aliases).where(_aliases.c.model_id == model_id, _aliases.c.candidate == version,
+                                                   _aliases.c.version != version)).all():
+        _move_alias(conn, model_id, row.alias, row.version)
+        _record_alias_event(conn, model_id, row.alias, row.version, "abort",
+                            reason=f"its candidate (version {version}) was deleted")
 
 
 def _version_not_found(name: str, version: int) -> NotFoundError:
@@ -196,7 +250,7 @@ class SqlRegistryStore(RegistryStore):
 
     def __init__(self, url: str):
         self._engine = open_engine(url)
-        self._resolved: dict[tuple[str, str], ModelVersion] = {}
+        self._resolved: dict[tuple, ModelVersion | Route] = {}
         self._resolved_at: int | None = None  # the change count the cached refs were resolved at
         self._resolved_lock = threading.Lock()
 
@@ -274,21 +328,44 @@ class SqlRegistryStore(RegistryStore):
     def resolve(self, tenant: str, ref: str) -> ModelVersion:
         """As :meth:`RegistryStore.resolve`. The API resolves a model on every inference request, so a ref
         resolved once is kept in this process until the registry's change count moves (any process's
-        write moves it in its own transaction): one small query when nothing changed, instead of four.
-        The count is read before the ref, so a cached answer is never older than the count it is kept under."""
+        write moves it in its own transaction): one small query when nothing changed, instead of four."""
+        return self._cached(("version", tenant, ref), lambda conn: self._resolve(conn, tenant, ref))
+
+    def route(self, tenant: str, ref: str) -> Route:
+        """As :meth:`RegistryStore.route`, kept like :meth:`resolve` until the change count moves (every alias
+        change moves it), so each replica sees a canary, a promotion or a rollback on its next request."""
+        return self._cached(("route", tenant, ref), lambda conn: self._route(conn, tenant, ref))
+
+    def _cached(self, key: tuple, find: Callable[[Connection], T]) -> T:
+        """``find(conn)``'s answer, kept under ``key`` until the registry's change count moves. The count is
+        read before the answer, so a cached answer is never older than the count it is kept under."""
         with self._engine.connect() as conn:
             changes = conn.scalar(select(_changes.c.changes).where(_changes.c.id == 1))
             with self._resolved_lock:
                 if changes != self._resolved_at:
                     self._resolved, self._resolved_at = {}, changes
-                found = self._resolved.get((tenant, ref))
+                found = self._resolved.get(key)
             if found is not None:
                 return found
-            found = self._resolve(conn, tenant, ref)
+            found = find(conn)
         with self._resolved_lock:
             if self._resolved_at == changes and len(self._resolved) < _RESOLVED_CACHE_SIZE:
-                self._resolved[(tenant, ref)] = found
+                self._resolved[key] = found
         return found
+
+    @classmethod
+    def _route(cls, conn: Connection, tenant: str, ref: str) -> Route:
+        parsed = parse_ref(ref)
+        if parsed.alias is None:
+            return Route(cls._resolve(conn, tenant, ref))
+        model_id = _find_model_id(conn, tenant, parsed.name)
+        alias = _find_alias(conn, tenant, model_id, parsed.name, parsed.alias)
+        version = _require_version(conn, model_id, parsed.name, alias.version)
+        if alias.candidate is None:
+            return Route(version, alias=parsed.alias)
+        return Route(version, alias=parsed.alias, candidate=_require_version(conn, model_id, parsed.name,
+                                                                             alias.candidate.version),
+                     mode=alias.candidate.mode, share=alias.candidate.share)
 
     @staticmethod
     def _resolve(conn: Connection, tenant: str, ref: str) -> ModelVersion:
@@ -314,34 +391,118 @@ class SqlRegistryStore(RegistryStore):
         with self._engine.connect() as conn:
             return _select_versions(conn, _versions.c.model_id == _find_model_id(conn, tenant, name))
 
-    def set_alias(self, tenant: str, name: str, alias: str, version: int) -> None:
+    def set_alias(self, tenant: str, name: str, alias: str, version: int, *, actor: str | None = None,
+                  reason: str | None = None) -> None:
         validate_alias(alias)
+        reason = check_reason(reason)
 
         def work(conn: Connection) -> None:
             model_id = _find_model_id(conn, tenant, name)
             _require_version(conn, model_id, name, version)
             where = (_aliases.c.model_id == model_id, _aliases.c.alias == alias)
-            current = conn.scalar(select(_aliases.c.version).where(*where))
-            if current == version:
+            current = conn.execute(select(_aliases.c.version, _aliases.c.candidate).where(*where)).one_or_none()
+            if current is not None and (current.version, current.candidate) == (version, None):
                 return
             if current is None:  # a concurrent setter makes this insert fail; the retry then moves its row
                 conn.execute(insert(_aliases).values(model_id=model_id, alias=alias, version=version))
             else:
-                conn.execute(update(_aliases).where(*where).values(version=version))
-            _record_alias_event(conn, model_id, alias, version, "set")
+                _move_alias(conn, model_id, alias, version)
+            _record_alias_event(conn, model_id, alias, version, "set", actor=actor, reason=reason)
             _count_change(conn)
 
         self._transaction(work)
 
-    def delete_alias(self, tenant: str, name: str, alias: str) -> None:
+    def delete_alias(self, tenant: str, name: str, alias: str, *, actor: str | None = None,
+                     reason: str | None = None) -> None:
         validate_alias(alias)
+        reason = check_reason(reason)
         with self._engine.begin() as conn:
             model_id = _find_model_id(conn, tenant, name)
             where = (_aliases.c.model_id == model_id, _aliases.c.alias == alias)
             if not conn.execute(delete(_aliases).where(*where)).rowcount:
                 raise NotFoundError(f"alias {name}@{alias} not found")
-            _record_alias_event(conn, model_id, alias, None, "unset")
+            _record_alias_event(conn, model_id, alias, None, "unset", actor=actor, reason=reason)
             _count_change(conn)
+
+    def get_alias(self, tenant: str, name: str, alias: str) -> Alias:
+        validate_alias(alias)
+        with self._engine.connect() as conn:
+            return _find_alias(conn, tenant, _find_model_id(conn, tenant, name), name, alias)
+
+    def set_candidate(self, tenant: str, name: str, alias: str, version: int, mode: str, share: float | None = None,
+                      *, actor: str | None = None, reason: str | None = None) -> Alias:
+        validate_alias(alias)
+        check_candidate(mode, share)
+        reason = check_reason(reason)
+
+        def work(conn: Connection) -> Alias:
+            model_id = _find_model_id(conn, tenant, name)
+            found = _find_alias(conn, tenant, model_id, name, alias)
+            current = _require_version(conn, model_id, name, found.version)
+            check_candidate_version(f"{name}@{alias}", current, _require_version(conn, model_id, name, version), mode)
+            if same_candidate(found.candidate, version, mode, share):
+                return found
+            candidate = Candidate(version, mode, share)
+            return _change_alias(conn, tenant, model_id, name, alias, found.version, mode, candidate=candidate,
+                                 actor=actor, reason=reason)
+
+        return self._transaction(work)
+
+    def clear_candidate(self, tenant: str, name: str, alias: str, *, actor: str | None = None,
+                        reason: str | None = None) -> Alias:
+        validate_alias(alias)
+        reason = check_reason(reason)
+
+        def work(conn: Connection) -> Alias:
+            model_id = _find_model_id(conn, tenant, name)
+            found = _find_alias(conn, tenant, model_id, name, alias)
+            if found.candidate is None:
+                raise ConflictError(f"{name}@{alias} has no canary or shadow to stop")
+            return _change_alias(conn, tenant, model_id, name, alias, found.version, "abort", actor=actor,
+                                 reason=reason)
+
+        return self._transaction(work)
+
+    def promote(self, tenant: str, name: str, alias: str, version: int | None = None, *, actor: str | None = None,
+                reason: str | None = None) -> Alias:
+        validate_alias(alias)
+        reason = check_reason(reason)
+
+        def work(conn: Connection) -> Alias:
+            model_id = _find_model_id(conn, tenant, name)
+            found = _find_alias(conn, tenant, model_id, name, alias)
+            target = version if version is not None else found.candidate and found.candidate.version
+            if target is None:
+                raise ConflictError(f"{name}@{alias} has no candidate to promote: start a canary or a shadow "
+                                    "first, or give the version to promote")
+            _require_version(conn, model_id, name, target)
+            if target == found.version:
+                raise ConflictError(f"{name}@{alias} already points at {name}:{target}")
+            return _change_alias(conn, tenant, model_id, name, alias, target, "promote", actor=actor, reason=reason)
+
+        return self._transaction(work)
+
+    def rollback(self, tenant: str, name: str, alias: str, *, actor: str | None = None,
+                 reason: str | None = None) -> Alias:
+        validate_alias(alias)
+        reason = check_reason(reason)
+
+        def work(conn: Connection) -> Alias:
+            model_id = _find_model_id(conn, tenant, name)
+            _find_alias(conn, tenant, model_id, name, alias)  # it must exist now
+            versions = conn.scalars(select(_alias_events.c.version).where(
+                _alias_events.c.model_id == model_id, _alias_events.c.alias == alias).order_by(_alias_events.c.id))
+            target = version_before_last_move(versions)
+            if target is None:
+                raise ConflictError(f"{name}@{alias} has no earlier version to roll back to")
+            try:
+                _require_version(conn, model_id, name, target)
+            except NotFoundError:
+                raise ConflictError(f"{name}@{alias} pointed at {name}:{target} before its last move, and that "
+                                    "version was deleted; point the alias at a version instead") from None
+            return _change_alias(conn, tenant, model_id, name, alias, target, "rollback", actor=actor, reason=reason)
+
+        return self._transaction(work)
 
     def alias_history(self, tenant: str, name: str) -> list[AliasEvent]:
         with self._engine.connect() as conn:
@@ -349,7 +510,8 @@ class SqlRegistryStore(RegistryStore):
             rows = conn.execute(select(_alias_events).where(_alias_events.c.model_id == model_id)
                                 .order_by(_alias_events.c.id)).all()
         return [AliasEvent(tenant=tenant, name=name, alias=row.alias, version=row.version, action=row.action,
-                           created_at=row.created_at) for row in rows]
+                           created_at=row.created_at, candidate=_candidate_of(row), actor=row.actor,
+                           reason=row.reason) for row in rows]
 
     def update_metrics(self, tenant: str, name: str, version: int, metrics: dict) -> ModelVersion:
         with self._engine.begin() as conn:
@@ -370,6 +532,7 @@ class SqlRegistryStore(RegistryStore):
             deleted = _require_version(conn, model_id, name, version)
             for alias in deleted.aliases:
                 _record_alias_event(conn, model_id, alias, None, "version_deleted")
+            _stop_candidates_of(conn, model_id, version)
             conn.execute(delete(_aliases).where(_aliases.c.model_id == model_id, _aliases.c.version == version))
             conn.execute(delete(_versions).where(_versions.c.model_id == model_id, _versions.c.version == version))
             _count_change(conn)

@@ -71,9 +71,15 @@ class Principal:
     tenant: str
     key_id: str
     scopes: tuple[str, ...]
+    key_name: str = ""
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
+
+    @property
+    def actor(self) -> str:
+        """Who made a change, as histories record it: ``<tenant>/<key name> (<key id>)``."""
+        return f"{self.tenant}/{self.key_name} ({self.key_id})"
 
 
 def validate_tenant_name(name: str) -> str:
@@ -212,4 +218,4 @@ class TenantStore:
             moment = now()
             if row.last_used_at is None or moment - row.last_used_at > _LAST_USED_RESOLUTION:
                 conn.execute(update(_keys).where(_keys.c.id == row.id).values(last_used_at=moment))
-        return Principal(row.tenant, row.id, tuple(row.scopes.split(",")))
+        return Principal(row.tenant, row.id, tuple(row.scopes.split(",")), row.name)

@@ -20,6 +20,8 @@ from tailor.jobs.store import JobStore
 from tailor.models.genai import load_fast_chat_model
 from tailor.models.runtimes import onnx_cache_dir
 from tailor.monitor.feedback import FeedbackStore
+from tailor.monitor.alerts import AlertLoop, AlertStore, WebhookSender
+from tailor.monitor.config import ConfigStore
 from tailor.monitor.recorder import Recorder
 from tailor.monitor.records import PredictionStore
 from tailor.registry.service import open_registry
@@ -30,7 +32,9 @@ from tailor.serve.deps import Services, reject_unknown_query_parameters
 from tailor.serve.errors import install_error_handlers
 from tailor.serve.metrics import ApiMetrics, MetricsMiddleware
 from tailor.serve.models import ModelCache
-from tailor.serve.routes import completions, files, inference, jobs, models, monitoring, system
+from tailor.serve.monitoring import reports_for
+from tailor.serve.release import ShadowRunner
+from tailor.serve.routes import compare, completions, files, inference, jobs, models, monitoring, system
 from tailor.settings import Settings, get_settings
 
 DESCRIPTION = """Tailor fine-tunes and serves models for many tenants. Authenticate with
@@ -59,10 +63,16 @@ def build_services(settings: Settings, executor: Executor | None = None) -> Serv
         return days or settings.retention_days, rows or settings.retention_rows
 
     recorder = Recorder(predictions, retention, flush_s=settings.record_flush_s) if settings.record_predictions else None
+    alerts, configs = AlertStore(url), ConfigStore(url)
+    sender = WebhookSender(alerts, timeout_s=settings.webhook_timeout_s, attempts=settings.webhook_attempts,
+                           backoff_s=settings.webhook_backoff_s)
+    alert_loop = AlertLoop(configs, alerts, sender, lambda config: reports_for(services, config),
+                           every_s=settings.alert_every_s)
     services = Services(settings=settings, tenants=tenants, files=FileStore(url, settings.files_dir),
                         jobs=JobStore(url), registry=registry, models=models, batcher=batcher,
                         executor=executor, metrics=metrics, predictions=predictions, feedback=FeedbackStore(url),
-                        recorder=recorder)
+                        recorder=recorder, monitor_configs=configs, alerts=alerts, alert_loop=alert_loop,
+                        shadow=ShadowRunner(on_outcome=metrics.record_shadow))
     metrics.add_state(services)
     return services
 
@@ -79,14 +89,17 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
         services.batcher.start()
         if services.recorder is not None:
             services.recorder.start()
+        services.alert_loop.start()
         if executor is not None:
             executor.start()
         try:
             yield
         finally:
+            services.shadow.cancel()
             services.batcher.stop()
             if services.recorder is not None:
                 services.recorder.stop()
+            services.alert_loop.stop()
             if executor is not None:
                 executor.stop()
 
@@ -94,8 +107,8 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
                   docs_url=None, redoc_url=None, dependencies=[Depends(reject_unknown_query_parameters)])
     app.state.services = services
     install_error_handlers(app)
-    for router in (files.router, jobs.router, models.router, inference.router, completions.router, monitoring.router,
-                   system.router):
+    for router in (files.router, jobs.router, compare.router, models.router, inference.router, completions.router,
+                   monitoring.router, system.router):
         app.include_router(router)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     _add_offline_docs(app)

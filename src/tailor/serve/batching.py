@@ -40,10 +40,12 @@ class ServerBusy(UnavailableError):
 
 @dataclass
 class Scored:
-    """One request's result: class probabilities ``(n, C)`` in input order and the tokens of each text."""
+    """One request's result: class probabilities ``(n, C)`` in input order, the tokens of each text and how
+    many of them are the tokenizer's unknown token (for drift monitoring)."""
 
     probs: np.ndarray
     tokens: list[int]
+    unknown: list[int]
 
 
 @dataclass
@@ -104,11 +106,11 @@ def plan_buckets(lengths: list[int], max_size: int, call_cost: int = CALL_COST_T
 
 
 def run_in_buckets(runtime, texts: list[str], forward, bucket_size: int = 32,
-                   cores: list[int] | None = None) -> tuple[np.ndarray, list[int]]:
-    """``(forward's output rows in input order, tokens per text)``: ``texts`` tokenized together with
-    ``runtime``'s tokenizer, run through ``forward(input_ids, attention_mask)`` in passes of at most
-    ``bucket_size`` texts of similar length (:func:`plan_buckets`), each padded only to its own longest text,
-    ``runtime.lanes`` passes at once (on threads pinned to ``cores``, see :func:`run_passes`)."""
+                   cores: list[int] | None = None) -> tuple[np.ndarray, list[int], list[int]]:
+    """``(forward's output rows in input order, tokens per text, unknown tokens per text)``: ``texts``
+    tokenized together with ``runtime``'s tokenizer, run through ``forward(input_ids, attention_mask)`` in
+    passes of at most ``bucket_size`` texts of similar length (:func:`plan_buckets`), each padded only to its
+    own longest text, ``runtime.lanes`` passes at once (on threads pinned to ``cores``, see :func:`run_passes`)."""
     ids = runtime.tokenizer(texts, truncation=True, max_length=runtime.max_length, padding=False)["input_ids"]
     lanes = getattr(runtime, "lanes", 1)
     passes = plan_buckets([len(r) for r in ids], bucket_size, lanes=lanes)
@@ -118,13 +120,14 @@ def run_in_buckets(runtime, texts: list[str], forward, bucket_size: int = 32,
         if out is None:
             out = np.zeros((len(ids), *result.shape[1:]), dtype=np.float32)
         out[rows] = result
-    return out, [len(r) for r in ids]
+    unk = getattr(runtime.tokenizer, "unk_token_id", None)
+    return out, [len(r) for r in ids], [r.count(unk) if unk is not None else 0 for r in ids]
 
 
 def score_texts(runtime, texts: list[str], bucket_size: int = 32) -> Scored:
     """Probabilities for ``texts`` on ``runtime`` (see :func:`run_in_buckets`)."""
-    logits, tokens = run_in_buckets(runtime, texts, runtime.logits, bucket_size)
-    return Scored(softmax(logits), tokens)
+    logits, tokens, unknown = run_in_buckets(runtime, texts, runtime.logits, bucket_size)
+    return Scored(softmax(logits), tokens, unknown)
 
 
 def batch_key(key: tuple, runtime) -> tuple:
@@ -258,11 +261,11 @@ class MicroBatcher:
             forward, finish = first.logits, lambda request, rows: rows
         else:
             forward, finish = first.features, lambda request, rows: request.runtime.apply_head(rows)
-        outputs, tokens = run_in_buckets(first, texts, forward, self.bucket_size, self.cores)
+        outputs, tokens, unknown = run_in_buckets(first, texts, forward, self.bucket_size, self.cores)
         parts, start = [], 0
         for request in batch:
             end = start + len(request.texts)
-            parts.append(Scored(softmax(finish(request, outputs[start:end])), tokens[start:end]))
+            parts.append(Scored(softmax(finish(request, outputs[start:end])), tokens[start:end], unknown[start:end]))
             start = end
         return parts
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,6 +13,9 @@ from tailor.data.files import FileStore
 from tailor.errors import AuthenticationError, PermissionDeniedError
 from tailor.jobs.executor import Executor
 from tailor.jobs.store import JobStore
+from tailor.monitor.alerts import AlertLoop, AlertStore
+from tailor.monitor.config import ConfigStore
+from tailor.monitor.drift import EmbeddingCache
 from tailor.monitor.feedback import FeedbackStore
 from tailor.monitor.recorder import Recorder
 from tailor.monitor.records import PredictionStore
@@ -20,6 +23,7 @@ from tailor.registry.service import Registry
 from tailor.security.keys import Principal, TenantStore
 from tailor.serve.batching import MicroBatcher
 from tailor.serve.models import ModelCache
+from tailor.serve.release import ShadowRunner
 from tailor.settings import Settings
 
 
@@ -39,6 +43,11 @@ class Services:
     predictions: PredictionStore
     feedback: FeedbackStore
     recorder: Recorder | None  # None when recording is off (settings.record_predictions)
+    monitor_configs: ConfigStore
+    alerts: AlertStore
+    alert_loop: AlertLoop
+    drift_embeddings: EmbeddingCache = field(default_factory=EmbeddingCache)  # texts the drift test embedded
+    shadow: ShadowRunner = field(default_factory=ShadowRunner)  # shadow copies of requests, off their path
 
 
 # The dependencies below are ``async def`` although they do not await: FastAPI runs a plain ``def`` dependency

@@ -49,6 +49,15 @@ def _tailor_error(exc: TailorError) -> JSONResponse:
     return error_response(400, str(exc), code="invalid_request")
 
 
+def status_of(exc: BaseException) -> int:
+    """The HTTP status the API answers ``exc`` with."""
+    if isinstance(exc, ApiError):
+        return exc.status
+    if isinstance(exc, TailorError):
+        return _tailor_error(exc).status_code
+    return 500
+
+
 def _validation_error(exc: RequestValidationError) -> JSONResponse:
     # A union (a text or a list of texts) reports one error per member; the "wrong type" ones come from the
     # members the input is not (a list is not a string), so report the others when there are any.

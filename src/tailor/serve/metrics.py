@@ -13,6 +13,8 @@
 ``tailor_batch_requests``                   histogram  requests sharing one micro-batch
 ``tailor_batch_seconds``                    histogram  compute time of a micro-batch
 ``tailor_batch_queue_texts``                gauge      texts waiting for the math thread
+``tailor_shadow_requests_total``            counter    shadow copies of requests by ``outcome``: done, dropped
+                                                       (too many pending), failed
 ``tailor_jobs``                             gauge      fine-tuning jobs by ``status`` (all tenants)
 ``tailor_workers_alive``                    gauge      job worker processes alive
 ``tailor_workers_limit``                    gauge      job worker processes configured (jobs run at once)
@@ -24,6 +26,9 @@
 ``tailor_model_estimated_accuracy_1h``      gauge      its accuracy estimated without labels over that hour
 ``tailor_model_label_distance_1h``          gauge      total variation distance of its served label mix from
                                                        the training one over that hour
+``tailor_model_input_drift``                gauge      1 when a version's input drift verdict is drift (models
+                                                       with alert rules or stored inputs, judged every minute)
+``tailor_model_drift_auc``                  gauge      the drift domain classifier's AUC (0.5: like training)
 ==========================================  =========  =====================================================
 
 The route label is the route's template (``/v1/files/{file_id}``), never the raw path, so ids do not
@@ -62,6 +67,11 @@ class ApiMetrics:
                                         registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64))
         self.batch_seconds = Histogram("tailor_batch_seconds", "compute time of a micro-batch", registry=self.registry,
                                        buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1))
+        self.shadow = Counter("tailor_shadow_requests", "shadow copies of requests by outcome", ["outcome"],
+                              registry=self.registry)
+
+    def record_shadow(self, outcome: str) -> None:
+        self.shadow.labels(outcome).inc()
 
     def record_load(self, kind: str, seconds: float) -> None:
         self.model_loads.labels(kind).inc()
@@ -140,6 +150,17 @@ class _StateCollector:
                     if row[key] is not None:
                         family.add_metric([row["tenant"], row["model"], str(row["version"])], row[key])
             yield from families.values()
+            drift = GaugeMetricFamily("tailor_model_input_drift", "1 when the version's input drift verdict is drift "
+                                      "(judged every TAILOR_ALERT_EVERY_S for models with rules or stored inputs)",
+                                      labels=["tenant", "model", "version"])
+            auc = GaugeMetricFamily("tailor_model_drift_auc", "how surely served texts are told from training "
+                                    "texts (0.5 alike, 1 wholly unlike)", labels=["tenant", "model", "version"])
+            for (tenant, model, version), figures in sorted(self.services.alert_loop.latest.items()):
+                drift.add_metric([tenant, model, str(version)], figures["input_drift"])
+                if figures["drift_auc"] is not None:
+                    auc.add_metric([tenant, model, str(version)], figures["drift_auc"])
+            yield drift
+            yield auc
         executor = self.services.executor
         if executor is not None:
             status = executor.status()

@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable
+from typing import Callable, TypeVar
 
 from tailor.catalog import CATALOG, BaseModel
 from tailor.errors import NotFoundError, TailorError, UnavailableError, UsageError
@@ -32,6 +32,7 @@ from tailor.registry.entities import ModelVersion
 from tailor.registry.service import Registry
 from tailor.train.progress import RecordingReporter
 
+T = TypeVar("T")
 LOADING_RETRY_S = 5  # Retry-After of a request for a chat model whose engine is being built
 CHAT_WAIT_S = 10.0  # the longest a completion request waits for a chat model's load that reports no build
 
@@ -63,8 +64,17 @@ def resolve_model(registry: Registry, tenant: str, model_id: str) -> NamedModel:
     """
     if model_id in CATALOG:
         return NamedModel(model_id, base=CATALOG[model_id])
+    return NamedModel(model_id, version=registered(model_id, lambda: registry.store.resolve(tenant, model_id)))
+
+
+def registered(model_id: str, find: Callable[[], T]) -> T:
+    """``find()``'s answer about the registered model ``model_id``; an id no model could have is not found.
+
+    Raises:
+        NotFoundError: what ``find`` raises, or its UsageError (a malformed reference) as not found.
+    """
     try:
-        return NamedModel(model_id, version=registry.store.resolve(tenant, model_id))
+        return find()
     except NotFoundError:
         raise
     except UsageError as exc:

@@ -4,9 +4,11 @@ and ids are still given."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
-from tailor.monitor.records import PredictionRecord, PredictionStore
+from tailor.monitor.records import PredictionRecord, PredictionStore, new_id
+from tailor.serve.errors import status_of
 from tailor.serve.models import NamedModel
 
 
@@ -18,18 +20,20 @@ class Recording:
         tenant: the caller's tenant.
         model: the model id the client sent.
         named: what it resolved to.
-        body: the request (its ``store`` and ``metadata``).
+        body: the request (its ``store``, else the model's ``store_inputs`` setting, and ``metadata``).
     """
 
     def __init__(self, services, tenant: str, model: str, named: NamedModel, body, started: float):
         self.recorder = services.recorder
-        self.store, self.metadata = body.store, body.metadata
-        self.started = started
+        self.metadata, self.started = body.metadata, started
         self.common = {"tenant": tenant, "model": model}
         if named.version is not None:
             self.common.update(model_name=named.version.name, version=named.version.version)
         else:
             self.common.update(model_name=named.base.id, version=None)
+        self.store = body.store
+        if self.store is None and self.recorder is not None:  # left to the model's setting (bases have none)
+            self.store = named.version is not None and services.monitor_configs.store_inputs(tenant, named.version.name)
 
     def latency_ms(self) -> float:
         return round(1000 * (time.perf_counter() - self.started), 3)
@@ -47,6 +51,20 @@ class Recording:
             records.append(PredictionRecord(kind=kind, latency_ms=latency, metadata=self.metadata, **self.common,
                                             **answer))
         self.recorder.add(records)
+
+
+    @contextlib.contextmanager
+    def failures(self):
+        """Record an exception raised in the block as a failed request (kind ``error``, its HTTP status and
+        message in ``details``; monitoring counts them), then let it go on to the client."""
+        try:
+            yield
+        except Exception as exc:
+            if self.recorder is not None:
+                self.recorder.add([PredictionRecord(
+                    id=new_id("error"), kind="error", latency_ms=self.latency_ms(), metadata=self.metadata,
+                    details={"status": status_of(exc), "message": str(exc)[:500]}, **self.common)])
+            raise
 
 
 def written_records(services) -> PredictionStore:

@@ -71,7 +71,7 @@ class JobObject(BaseModel):
     result_files: list[str]
     status: Literal["validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused"]
     validation_file: str | None
-    training_file: str
+    training_file: str | None
     hyperparameters: dict
     trained_tokens: int | None
     error: JobError | None
@@ -157,8 +157,42 @@ class ModelList(BaseModel):
     data: list[ModelObject]
 
 
+VersionNumber = Annotated[int, Field(ge=1, le=2**31 - 1)]
+Reason = Annotated[str | None, Field(max_length=1000, description="why: kept with the change in the alias history")]
+
+
 class AliasSet(_Strict):
-    version: int = Field(..., ge=1, le=2**31 - 1, description="the version number the alias is to point at")
+    version: VersionNumber = Field(..., description="the version number the alias is to point at (a move ends "
+                                                    "any canary or shadow)")
+    reason: Reason = None
+
+
+class CanarySet(_Strict):
+    version: VersionNumber = Field(..., description="the candidate: a version other than the alias's")
+    share: float = Field(..., gt=0, lt=1, description="the fraction of the alias's requests the candidate answers, "
+                                                      "sticky by the request's user or X-Tailor-Route-Key")
+    reason: Reason = None
+
+
+class ShadowSet(_Strict):
+    version: VersionNumber = Field(..., description="the candidate classifier: it predicts on a copy of every "
+                                                    "request, recorded, never returned")
+    reason: Reason = None
+
+
+class PromoteRequest(_Strict):
+    version: VersionNumber | None = Field(None, description="the version to move to (default: the candidate)")
+    reason: Reason = None
+
+
+class ReasonOnly(_Strict):
+    reason: Reason = None
+
+
+class CandidateObject(BaseModel):
+    version: int
+    mode: Literal["canary", "shadow"]
+    share: float | None = Field(description="the canary's share of requests; null for a shadow")
 
 
 class AliasObject(BaseModel):
@@ -166,13 +200,18 @@ class AliasObject(BaseModel):
     model: str = Field(description="the model's name")
     alias: str
     version: int = Field(description="the version the alias points at")
+    candidate: CandidateObject | None = Field(description="the version tried out beside it (canary or shadow)")
 
 
 class AliasEventObject(BaseModel):
     alias: str
     version: int | None = Field(description="the version the alias pointed at from then on; null once removed")
-    action: Literal["set", "unset", "version_deleted"] = Field(
-        description="set (or moved), unset on request, or removed with the version it pointed at")
+    action: Literal["set", "unset", "version_deleted", "canary", "shadow", "abort", "promote", "rollback"] = Field(
+        description="set (or moved), unset on request, removed with the version it pointed at; a canary or shadow "
+                    "started, stopped (abort), promoted, or rolled back to the version before the last move")
+    candidate: CandidateObject | None = Field(description="the candidate from then on (canary and shadow events)")
+    actor: str | None = Field(description="who: <tenant>/<key name> (<key id>) or cli:<os user>")
+    reason: str | None
     created_at: int
 
 
@@ -198,12 +237,14 @@ def _check_metadata(value: dict[str, str] | None) -> dict[str, str] | None:
 Metadata = Annotated[dict[str, str] | None, AfterValidator(_check_metadata),
                      Field(description="up to 16 string pairs (keys up to 64 characters, values up to 512) kept "
                                        "with the request's records, to filter stored completions by")]
-Store = Annotated[bool, Field(description="keep the input with the request's records (for review, feedback and "
-                                          "OpenAI's stored completions); statistics are recorded either way")]
+Store = Annotated[bool | None, Field(description="keep the input with the request's records (for review, feedback, "
+                                                 "the drift test and OpenAI's stored completions); left out, the "
+                                                 "model's monitoring setting store_inputs decides (off by default); "
+                                                 "statistics are recorded either way")]
 
 
 class _Recorded(_Strict):
-    store: Store = False
+    store: Store = None
     metadata: Metadata = None
 
 
@@ -218,6 +259,8 @@ class ClassificationRequest(_Recorded):
                                                    "version's suggested abstain threshold unanswered (label null)")
     abstain_threshold: float | None = Field(None, ge=0, le=1, description="abstain below this top probability "
                                                                           "(0..1) instead of the suggested one")
+    user: str | None = Field(None, max_length=256, description="the end user (OpenAI's field); during a canary it "
+                                                               "keeps them on one version")
 
 
 class ClassificationResult(BaseModel):
@@ -425,6 +468,12 @@ class FeedbackList(BaseModel):
     data: list[FeedbackObject]
 
 
+class FeedbackImport(BaseModel):
+    object: Literal["feedback.import"]
+    rows: int
+    data: list[FeedbackObject]
+
+
 class Percentiles(BaseModel):
     p50: float | None
     p95: float | None
@@ -443,6 +492,8 @@ class MonitoringTotals(BaseModel):
     abstained: int
     prompt_tokens: int
     latency_ms: Percentiles
+    errors: int = Field(description="requests that failed on the server's side (5xx) once the model was known")
+    client_errors: int = Field(description="requests refused (4xx) once the model was known")
 
 
 class LabelMix(BaseModel):
@@ -475,6 +526,7 @@ class MonitoringBucket(BaseModel):
     start: str
     requests: int
     answers: int
+    failed: int
     latency_ms_p50: float | None
     estimated_accuracy: float | None
     estimated_macro_f1: float | None
@@ -490,4 +542,140 @@ class MonitoringReport(BaseModel):
     confidence: Confidence
     estimated: Estimated
     measured: Measured
+    drift: dict = Field(description="input drift against the version's training texts: a verdict (drift, no_drift, "
+                                    "insufficient_data) with its reasons, and the embedding, length, language and "
+                                    "unknown-token tests (see tailor.monitor.drift)")
     buckets: list[MonitoringBucket]
+
+
+Verdict = Literal["b_better", "a_better", "no_significant_difference"]
+
+
+class CompareRequest(_Strict):
+    a: str = Field(description="the version served now, e.g. sentiment@prod", min_length=1, max_length=300)
+    b: str = Field(description="the candidate, e.g. sentiment:3", min_length=1, max_length=300)
+    file: str | None = Field(None, description="an uploaded text/label file's id (POST /v1/files) to compare on")
+    feedback: bool = Field(True, description="also compare on the stored served texts that have a feedback label")
+
+
+class ComparedVersion(BaseModel):
+    ref: str = Field(description="the reference as given")
+    model: str = Field(description="the version it resolved to (name:version)")
+    runtime: str = Field(description="the runtime it is served with, which predicted the rows")
+
+
+class ScorePair(BaseModel):
+    accuracy: float | None
+    macro_f1: float | None
+
+
+class Disagreements(BaseModel):
+    rows: int
+    b_right_a_wrong: int
+    a_right_b_wrong: int
+    both_wrong: int
+
+
+class AccuracyTest(BaseModel):
+    test: Literal["mcnemar_exact"]
+    p_value: float | None = Field(description="two-sided exact binomial test on the rows only one gets right")
+    verdict: Verdict
+
+
+class MacroF1Test(BaseModel):
+    test: Literal["paired_bootstrap"]
+    level: float
+    resamples: int
+    interval: list[float] | None = Field(description="[low, high] of B's macro-F1 minus A's")
+    verdict: Verdict
+
+
+class ClassScores(BaseModel):
+    precision: float
+    recall: float
+    f1: float
+
+
+class ClassComparison(BaseModel):
+    label: str
+    support: int
+    a: ClassScores
+    b: ClassScores
+    f1_difference: float
+
+
+class ComparisonSection(BaseModel):
+    source: Literal["file", "feedback"]
+    data: str | None = Field(description="the file's name (file source)")
+    skipped_rows: int = Field(description="rows without a text or label (file), or with a label the versions do "
+                                          "not know (feedback)")
+    rows: int
+    a: ScorePair
+    b: ScorePair
+    difference: ScorePair = Field(description="B minus A")
+    disagreements: Disagreements
+    accuracy_test: AccuracyTest
+    macro_f1_test: MacroF1Test
+    verdict: Verdict
+    per_class: list[ClassComparison]
+
+
+class ComparisonReport(BaseModel):
+    object: Literal["model.comparison"]
+    a: ComparedVersion
+    b: ComparedVersion
+    labels: list[str]
+    file: ComparisonSection | None
+    feedback: ComparisonSection | None
+
+
+class ChatMonitoringReport(BaseModel):
+    object: Literal["model.monitoring"]
+    task: Literal["chat"]
+    model: str
+    window: MonitoringWindow
+    bucket_minutes: float
+    totals: dict = Field(description="requests, answers, prompt/completion tokens, latency percentiles, and "
+                                     "answers empty, declined (refusals), cut at the token limit or unfinished")
+    feedback: dict = Field(description="answers rated, up, down, and corrected answers")
+    buckets: list[dict]
+
+
+class MonitoringConfigSet(_Strict):
+    store_inputs: bool = Field(False, description="keep the input of every answer whose request does not say "
+                                                  "\"store\" (texts feed the drift test and the review queue)")
+    window_hours: float = Field(1.0, description="the window each rule is judged on, in hours")
+    rules: list[dict] = Field(default_factory=list, max_length=20, description=(
+        "alert rules: {\"metric\", \"op\" (<, <=, >, >=), \"threshold\", \"min_answers\" (30)}; metrics: "
+        "estimated_accuracy, estimated_macro_f1, measured_accuracy, input_drift, drift_auc, label_distance, "
+        "error_rate, latency_p95_ms, answers"))
+    webhook_url: str | None = Field(None, max_length=2000, description="alerts are POSTed here as JSON")
+
+
+class MonitoringConfigObject(BaseModel):
+    object: Literal["model.monitoring_config"]
+    model: str
+    store_inputs: bool
+    window_hours: float
+    rules: list[dict]
+    webhook_url: str | None
+    updated_at: int | None
+
+
+class AlertObject(BaseModel):
+    id: str
+    object: Literal["alert"]
+    model: str
+    rule: str
+    value: float | None
+    state: Literal["firing", "resolved"]
+    fired_at: int
+    resolved_at: int | None
+    delivery: Literal["none", "pending", "delivered", "failed"]
+    attempts: int
+    last_error: str | None
+
+
+class AlertList(BaseModel):
+    object: Literal["list"]
+    data: list[AlertObject]

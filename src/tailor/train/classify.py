@@ -209,6 +209,16 @@ def embed_all(model, encoded: Encoded, pad_id: int, device: str, batch_size: int
     return out
 
 
+def unfold_head_temperature(head) -> None:
+    """Divide a saved head's weights by :data:`HEAD_TEMPERATURE`, undoing the fold :func:`fit_head` ends
+    with, so that training a registered head-only version further starts from the logits it answers with."""
+    import torch
+
+    with torch.no_grad():
+        head.weight.div_(HEAD_TEMPERATURE)
+        head.bias.div_(HEAD_TEMPERATURE)
+
+
 def fit_head(model, train: Encoded, val: Encoded, cfg: TrainConfig, *, pad_id: int, num_labels: int,
              device: str, reporter: Reporter) -> FitOutcome:
     """Train only ``model.classifier`` on embeddings that the frozen encoder computes once.

@@ -113,6 +113,76 @@ def job_name(data, name: str | None) -> str:
     return validate_name(name if name is not None else default_name(source.path if source else str(data)))
 
 
+@dataclass(frozen=True)
+class Parent:
+    """A registered classifier version that a job continues from (incremental learning; the rows are
+    assembled by :mod:`tailor.train.retrain`).
+
+    Attributes:
+        ref: the version, ``name:N`` (recorded as the new version's ``lineage["parent"]``).
+        directory: its artifact directory.
+        method / base_model / labels / max_length: from its ``tailor_model.json``; labels in their order.
+    """
+
+    ref: str
+    directory: Path
+    method: str
+    base_model: str
+    labels: tuple[str, ...]
+    max_length: int
+
+    def config_overrides(self, overrides: dict) -> dict:
+        """``overrides`` with the parent's base model, method and token length where they are not given.
+
+        Raises:
+            UsageError: another base model or method is asked for (the weights are the parent's).
+        """
+        from tailor.errors import UsageError
+
+        for key, mine in (("base", self.base_model), ("method", self.method)):
+            asked = overrides.get(key)
+            if asked not in (None, "auto", mine):
+                raise UsageError(f"{key} {asked!r} differs from {self.ref}'s {key} {mine!r}: a retrain continues "
+                                 f"its weights; leave {key} unset or train a new model from a base")
+        return {**overrides, "base": self.base_model, "method": self.method,
+                "max_length": overrides.get("max_length") or self.max_length}
+
+    def labels_for(self, data_labels: list[str], new_labels: bool) -> list[str]:
+        """The new version's labels: the parent's in their order, then the data's others (sorted).
+
+        Raises:
+            UsageError: the data has labels the parent lacks and ``new_labels`` is false; the message names
+                them and the parent's labels.
+        """
+        from tailor.errors import UsageError
+
+        added = sorted(set(data_labels) - set(self.labels))
+        if added and not new_labels:
+            raise UsageError(f"label{'s' if len(added) > 1 else ''} {', '.join(map(repr, added))} "
+                             f"{'are' if len(added) > 1 else 'is'} not a label of {self.ref} (its labels: "
+                             f"{', '.join(self.labels)}); pass new_labels (--new-labels) to add "
+                             f"{'them as new classes' if len(added) > 1 else 'it as a new class'}")
+        return [*self.labels, *added]
+
+    def load(self, labels: list[str]):
+        """The parent's model, trainable, with a head row per label of ``labels`` (see
+        :func:`tailor.models.classifier.load_trainable`)."""
+        from tailor.models.classifier import load_trainable
+        from tailor.train.classify import unfold_head_temperature
+
+        _, model = load_trainable(self.directory, labels)
+        if self.method == "head":
+            unfold_head_temperature(model.classifier)
+        return model
+
+
+def _rows_digest(ds: TextDataset) -> str:
+    """A SHA-256 of a dataset's texts and labels: the run id of rows that come from no one file."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps([ds.texts, ds.labels], ensure_ascii=False).encode()).hexdigest()
+
+
 def _load(data, text_col, label_col, settings: Settings) -> TextDataset:
     from tailor.data.ingest import read_dataset
 
@@ -137,7 +207,8 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                            name: str | None = None, tenant: str = "default", preset: str = "default",
                            search: int = 0, resume: bool = False, run_dir: Path | None = None,
                            reporter: Reporter | None = None, settings: Settings | None = None,
-                           new_labels: bool = False, **overrides) -> TrainResult:
+                           new_labels: bool = False, parent: Parent | None = None, retrain: dict | None = None,
+                           **overrides) -> TrainResult:
     """Fine-tune a text classifier on ``data`` and register it.
 
     Args:
@@ -146,7 +217,12 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
             cut from ``data``.
         name: the registry name (default: from the file name, or its folder's; see :func:`default_name`).
         new_labels: register the version even if its label set differs from the model's latest version
-            (refused otherwise, before any training; see :func:`tailor.registry.service.check_same_labels`).
+            (refused otherwise, before any training; see :func:`tailor.registry.service.check_same_labels`);
+            with ``parent``, also accept labels the parent lacks, each a new head row.
+        parent: continue from this registered version's weights (its base model, method and token length
+            unless ``overrides`` repeat them; its labels in its order); recorded as ``lineage["parent"]``.
+        retrain: where the rows came from (feedback, replay, file counts; see :mod:`tailor.train.retrain`),
+            recorded as ``lineage["retrain"]``.
         preset: the config preset; ``overrides`` (``method``, ``epochs``, ``lr``, ``batch_size``, ``base``,
             ``time_budget_s``, ``seed``, ...) replace its fields.
         search: run this many Optuna trials and keep the best.
@@ -176,7 +252,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
 
     settings = settings or get_settings()
     reporter = reporter or RecordingReporter()
-    cfg = load_preset(preset, **overrides)
+    cfg = load_preset(preset, **(parent.config_overrides(overrides) if parent else overrides))
     name = job_name(data, name)
     t_start = time.monotonic()
     deadline = t_start + cfg.time_budget_s if cfg.time_budget_s else None
@@ -190,10 +266,11 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                          label_col or (src.label_col if src else None), settings)
     cleaned = clean_dataset(raw, max_chars=settings.max_text_chars, eval_ds=eval_raw)
     check_trainable(cleaned.dataset)
+    model_labels = parent.labels_for(cleaned.dataset.label_set, new_labels) if parent else None
     if not new_labels:
         from tailor.registry.service import check_same_labels
 
-        check_same_labels(open_registry(settings).store, tenant, name, cleaned.dataset.label_set)
+        check_same_labels(open_registry(settings).store, tenant, name, model_labels or cleaned.dataset.label_set)
 
     setup_torch()
     from transformers import AutoTokenizer
@@ -214,7 +291,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
 
     split = stratified_split(cleaned.dataset, val_size=cfg.val_size, test_size=0 if eval_raw else cfg.test_size,
                              seed=cfg.seed)
-    labels = split.train.label_set
+    labels = model_labels or split.train.label_set
     test = _eval_rows(eval_raw, labels, reporter) if eval_raw is not None else split.test
     device = pick_device(cfg.device)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and supports_bf16(device))
@@ -239,6 +316,8 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     reporter.message(f"estimate: {estimate.describe()}", estimate=estimate.as_dict())
     timings["estimated_s"] = estimate.total_s
     sources = [raw.source.sha256 if raw.source else None, eval_raw.source.sha256 if eval_raw and eval_raw.source else None]
+    if parent:
+        sources += [parent.ref, _rows_digest(raw)]
     run_dir = run_dir or settings.home / "runs" / run_id_for(sources, cfg.model_dump(), method, tenant, name)
     checkpointer = Checkpointer(run_dir)
 
@@ -246,8 +325,11 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
         from tailor.models.classifier import build_model
         from tailor.train.classify import fit_encoder, fit_head
 
-        model = build_model(method, base, labels, lora_r=trial_cfg.lora_r, lora_alpha=trial_cfg.lora_alpha,
-                            lora_dropout=trial_cfg.lora_dropout, seed=trial_cfg.seed)
+        if parent:
+            model = parent.load(labels)
+        else:
+            model = build_model(method, base, labels, lora_r=trial_cfg.lora_r, lora_alpha=trial_cfg.lora_alpha,
+                                lora_dropout=trial_cfg.lora_dropout, seed=trial_cfg.seed)
         common = dict(pad_id=tokenizer.pad_token_id, num_labels=len(labels), device=device, reporter=reporter)
         if method == "head":
             return model, fit_head(model, train_enc, val_enc, trial_cfg, **common)
@@ -279,12 +361,16 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     lineage = {"dataset": raw.source.__dict__ if raw.source else None,
                "eval_dataset": eval_raw.source.__dict__ if eval_raw is not None and eval_raw.source else None,
                "rows": {"train": len(split.train), "valid": len(split.val), "test": len(test)},
-               "label_counts": split.train.label_counts(), "data_report": report,
+               "label_counts": {label: split.train.label_counts().get(label, 0) for label in sorted(labels)},
+               "data_report": report,
                "base_model": base.name, "base_reason": base_reason, "method": method, "method_reason": reason,
                "tailor_version": tailor.__version__, "timings": timings, "stop_reason": outcome.stop_reason,
                "resumed_from_epoch": outcome.resumed_from, "device": device, "precision": "bf16" if bf16 else "fp32"}
+    if parent:
+        lineage.update(parent=parent.ref, retrain=retrain or {})
     from tailor.eval.abstain import ABSTAIN_FILE, describe_abstain, labelled_probabilities, suggest_threshold
     from tailor.eval.calibration import calibrate, describe_calibration
+    from tailor.data.fingerprint import FINGERPRINT_FILE, fingerprint
 
     val_probs, val_targets = labelled_probabilities(TextClassifier(model, tokenizer, spec, device), split.val.texts,
                                                     split.val.labels)
@@ -295,6 +381,8 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     with registry.artifacts.stage() as staged:
         _write_artifacts(staged, model, tokenizer, spec, cfg, metrics, baseline, report, outcome, trials, name)
         (staged / ABSTAIN_FILE).write_text(json.dumps(abstain, indent=2), encoding="utf-8")
+        drift_reference = fingerprint(split.train.texts, tokenizer, max_length=cfg.max_length)
+        (staged / FINGERPRINT_FILE).write_text(json.dumps(drift_reference, ensure_ascii=False), encoding="utf-8")
         serving = _choose_runtime(staged, split.val, list(split.train.texts), cfg, reporter, settings)
         timings["total_s"] = round(time.monotonic() - t_start, 2)  # the lineage's timings, with estimated_s
         version = registry.publish_version(

@@ -21,15 +21,15 @@ import threading
 import time
 from typing import Annotated, Callable, Iterator, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from tailor.errors import NotFoundError
 from tailor.monitor.records import PredictionRecord
 from tailor.serve.deps import Reader, ServicesDep, Trainer, metadata_query
-from tailor.serve.models import resolve_model
 from tailor.serve.recording import Recording, written_records
+from tailor.serve.release import VERSION_HEADER, RouteKey, route_model
 from tailor.serve.routes.common import Limit, errors
 from tailor.serve.schemas import (ChatCompletion, ChatCompletionRequest, Completion, CompletionRequest, Deleted,
                                   MetadataUpdate, StoredChatCompletion, StoredChatCompletionList, StoredMessageList)
@@ -109,16 +109,21 @@ def _stream_chunks(head: dict, pieces: Iterator[str], usage: dict, include_usage
 
 @router.post("/chat/completions", response_model=ChatCompletion, responses={**errors(404, 503), **_STREAM_RESPONSE},
              summary="Chat with a chat base or a fine-tuned chat model (stream: true for server-sent events)")
-async def chat_completions(body: ChatCompletionRequest, principal: Reader, services: ServicesDep):
+async def chat_completions(body: ChatCompletionRequest, principal: Reader, services: ServicesDep, reply: Response,
+                           route_key: RouteKey = None):
+    """OpenAI's chat completions. Through an alias with a canary, ``user`` (or the ``X-Tailor-Route-Key`` header)
+    keeps a client on one version; the ``x-tailor-version`` header names the version that answered."""
     started = time.perf_counter()
-    named = resolve_model(services.registry, principal.tenant, body.model)
-    chat = await run_in_threadpool(services.models.chat, named, wait=False)
+    routed = route_model(services.registry, principal.tenant, body.model, body.user or route_key)
+    named = routed.answering
+    recording, text = Recording(services, principal.tenant, body.model, named, body, started), []
+    with recording.failures():
+        chat = await run_in_threadpool(services.models.chat, named, wait=False)
     max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_CHAT_MAX_TOKENS
     usage: dict = {}
     pieces = chat.stream(_messages(body), max_tokens=max_tokens, usage=usage, **_sampling(body))
     head = {"id": "chatcmpl-" + secrets.token_hex(12), "created": int(time.time()), "model": body.model,
             "system_fingerprint": None}
-    recording, text = Recording(services, principal.tenant, body.model, named, body, started), []
     messages = {"messages": [{"role": m.role, "content": c["content"], "name": m.name}
                              for m, c in zip(body.messages, _messages(body))]}
 
@@ -132,9 +137,11 @@ async def chat_completions(body: ChatCompletionRequest, principal: Reader, servi
         chunks = _stream_chunks({**head, "object": "chat.completion.chunk"}, _collected(_locked(pieces), text),
                                 usage, bool(body.stream_options and body.stream_options.include_usage), choice,
                                 first={"role": "assistant", "content": ""})
-        return StreamingResponse(_then(_sse(chunks), record), media_type="text/event-stream")
+        return StreamingResponse(_then(_sse(chunks), record), media_type="text/event-stream",
+                                 headers={VERSION_HEADER: routed.version_label})
     text.append(await run_in_threadpool(lambda: "".join(_locked(pieces))))
     record()
+    reply.headers[VERSION_HEADER] = routed.version_label
     return {**head, "object": "chat.completion", "usage": _usage(usage),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text[0], "refusal": None},
                          "finish_reason": usage["finish_reason"], "logprobs": None}]}
@@ -142,17 +149,21 @@ async def chat_completions(body: ChatCompletionRequest, principal: Reader, servi
 
 @router.post("/completions", response_model=Completion, responses={**errors(404, 503), **_STREAM_RESPONSE},
              summary="Continue a plain-text prompt (no chat template; stream: true for server-sent events)")
-async def completions(body: CompletionRequest, principal: Reader, services: ServicesDep):
+async def completions(body: CompletionRequest, principal: Reader, services: ServicesDep, reply: Response,
+                      route_key: RouteKey = None):
+    """OpenAI's (legacy) text completions, routed through an alias's canary as chat completions are."""
     started = time.perf_counter()
-    named = resolve_model(services.registry, principal.tenant, body.model)
-    model = await run_in_threadpool(services.models.chat, named, wait=False)
+    routed = route_model(services.registry, principal.tenant, body.model, body.user or route_key)
+    named = routed.answering
+    recording, text = Recording(services, principal.tenant, body.model, named, body, started), []
+    with recording.failures():
+        model = await run_in_threadpool(services.models.chat, named, wait=False)
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
     usage: dict = {}
     pieces = model.stream_ids(model.text_prompt_ids(prompt), max_tokens=body.max_tokens, usage=usage,
                               **_sampling(body))
     head = {"id": "cmpl-" + secrets.token_hex(12), "created": int(time.time()), "model": body.model,
             "system_fingerprint": None, "object": "text_completion"}
-    recording, text = Recording(services, principal.tenant, body.model, named, body, started), []
 
     def record() -> None:
         _record_completion(recording, "text_completion", head, text, usage, {"prompt": prompt})
@@ -164,9 +175,11 @@ async def completions(body: CompletionRequest, principal: Reader, services: Serv
         chunks = _stream_chunks(head, _collected(_locked(pieces), text), usage,
                                 bool(body.stream_options and body.stream_options.include_usage), choice,
                                 first={"content": prompt} if body.echo else None)
-        return StreamingResponse(_then(_sse(chunks), record), media_type="text/event-stream")
+        return StreamingResponse(_then(_sse(chunks), record), media_type="text/event-stream",
+                                 headers={VERSION_HEADER: routed.version_label})
     text.append(await run_in_threadpool(lambda: "".join(_locked(pieces))))
     record()
+    reply.headers[VERSION_HEADER] = routed.version_label
     return {**head, "usage": _usage(usage),
             "choices": [{"index": 0, "text": (prompt + text[0]) if body.echo else text[0],
                          "finish_reason": usage["finish_reason"], "logprobs": None}]}

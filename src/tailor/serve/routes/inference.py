@@ -6,17 +6,19 @@ import base64
 import secrets
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 
+from tailor.data.fingerprint import text_features
 from tailor.errors import UsageError
 from tailor.eval.abstain import recorded_threshold
 from tailor.models.classifier import predictions_from_probs
 from tailor.monitor.records import new_id
 from tailor.serve.deps import Reader, ServicesDep
 from tailor.serve.errors import ApiError
-from tailor.serve.models import resolve_model
+from tailor.serve.models import NamedModel
 from tailor.serve.recording import Recording
+from tailor.serve.release import VERSION_HEADER, RouteKey, check_room, route_model
 from tailor.serve.routes.common import errors
 from tailor.serve.schemas import ClassificationRequest, ClassificationResponse, EmbeddingRequest, EmbeddingResponse
 
@@ -59,21 +61,25 @@ def _result(prediction_id: str, index: int, prediction, abstaining: bool) -> dic
 
 @router.post("/classifications", response_model=ClassificationResponse, response_model_exclude_unset=True,
              responses=errors(404, 503), summary="Tailor: classify texts with a fine-tuned classifier")
-async def classify(body: ClassificationRequest, principal: Reader, services: ServicesDep) -> dict:
+async def classify(body: ClassificationRequest, principal: Reader, services: ServicesDep, reply: Response,
+                   route_key: RouteKey = None) -> dict:
     """Label each text. With ``"abstain": true`` (the version's suggested threshold, chosen on its validation
     rows for a target precision) or ``"abstain_threshold": t``, a text whose top probability is below the
     threshold gets ``"label": null``, ``"abstained": true`` and the ``reason``; its scores are still given.
 
     Each answer has a prediction ``id`` (for feedback) and is recorded for monitoring; the text itself is kept
-    only with ``"store": true``."""
+    only with ``"store": true``. Through an alias with a canary, ``user`` (or the ``X-Tailor-Route-Key`` header)
+    keeps a client on one version; with a shadow, the candidate's answers to a copy are recorded, never
+    returned. The ``x-tailor-version`` header names the version that answered."""
     started = time.perf_counter()
     texts = _texts(body.input, services.settings.max_text_chars)
-    named = resolve_model(services.registry, principal.tenant, body.model)
-    runtime = services.models.ready(named.cache_key) if named.version and named.task == "classify" else None
-    if runtime is None:
-        runtime = await run_in_threadpool(services.models.classifier, named)
-    threshold = _abstain_threshold(body, named)
-    scored = await services.batcher.score(named.cache_key, runtime, texts)
+    routed = route_model(services.registry, principal.tenant, body.model, body.user or route_key)
+    named = routed.answering
+    recording = Recording(services, principal.tenant, body.model, named, body, started)
+    with recording.failures():
+        runtime = await _classifier(services, named)
+        threshold = _abstain_threshold(body, named)
+        scored = await services.batcher.score(named.cache_key, runtime, texts)
     tokens = sum(scored.tokens)
     predictions = predictions_from_probs(runtime.labels, scored.probs, threshold)
     request_id = "clf-" + secrets.token_hex(12)
@@ -83,23 +89,61 @@ async def classify(body: ClassificationRequest, principal: Reader, services: Ser
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
     if threshold is not None:
         response["abstain_threshold"] = threshold
-    Recording(services, principal.tenant, body.model, named, body, started).add("classification", [
-        {"id": ids[i], "request_id": request_id, "prompt_tokens": scored.tokens[i], "label": p.label,
-         "score": p.score, "scores": p.scores, "input": {"text": texts[i]},
-         "details": {"abstained": True, "reason": p.reason} if p.abstained else None}
-        for i, p in enumerate(predictions)])
+    recording.add("classification", _answers(ids, request_id, texts, scored, predictions))
+    if routed.shadow is not None:
+        services.shadow.submit(lambda: _shadow_classify(services, principal.tenant, body, routed.shadow, texts,
+                                                        request_id))
+    reply.headers[VERSION_HEADER] = routed.version_label
     return response
+
+
+async def _classifier(services, named: NamedModel):
+    """The loaded classifier runtime of ``named``, from memory without a thread hop when it is ready."""
+    runtime = services.models.ready(named.cache_key) if named.version and named.task == "classify" else None
+    return runtime if runtime is not None else await run_in_threadpool(services.models.classifier, named)
+
+
+def _answers(ids: list[str], request_id: str, texts: list[str], scored, predictions, extra: dict | None = None
+             ) -> list[dict]:
+    """The records' fields of a classification's answers; ``extra`` goes in each one's details."""
+    return [{"id": ids[i], "request_id": request_id, "prompt_tokens": scored.tokens[i], "label": p.label,
+             "score": p.score, "scores": p.scores, "input": {"text": texts[i]},
+             "features": text_features(texts[i], scored.unknown[i]),
+             "details": ({"abstained": True, "reason": p.reason} if p.abstained else {}) | (extra or {}) or None}
+            for i, p in enumerate(predictions)]
+
+
+async def _shadow_classify(services, tenant: str, body: ClassificationRequest, named: NamedModel, texts: list[str],
+                           request_id: str) -> None:
+    """The shadow candidate's answers to a copy of a classification request, recorded under the request's id
+    with ``details: {"shadow": true}`` (see :mod:`tailor.serve.release`)."""
+    started = time.perf_counter()
+    runtime = await _classifier(services, named)
+    try:
+        threshold = _abstain_threshold(body, named)
+    except ApiError:  # the candidate suggests no threshold: its answers are recorded without abstaining
+        threshold = None
+    check_room(services.batcher, len(texts))
+    scored = await services.batcher.score(named.cache_key, runtime, texts)
+    predictions = predictions_from_probs(runtime.labels, scored.probs, threshold)
+    Recording(services, tenant, body.model, named, body, started).add("classification", _answers(
+        [new_id("classification") for _ in predictions], request_id, texts, scored, predictions, {"shadow": True}))
 
 
 @router.post("/embeddings", response_model=EmbeddingResponse, responses=errors(404, 503),
              summary="Sentence embeddings from a base encoder or a fine-tuned classifier's encoder")
-async def embeddings(body: EmbeddingRequest, principal: Reader, services: ServicesDep) -> dict:
-    """OpenAI's embeddings. The request is recorded for monitoring (its texts only with ``"store": true``)."""
+async def embeddings(body: EmbeddingRequest, principal: Reader, services: ServicesDep, reply: Response,
+                     route_key: RouteKey = None) -> dict:
+    """OpenAI's embeddings. The request is recorded for monitoring (its texts only with ``"store": true``).
+    Through an alias with a canary it is routed as a classification is; a shadow sees classifications only."""
     started = time.perf_counter()
     texts = _texts(body.input, services.settings.max_text_chars)
-    named = resolve_model(services.registry, principal.tenant, body.model)
-    encoder = await run_in_threadpool(services.models.encoder, named)
-    vectors, tokens = await run_in_threadpool(encoder.embed, texts)
+    routed = route_model(services.registry, principal.tenant, body.model, body.user or route_key)
+    named = routed.answering
+    recording = Recording(services, principal.tenant, body.model, named, body, started)
+    with recording.failures():
+        encoder = await run_in_threadpool(services.models.encoder, named)
+        vectors, tokens = await run_in_threadpool(encoder.embed, texts)
     if body.dimensions is not None and body.dimensions != vectors.shape[1]:
         raise ApiError(400, f"dimensions: {body.model} makes {vectors.shape[1]}-dimensional vectors; "
                             "other sizes are not supported", param="dimensions")
@@ -107,8 +151,9 @@ async def embeddings(body: EmbeddingRequest, principal: Reader, services: Servic
         data = [base64.b64encode(v.astype("<f4").tobytes()).decode() for v in vectors]
     else:
         data = [v.tolist() for v in vectors]
-    Recording(services, principal.tenant, body.model, named, body, started).add("embedding", [
+    recording.add("embedding", [
         {"id": new_id("embedding"), "prompt_tokens": tokens, "input": {"texts": texts},
          "details": {"texts": len(texts), "dimensions": int(vectors.shape[1])}}])
+    reply.headers[VERSION_HEADER] = routed.version_label
     return {"object": "list", "model": body.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)]}

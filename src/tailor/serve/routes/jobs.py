@@ -1,4 +1,8 @@
-"""``/v1/fine_tuning/jobs``: create (files checked first), list, get, events, checkpoints, cancel, pause, resume."""
+"""``/v1/fine_tuning/jobs``: create (files checked first), list, get, events, checkpoints, cancel, pause, resume.
+
+A job's ``model`` is a base model of the catalog, or one of the tenant's fine-tuned classifiers (``ft:...``,
+``name:N``, ``name@alias``): a retrain that continues that version's weights (:mod:`tailor.train.retrain`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from fastapi import APIRouter
 
 from tailor.catalog import CATALOG
 from tailor.data.files import CHAT as CHAT_FILE
-from tailor.errors import NotFoundError
+from tailor.errors import NotFoundError, TailorError
 from tailor.jobs.spec import CHAT, CLASSIFICATION, JobCreate, resolve_training
 from tailor.serve.deps import Reader, ServicesDep, Trainer
 from tailor.serve.errors import ApiError
@@ -18,12 +22,39 @@ from tailor.serve.schemas import CheckpointList, EventList, JobList, JobObject
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
 
+def _not_available(model: str) -> ApiError:
+    return ApiError(400, f"model {model!r} cannot be fine-tuned here; base models are: {', '.join(CATALOG)}, "
+                         "or one of your fine-tuned classifiers", param="model", code="model_not_available")
+
+
 def _task_of(model: str) -> str:
     base = CATALOG.get(model)
     if base is None:
-        raise ApiError(400, f"model {model!r} cannot be fine-tuned here; base models are: {', '.join(CATALOG)}",
-                       param="model", code="model_not_available")
+        raise _not_available(model)
     return CHAT if base.task == "chat" else CLASSIFICATION
+
+
+def _retrain_parent(services, tenant: str, body: JobCreate):
+    """The tenant's fine-tuned classifier version that ``body.model`` names (None for a catalog base), resolved
+    now so that the job continues the version an alias named when it was created."""
+    retrain = body.tailor_options().retrain_options()
+    if body.model in CATALOG:
+        if retrain:
+            raise ApiError(400, f"method.tailor.{next(iter(retrain))} is for a retrain: set model to one of your "
+                                "fine-tuned classifiers", param=f"method.tailor.{next(iter(retrain))}")
+        return None
+    try:
+        version = services.registry.store.resolve(tenant, body.model)
+    except TailorError:  # an unknown name, another tenant's model, or no model reference at all
+        raise _not_available(body.model) from None
+    if version.task != "classify":
+        raise ApiError(400, f"{version.ref} is a {version.task} model; only fine-tuned classifiers can be "
+                            "retrained from here", param="model", code="model_not_available")
+    method = body.tailor_options().method
+    if method not in ("auto", version.method):
+        raise ApiError(400, f"method.tailor.method {method!r} differs from {version.ref}'s method "
+                            f"{version.method!r}: a retrain continues its weights", param="method.tailor.method")
+    return version
 
 
 def _check_file(services, tenant: str, file_id: str, param: str, task: str) -> None:
@@ -44,15 +75,24 @@ def _check_file(services, tenant: str, file_id: str, param: str, task: str) -> N
 @router.post("", response_model=JobObject, responses=errors(), summary="Create a fine-tuning job")
 def create_job(body: JobCreate, principal: Trainer, services: ServicesDep) -> dict:
     """Check the model and files, then queue the job; a worker picks it up in order."""
-    task = _task_of(body.model)
-    _check_file(services, principal.tenant, body.training_file, "training_file", task)
+    parent = _retrain_parent(services, principal.tenant, body)
+    task = CLASSIFICATION if parent else _task_of(body.model)
+    options = body.tailor_options()
+    if body.training_file is None and not options.feedback:
+        raise ApiError(400, "training_file: required unless method.tailor.feedback is true (a retrain of a "
+                            "fine-tuned classifier from its feedback alone)", param="training_file",
+                       code="missing_required_parameter")
+    if body.training_file is not None:
+        _check_file(services, principal.tenant, body.training_file, "training_file", task)
     if body.validation_file:
         _check_file(services, principal.tenant, body.validation_file, "validation_file", task)
-    hyperparameters, overrides = resolve_training(body, task)
-    options = body.tailor_options().model_dump(exclude_none=True)
+    hyperparameters, overrides = resolve_training(body, task, method=parent.method if parent else None)
     request = {"hyperparameters": hyperparameters, "metadata": body.metadata, "overrides": overrides,
                "method": {"type": "supervised", "supervised": {"hyperparameters": hyperparameters},
-                          "tailor": options}}
+                          "tailor": options.model_dump(exclude_none=True)}}
+    if parent:
+        request["retrain"] = {"parent": parent.ref, "base_model": parent.base_model, "feedback": False,
+                              "new_labels": False, **options.retrain_options()}
     job = services.jobs.create(principal.tenant, model=body.model, task=task, training_file=body.training_file,
                                validation_file=body.validation_file, suffix=body.suffix,
                                seed=body.seed if body.seed is not None else secrets.randbelow(2**31), request=request)

@@ -1,20 +1,25 @@
 """``/v1/models``: the base catalog plus the tenant's registered models; get and delete by id or reference;
-Tailor's alias routes (set or move, remove, list with history) so a tenant promotes and rolls back itself."""
+Tailor's alias routes (set or move, remove, list with history) and release routes on an alias (canary, shadow,
+promote, rollback, abort) so a tenant releases, promotes and rolls back itself. Every alias change records
+who made it (the API key) and why (the optional ``reason``)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
 from tailor.catalog import CATALOG
 from tailor.errors import NotFoundError, UsageError
+from tailor.registry.entities import Alias, AliasEvent
 from tailor.registry.refs import parse_ref, validate_alias
 from tailor.serve.deps import Deployer, Reader, ServicesDep
 from tailor.serve.errors import ApiError
 from tailor.serve.models import NamedModel, resolve_model
 from tailor.serve.routes.common import errors
-from tailor.serve.schemas import (AliasList, AliasObject, AliasSet, Deleted, ModelList, ModelObject,
-                                  ModelStatus)
+from tailor.serve.schemas import (AliasList, AliasObject, AliasSet, CanarySet, Deleted, ModelList, ModelObject,
+                                  ModelStatus, PromoteRequest, ReasonOnly, ShadowSet)
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 _TAILOR_EPOCH = 1735689600  # catalog bases have no creation time of their own: 2025-01-01
@@ -110,42 +115,118 @@ def _alias_name(alias: str) -> str:
         raise ApiError(400, str(exc), param="alias") from None
 
 
+def _alias_object(alias: Alias) -> dict:
+    return {"object": "model.alias", "model": alias.name, "alias": alias.alias, "version": alias.version,
+            "candidate": alias.candidate.to_dict() if alias.candidate else None}
+
+
+def _event_object(event: AliasEvent) -> dict:
+    return {"alias": event.alias, "version": event.version, "action": event.action,
+            "candidate": event.candidate.to_dict() if event.candidate else None, "actor": event.actor,
+            "reason": event.reason, "created_at": int(event.created_at.timestamp())}
+
+
+def _target(model_id: str, alias: str, principal, services) -> tuple[str, str]:
+    """The model's name and the alias, checked, for a change of ``alias``; the model must be the tenant's."""
+    name, alias = _model_name(model_id), _alias_name(alias)
+    services.registry.store.get_model(principal.tenant, name)
+    return name, alias
+
+
+def _at_param(change):
+    """``change()``; a missing version or alias (the model was checked first) answers 404 naming the ``version``
+    or ``alias`` parameter, as the other refusals name theirs."""
+    try:
+        return change()
+    except NotFoundError as exc:
+        if str(exc).startswith("version "):
+            raise ApiError(404, str(exc), param="version", code="not_found") from None
+        raise ApiError(404, str(exc), param="alias", code="not_found") from None
+
+
 @router.get("/{model_id}/aliases", response_model=AliasList, responses=errors(404),
-            summary="Tailor: a fine-tuned model's aliases and their history (set, moved, removed)")
+            summary="Tailor: a fine-tuned model's aliases and their history (who changed what, when and why)")
 def list_aliases(model_id: str, principal: Reader, services: ServicesDep) -> dict:
     name = _model_name(model_id)
     store = services.registry.store
     model = store.get_model(principal.tenant, name)
     history = store.alias_history(principal.tenant, name)
     return {"object": "list", "model": name,
-            "data": [{"object": "model.alias", "model": name, "alias": alias, "version": version}
-                     for alias, version in sorted(model.aliases.items())],
-            "history": [{"alias": e.alias, "version": e.version, "action": e.action,
-                         "created_at": int(e.created_at.timestamp())} for e in history]}
+            "data": [_alias_object(store.get_alias(principal.tenant, name, alias)) for alias in sorted(model.aliases)],
+            "history": [_event_object(e) for e in history]}
+
+
+@router.get("/{model_id}/aliases/{alias}", response_model=AliasObject, responses=errors(404),
+            summary="Tailor: one alias: its version and the candidate it tries out (canary or shadow)")
+def get_alias(model_id: str, alias: str, principal: Reader, services: ServicesDep) -> dict:
+    name, alias = _target(model_id, alias, principal, services)
+    return _alias_object(_at_param(lambda: services.registry.store.get_alias(principal.tenant, name, alias)))
 
 
 @router.put("/{model_id}/aliases/{alias}", response_model=AliasObject, responses=errors(404),
             summary="Tailor: point an alias (e.g. production) at a version of a fine-tuned model, or move it")
 def set_alias(model_id: str, alias: str, body: AliasSet, principal: Deployer, services: ServicesDep) -> dict:
-    name, alias = _model_name(model_id), _alias_name(alias)
+    name, alias = _target(model_id, alias, principal, services)
     store = services.registry.store
-    store.get_model(principal.tenant, name)
-    try:
-        store.get_version(principal.tenant, name, body.version)
-    except NotFoundError as exc:
-        raise ApiError(404, str(exc), param="version", code="not_found") from None
-    store.set_alias(principal.tenant, name, alias, body.version)
-    return {"object": "model.alias", "model": name, "alias": alias, "version": body.version}
+    _at_param(lambda: store.set_alias(principal.tenant, name, alias, body.version, actor=principal.actor,
+                                           reason=body.reason))
+    return _alias_object(store.get_alias(principal.tenant, name, alias))
 
 
 @router.delete("/{model_id}/aliases/{alias}", response_model=Deleted, responses=errors(404),
                summary="Tailor: remove an alias of a fine-tuned model (its version stays)")
-def delete_alias(model_id: str, alias: str, principal: Deployer, services: ServicesDep) -> dict:
-    name, alias = _model_name(model_id), _alias_name(alias)
-    store = services.registry.store
-    store.get_model(principal.tenant, name)
-    try:
-        store.delete_alias(principal.tenant, name, alias)
-    except NotFoundError as exc:
-        raise ApiError(404, str(exc), param="alias", code="not_found") from None
+def delete_alias(model_id: str, alias: str, principal: Deployer, services: ServicesDep,
+                 reason: Annotated[str | None, Query(max_length=1000, description="why (kept in the history)")] = None
+                 ) -> dict:
+    name, alias = _target(model_id, alias, principal, services)
+    _at_param(lambda: services.registry.store.delete_alias(principal.tenant, name, alias, actor=principal.actor,
+                                                                reason=reason))
     return {"id": f"{name}@{alias}", "object": "model.alias", "deleted": True}
+
+
+@router.post("/{model_id}/aliases/{alias}/canary", response_model=AliasObject, responses=errors(404, 409),
+             summary="Tailor: send a share of the alias's requests to a candidate version (sticky by user)")
+def start_canary(model_id: str, alias: str, body: CanarySet, principal: Deployer, services: ServicesDep) -> dict:
+    name, alias = _target(model_id, alias, principal, services)
+    return _alias_object(_at_param(lambda: services.registry.store.set_candidate(
+        principal.tenant, name, alias, body.version, "canary", body.share, actor=principal.actor,
+        reason=body.reason)))
+
+
+@router.post("/{model_id}/aliases/{alias}/shadow", response_model=AliasObject, responses=errors(404, 409),
+             summary="Tailor: run a candidate classifier in the shadow of the alias (a copy of its requests, "
+                     "recorded, never returned)")
+def start_shadow(model_id: str, alias: str, body: ShadowSet, principal: Deployer, services: ServicesDep) -> dict:
+    name, alias = _target(model_id, alias, principal, services)
+    return _alias_object(_at_param(lambda: services.registry.store.set_candidate(
+        principal.tenant, name, alias, body.version, "shadow", actor=principal.actor, reason=body.reason)))
+
+
+@router.post("/{model_id}/aliases/{alias}/promote", response_model=AliasObject, responses=errors(404, 409),
+             summary="Tailor: move the alias to its candidate (or a given version) and end the canary or shadow")
+def promote(model_id: str, alias: str, principal: Deployer, services: ServicesDep,
+            body: PromoteRequest | None = None) -> dict:
+    name, alias = _target(model_id, alias, principal, services)
+    body = body or PromoteRequest()
+    return _alias_object(_at_param(lambda: services.registry.store.promote(
+        principal.tenant, name, alias, body.version, actor=principal.actor, reason=body.reason)))
+
+
+@router.post("/{model_id}/aliases/{alias}/rollback", response_model=AliasObject, responses=errors(404, 409),
+             summary="Tailor: move the alias back to the version it pointed at before its last move")
+def rollback(model_id: str, alias: str, principal: Deployer, services: ServicesDep,
+             body: ReasonOnly | None = None) -> dict:
+    name, alias = _target(model_id, alias, principal, services)
+    reason = body.reason if body else None
+    return _alias_object(_at_param(lambda: services.registry.store.rollback(
+        principal.tenant, name, alias, actor=principal.actor, reason=reason)))
+
+
+@router.post("/{model_id}/aliases/{alias}/abort", response_model=AliasObject, responses=errors(404, 409),
+             summary="Tailor: stop the alias's canary or shadow; it keeps its version")
+def abort(model_id: str, alias: str, principal: Deployer, services: ServicesDep,
+          body: ReasonOnly | None = None) -> dict:
+    name, alias = _target(model_id, alias, principal, services)
+    reason = body.reason if body else None
+    return _alias_object(_at_param(lambda: services.registry.store.clear_candidate(
+        principal.tenant, name, alias, actor=principal.actor, reason=reason)))

@@ -1,0 +1,54 @@
+"""Monitoring reports as the server makes them: with the version's training fingerprint and its encoder
+(cached by the app's model cache, its texts' embeddings by the app's drift cache), for the monitoring route
+and for the alert loop, which judges every model with rules (:mod:`tailor.monitor.alerts`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+from tailor.data.fingerprint import load_fingerprint
+from tailor.db import now
+from tailor.errors import NotFoundError
+from tailor.monitor.config import MonitoringConfig
+from tailor.monitor.report import version_report
+from tailor.monitor.review import version_queue
+from tailor.serve.models import NamedModel
+from tailor.serve.recording import written_records
+
+
+def drift_inputs(services, version) -> tuple[dict | None, Callable]:
+    """``(the version's training fingerprint, its encoder's embed function)``: the encoder loads on first use
+    and the texts it embedded are kept in the app's drift cache."""
+    named = NamedModel(f"{version.name}:{version.version}", version=version)
+    embed = services.drift_embeddings.embedder(named.cache_key,
+                                               lambda texts: services.models.encoder(named).embed(texts)[0])
+    return load_fingerprint(services.registry.artifact_dir(version)), embed
+
+
+def report_of(services, version, hours: float, bucket_minutes: float) -> dict:
+    """The monitoring report of a registered classifier ``version`` over the last ``hours``."""
+    fingerprint, embed = drift_inputs(services, version)
+    return version_report(written_records(services), services.feedback, version, hours, bucket_minutes,
+                          fingerprint=fingerprint, embed=embed)
+
+
+def queue_of(services, version, limit: int, hours: float) -> list[dict]:
+    """The review queue of a registered classifier ``version`` (:func:`tailor.monitor.review.version_queue`)."""
+    fingerprint, embed = drift_inputs(services, version)
+    return version_queue(written_records(services), services.feedback, version, fingerprint=fingerprint,
+                         embed=embed, limit=limit, hours=hours)
+
+
+def reports_for(services, config: MonitoringConfig) -> dict[int, dict]:
+    """One report per version of the model that answered in the config's window (the alert loop's view);
+    versions deleted since are left out."""
+    reports = {}
+    since = now() - timedelta(hours=config.window_hours)
+    for number in written_records(services).versions(config.tenant, config.model_name, since):
+        try:
+            version = services.registry.store.resolve(config.tenant, f"{config.model_name}:{number}")
+        except NotFoundError:
+            continue
+        reports[number] = report_of(services, version, config.window_hours, config.window_hours * 60)
+    return reports
