@@ -19,9 +19,10 @@ renamed to clinc150's (:data:`MAPPING`, by meaning).
 4. Labels: N from the review queue (``GET /v1/models/intents/review_queue``, exported as CSV, labelled by
    the data set's true labels, imported with ``POST /v1/feedback/import``) against N random answers of the
    same window, and N random shifted answers.
-5. Retrain (``tailor retrain``, the server stopped): from the queue's feedback, from each random set; each
-   version's accuracy on banking77's test split (the new domain) and on clinc150 test texts never sent as
-   traffic (the old domain: forgetting).
+5. Retrain (``tailor retrain``, the server stopped) from version 1, three times each (training seeds 0-2;
+   a fresh random draw each time): from the queue's feedback, from N random answers, from N random shifted
+   answers; each version's accuracy on banking77's test split (the new domain) and on clinc150 test texts
+   never sent as traffic (the old domain: forgetting), as means with every run's figure.
 6. Serving throughput with recording on and off: bench/serve.py's recording scenario.
 
 Targets (issue 12): the estimate within 3 points of the true accuracy in distribution; drift flagged within
@@ -67,6 +68,7 @@ RESAMPLED_WINDOWS = 20
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--labels", type=int, default=64, help="labels bought from the queue and at random")
+    parser.add_argument("--repeats", type=int, default=3, help="retrains per kind of labels (seeds, random draws)")
     parser.add_argument("--skip-recording", action="store_true", help="leave out the recording on/off timing")
     parser.add_argument("--requests", type=int, default=40, help="recording scenario: requests x 10 per round")
     return parser.parse_args(argv)
@@ -85,8 +87,9 @@ def prepare_data(rng: random.Random) -> dict:
     rng.shuffle(clinc_test)
     shifted = read(DATASETS / "banking77" / "train.csv", MAPPING)
     rng.shuffle(shifted)
-    return {"train": read(DATASETS / "clinc150" / "finance_train.csv"),
-            "in_dist": read(DATASETS / "clinc150" / "finance_val.csv") + clinc_test[:120],
+    in_dist = read(DATASETS / "clinc150" / "finance_val.csv") + clinc_test[:120]
+    rng.shuffle(in_dist)  # the files are sorted by label: in file order the stream's label mix would drift
+    return {"train": read(DATASETS / "clinc150" / "finance_train.csv"), "in_dist": in_dist,
             "old_test": clinc_test[120:], "shifted": shifted[:SHIFTED_REQUESTS],
             "new_test": read(DATASETS / "banking77" / "test.csv", MAPPING)}
 
@@ -148,9 +151,8 @@ def estimate_against_truth(answers: list, temperature: float) -> dict:
 
 def resampled_false_alarms(home: Path, rows: list[tuple[str, str]], rng: random.Random) -> dict:
     """The drift test (the server's code: :func:`tailor.monitor.drift.drift_section`) on random 200-text
-    windows of in-distribution texts, embedded by version 1's encoder."""
+    windows of in-distribution texts, embedded by version 1's base encoder as the server does."""
     from tailor.data.fingerprint import load_fingerprint, text_features
-    from tailor.models.classifier import TextClassifier
     from tailor.models.embed import TextEncoder
     from tailor.monitor.drift import EmbeddingCache, drift_section
     from tailor.monitor.records import PredictionRecord
@@ -158,8 +160,9 @@ def resampled_false_alarms(home: Path, rows: list[tuple[str, str]], rng: random.
     from tailor.settings import Settings
 
     registry = open_registry(Settings(home=home))
-    directory = registry.artifact_dir(registry.store.resolve(TENANT, f"{MODEL}:1"))
-    encoder = TextEncoder.from_classifier(TextClassifier.from_dir(directory))
+    version = registry.store.resolve(TENANT, f"{MODEL}:1")
+    directory = registry.artifact_dir(version)
+    encoder = TextEncoder.from_base(version.base_model)  # as the server's drift test
     embed = EmbeddingCache().embedder((), lambda texts: encoder.embed(texts)[0])
     verdicts, aucs = [], []
     for w in range(RESAMPLED_WINDOWS):
@@ -205,6 +208,33 @@ def accuracy_of(home: Path, ref: str, rows: list[tuple[str, str]]) -> float:
     classifier = load_classifier(ref, tenant=TENANT, settings=Settings(home=home))
     predicted = [p.label for p in classifier.predict([t for t, _ in rows])]
     return round(100 * sum(p == label for p, (_, label) in zip(predicted, rows)) / len(rows), 2)
+
+
+def compare_labels(args, home: Path, data: dict, rng: random.Random) -> tuple[dict, dict]:
+    """Version 1, then ``args.repeats`` retrains (training seeds 0, 1, ...) from the queue's feedback, from N
+    random answers of the window and from N random shifted answers (a fresh draw each repeat): each
+    one's accuracy on the new and the old domain. Returns ``(accuracy by labels: {new_domain, old_domain}
+    lists, seconds by labels)``."""
+    import statistics
+
+    accuracy = {"v1 (before)": {"new_domain": [accuracy_of(home, f"{MODEL}:1", data["new_test"])],
+                                "old_domain": [accuracy_of(home, f"{MODEL}:1", data["old_test"])]}}
+    seconds: dict[str, list[float]] = {}
+    for seed in range(args.repeats):
+        draws = {"queue": None, "random": rng.sample(data["in_dist"] + data["shifted"], args.labels),
+                 "random_shifted": rng.sample(data["shifted"], args.labels)}
+        for name, rows in draws.items():
+            extra = ([] if rows is None else
+                     ["--no-feedback", "--file", str(write_rows(home / f"{name}-{seed}.csv", rows))])
+            out, took = retrain(home, f"{MODEL}:1", "--seed", str(seed), *extra)
+            seconds.setdefault(name, []).append(took)
+            scores = accuracy.setdefault(name, {"new_domain": [], "old_domain": []})
+            scores["new_domain"].append(accuracy_of(home, out["model"], data["new_test"]))
+            scores["old_domain"].append(accuracy_of(home, out["model"], data["old_test"]))
+    for scores in accuracy.values():
+        for domain in ("new_domain", "old_domain"):
+            scores[f"{domain}_mean"] = round(statistics.mean(scores[domain]), 2)
+    return accuracy, {name: round(statistics.median(values), 1) for name, values in seconds.items()}
 
 
 def main(argv=None) -> dict:
@@ -253,20 +283,7 @@ def main(argv=None) -> dict:
     summary["queue"] = {"labels": len(queue_rows), "imported": imported["rows"], "from_shifted": queue_shifted,
                         "model_wrong": sum(1 for r in queue_rows if r["label"] != r["true_label"])}
 
-    random_all = rng.sample(data["in_dist"] + data["shifted"], args.labels)  # the same window's answers
-    random_shifted = rng.sample(data["shifted"], args.labels)
-    versions = {"v1 (before)": f"{MODEL}:1"}
-    out, seconds = retrain(home, MODEL)
-    versions["queue"] = out["model"]
-    summary["retrain_s"] = {"queue": seconds}
-    for name, rows in (("random", random_all), ("random_shifted", random_shifted)):
-        out, seconds = retrain(home, f"{MODEL}:1", "--no-feedback", "--file",
-                               str(write_rows(home / f"{name}.csv", rows)))
-        versions[name] = out["model"]
-        summary["retrain_s"][name] = seconds
-    summary["accuracy"] = {name: {"new_domain": accuracy_of(home, ref, data["new_test"]),
-                                  "old_domain": accuracy_of(home, ref, data["old_test"]), "ref": ref}
-                           for name, ref in versions.items()}
+    summary["accuracy"], summary["retrain_s"] = compare_labels(args, home, data, rng)
     if not args.skip_recording:
         from serve import run_recording
 
@@ -292,11 +309,14 @@ def print_summary(s: dict) -> None:
           f"{q['model_wrong']} the model had wrong")
     before = acc["v1 (before)"]
     for name, a in acc.items():
-        print(f"{name:>15}: new domain {a['new_domain']:.2f}% ({a['new_domain'] - before['new_domain']:+.2f}), "
-              f"old domain {a['old_domain']:.2f}% ({a['old_domain'] - before['old_domain']:+.2f})")
-    print(f"queue vs random labels on the new domain: {acc['queue']['new_domain'] - acc['random']['new_domain']:+.2f} "
-          f"points (vs random shifted: {acc['queue']['new_domain'] - acc['random_shifted']['new_domain']:+.2f}); "
-          f"target: queue better, old domain at most 2 points lower")
+        gain, kept = (a[f"{d}_mean"] - before[f"{d}_mean"] for d in ("new_domain", "old_domain"))
+        runs = {d: ", ".join(f"{v:.2f}" for v in a[d]) for d in ("new_domain", "old_domain")}
+        print(f"{name:>15}: new domain {a['new_domain_mean']:.2f}% ({gain:+.2f}; runs {runs['new_domain']}), "
+              f"old domain {a['old_domain_mean']:.2f}% ({kept:+.2f}; runs {runs['old_domain']})")
+    print(f"queue vs random labels on the new domain: "
+          f"{acc['queue']['new_domain_mean'] - acc['random']['new_domain_mean']:+.2f} points (vs random shifted: "
+          f"{acc['queue']['new_domain_mean'] - acc['random_shifted']['new_domain_mean']:+.2f}), means of "
+          f"{len(acc['queue']['new_domain'])} retrains each; target: queue better, old domain at most 2 points lower")
     if "recording" in s:
         r = s["recording"]
         print(f"recording: off {r['items_per_s']['off']} texts/s, on {r['items_per_s']['on']} "

@@ -38,20 +38,19 @@ def _classifier(registry, tenant: str, ref: str, what: str):
 
 
 def _drift_inputs(registry, version):
-    """``(fingerprint, embed)`` of a version, its encoder loaded only when there are texts to embed."""
+    """``(fingerprint, embed)`` of a version: its base encoder (as the server's drift test), loaded only when
+    there are texts to embed."""
     from tailor.data.fingerprint import load_fingerprint
     from tailor.monitor.drift import EmbeddingCache
 
-    directory = registry.artifact_dir(version)
-
     @functools.cache
     def encoder():
-        from tailor.models.classifier import TextClassifier
         from tailor.models.embed import TextEncoder
 
-        return TextEncoder.from_classifier(TextClassifier.from_dir(directory))
+        return TextEncoder.from_base(version.base_model)
 
-    return load_fingerprint(directory), EmbeddingCache().embedder((), lambda texts: encoder().embed(texts)[0])
+    return (load_fingerprint(registry.artifact_dir(version)),
+            EmbeddingCache().embedder((), lambda texts: encoder().embed(texts)[0]))
 
 
 def cmd_monitor(args) -> int:

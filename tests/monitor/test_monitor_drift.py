@@ -109,3 +109,10 @@ def test_another_source_is_drift_and_a_resample_is_not(minilm_embed):
     unstored = drift_section(_records(other_source, stored=False), reference, minilm_embed)
     assert unstored["embedding"]["skipped"].startswith("0 stored texts in the window; the embedding test needs 30")
     assert unstored["length"]["texts"] == 150 and unstored["novel_examples"] == []
+
+
+def test_the_fingerprint_is_in_random_order_so_any_prefix_is_a_sample():
+    by_label = [f"{label} text {i}" for label in ("a", "b", "c", "d") for i in range(100)]  # a file sorted by label
+    sampled = fingerprint(by_label, sample=1000)
+    assert sorted(sampled["texts"]) == sorted(by_label)  # all of them, as there are fewer than the sample
+    assert {t.split()[0] for t in sampled["texts"][:40]} == {"a", "b", "c", "d"}

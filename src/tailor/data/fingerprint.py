@@ -47,16 +47,15 @@ def script_shares(scripts: Sequence[str | None]) -> dict[str, float]:
 
 def fingerprint(texts: Sequence[str], tokenizer=None, *, max_length: int = 512, sample: int = SAMPLE_TEXTS,
                 seed: int = 0) -> dict:
-    """A training set's fingerprint: a random sample of up to ``sample`` texts with their lengths and main
-    scripts, and the unknown-token rate over the sample (``None`` without a tokenizer).
+    """A training set's fingerprint: a random sample of up to ``sample`` texts, in random order (a prefix of it
+    is a random sample too), with their lengths and main scripts, and the unknown-token rate over the sample (``None`` without a tokenizer).
 
     Returns:
         ``{"texts": [...], "chars": [...], "scripts": {script: share}, "unknown_token_rate": r,
         "rows": len(texts)}``.
     """
-    chosen = list(texts)
-    if len(chosen) > sample:
-        chosen = random.Random(seed).sample(chosen, sample)
+    # in random order, always: a file sorted by label must not give a reference that starts with a few labels
+    chosen = random.Random(seed).sample(list(texts), min(len(texts), sample))
     rate = None
     if tokenizer is not None and chosen:
         unknown, tokens = count_unknown(tokenizer, chosen, max_length)

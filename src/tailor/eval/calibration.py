@@ -9,10 +9,19 @@ the softmax removes), so the fit needs only the probabilities every runtime give
 
 The record lands in the version's metrics under ``calibration``::
 
-    {"temperature": 1.42, "rows": 179, "ece_before": 0.0712, "ece_after": 0.0231,
-     "nll_before": 0.512, "nll_after": 0.433}
+    {"temperature": 1.42, "rows": 179, "fitted": true, "capped": false, "accuracy_bound": 0.9118,
+     "ece_before": 0.0712, "ece_after": 0.0231, "nll_before": 0.512, "nll_after": 0.433}
 
 With fewer than :data:`MIN_ROWS` labelled rows the temperature stays 1.0 (``"fitted": false``).
+
+**Few errors.** When the validation rows hold (almost) no mistakes, the likelihood is lowest at the smallest
+temperature: every answer made certain. The rows cannot support that: 80 right of 80 says the accuracy is
+probably near (80 + 1) / (80 + 2) = 98.8% (Laplace's rule of succession), not 100%. So with fewer than
+:data:`FEW_ERRORS` mistakes the fitted temperature is raised, when needed, until the rows' mean top
+probability is at most that bound (``"capped": true`` and ``"accuracy_bound"`` in the record); with more,
+the likelihood has the evidence it needs and its temperature stands. Measured in bench/loop.py: a clinc150 intent
+model right on all 80 validation rows fitted T = 0.05 and estimated 99.4% on held-out traffic that was
+96.1% right; see the README for the figures with the bound.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 MIN_ROWS = 20
+FEW_ERRORS = 5  # below this many validation mistakes, the fitted temperature is held to the rows' evidence
 ECE_BINS = 15
 TEMPERATURE_RANGE = (0.05, 20.0)
 
@@ -64,6 +74,23 @@ def fit_temperature(probs, targets) -> float:
     return float(np.exp(found.x))
 
 
+def mean_confidence(probs, temperature: float) -> float:
+    """The mean top probability of ``probs`` at ``temperature``."""
+    return float(apply_temperature(probs, temperature).max(axis=1).mean())
+
+
+def temperature_for_confidence(probs, confidence: float, low: float) -> float:
+    """The temperature at or above ``low`` whose mean top probability is ``confidence`` (it falls as the
+    temperature rises; the top of :data:`TEMPERATURE_RANGE` when even that is too confident)."""
+    from scipy.optimize import brentq
+
+    high = TEMPERATURE_RANGE[1]
+    if mean_confidence(probs, high) >= confidence:
+        return high
+    return float(np.exp(brentq(lambda log_t: mean_confidence(probs, np.exp(log_t)) - confidence, np.log(low),
+                               np.log(high), xtol=1e-6)))
+
+
 def calibrate(probs, targets) -> dict:
     """The calibration record (see the module docstring) for labelled rows: ``targets`` are class indices,
     -1 for a label the classifier does not know (left out)."""
@@ -74,8 +101,14 @@ def calibrate(probs, targets) -> dict:
     if len(targets) < MIN_ROWS:
         return record
     temperature = fit_temperature(probs, targets)
+    right = int((probs.argmax(axis=1) == targets).sum())
+    bound = (right + 1) / (len(targets) + 2)
+    capped = len(targets) - right < FEW_ERRORS and mean_confidence(probs, temperature) > bound
+    if capped:
+        temperature = temperature_for_confidence(probs, bound, temperature)
     scaled = apply_temperature(probs, temperature)
     return {"temperature": round(temperature, 4), "rows": int(len(targets)), "fitted": True,
+            "capped": bool(capped), "accuracy_bound": round(bound, 4),
             "ece_before": round(expected_calibration_error(probs, targets), 4),
             "ece_after": round(expected_calibration_error(scaled, targets), 4),
             "nll_before": round(negative_log_likelihood(probs, targets), 4),

@@ -55,7 +55,7 @@ def version_report(records: PredictionStore, feedback, version, hours: float = 2
                    bucket_minutes: float = 60.0, *, fingerprint: dict | None = None, embed=None) -> dict:
     """The report on a registered classifier ``version`` over the last ``hours``, from its recorded answers
     and the tenant's feedback on them (``feedback``: a :class:`~tailor.monitor.feedback.FeedbackStore`); its
-    drift section sets them against the version's training ``fingerprint`` with its encoder's ``embed``
+    drift section sets them against the version's training ``fingerprint`` with its base encoder's ``embed``
     (see :func:`tailor.monitor.drift.drift_section`).
 
     Raises:

@@ -1,4 +1,4 @@
-"""Monitoring reports as the server makes them: with the version's training fingerprint and its encoder
+"""Monitoring reports as the server makes them: with the version's training fingerprint and its base encoder
 (cached by the app's model cache, its texts' embeddings by the app's drift cache), for the monitoring route
 and for the alert loop, which judges every model with rules (:mod:`tailor.monitor.alerts`)."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+from tailor.catalog import CATALOG
 from tailor.data.fingerprint import load_fingerprint
 from tailor.db import now
 from tailor.errors import NotFoundError
@@ -18,9 +19,13 @@ from tailor.serve.recording import written_records
 
 
 def drift_inputs(services, version) -> tuple[dict | None, Callable]:
-    """``(the version's training fingerprint, its encoder's embed function)``: the encoder loads on first use
-    and the texts it embedded are kept in the app's drift cache."""
-    named = NamedModel(f"{version.name}:{version.version}", version=version)
+    """``(the version's training fingerprint, an embed function for the drift test)``: the version's base
+    encoder (see :mod:`tailor.monitor.drift` for why not its fine-tuned one), from the app's model cache on
+    first use; the texts it embedded are kept in the app's drift cache. A base outside the catalog (a local
+    directory) falls back to the version's own encoder."""
+    base = CATALOG.get(version.base_model)
+    named = (NamedModel(version.base_model, base=base) if base is not None and base.task == "classify"
+             else NamedModel(version.ref, version=version))
     embed = services.drift_embeddings.embedder(named.cache_key,
                                                lambda texts: services.models.encoder(named).embed(texts)[0])
     return load_fingerprint(services.registry.artifact_dir(version)), embed
