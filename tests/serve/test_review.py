@@ -87,3 +87,9 @@ def test_a_labelled_export_comes_back_as_feedback(client, acme, globex, sentimen
     assert error_of(bad, 400)["message"].startswith("feedback[0].label: 'Bullish' is not a label of sentiment:1")
     empty = client.post("/v1/feedback/import", headers=acme.headers, files={"file": ("q.csv", b"prediction_id,true_label\n")})
     assert error_of(empty, 400)["message"] == "q.csv: no labelled rows (fill in true_label)"
+
+
+def test_corrections_are_for_the_tenants_chat_models(client, acme, globex, sentiment):
+    assert error_of(client.get("/v1/models/sentiment/corrections", headers=globex.headers), 404)
+    assert error_of(client.get("/v1/models/sentiment/corrections", headers=acme.headers), 400)["message"] == (
+        "'sentiment' is not a fine-tuned chat model; corrections are kept for those")
