@@ -180,3 +180,15 @@ def test_feedback_joins_give_labelled_texts_and_corrected_chat_rows(store, db_ur
     assert feedback.corrections("acme", "chat") == [{"messages": [
         {"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello! How can I help?"}]}]
     assert feedback.corrections("globex", "chat") == []
+
+
+def test_answers_can_be_only_the_stored_and_the_newest(store):
+    start = now() - timedelta(minutes=5)
+    records = [PredictionRecord(**{**_label(created=start + timedelta(seconds=i)).__dict__,
+                                   "input": {"text": f"t{i}"} if i % 2 else None}) for i in range(6)]
+    store.add(records)
+    window = (start - timedelta(seconds=1), now())
+    assert [r.id for r in store.answers("acme", "sent", 2, *window)] == [r.id for r in records]
+    assert [r.id for r in store.answers("acme", "sent", 2, *window, stored=True)] == [records[i].id for i in (1, 3, 5)]
+    assert [r.id for r in store.answers("acme", "sent", 2, *window, stored=True, newest=2)] == [
+        records[3].id, records[5].id]

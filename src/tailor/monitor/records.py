@@ -199,15 +199,23 @@ class PredictionStore:
             conn.execute(delete(_predictions).where(_predictions.c.id == record.id))
 
     def answers(self, tenant: str, model_name: str, version: int | None, since: datetime, until: datetime,
-                kind: str = "classification") -> list[PredictionRecord]:
-        """The tenant's records of ``kind`` by that model version, created in ``[since, until)``, oldest first."""
+                kind: str = "classification", *, stored: bool = False,
+                newest: int | None = None) -> list[PredictionRecord]:
+        """The tenant's records of ``kind`` by that model version, created in ``[since, until)``, oldest first;
+        with ``stored``, only those whose input was kept; with ``newest``, only the newest that many."""
         table = _predictions.c
         query = select(_predictions).where(
             table.tenant == tenant, table.model_name == model_name, table.kind == kind,
             table.version.is_(None) if version is None else table.version == version,
-            table.created_at >= since, table.created_at < until).order_by(table.created_at, table.id)
+            table.created_at >= since, table.created_at < until)
+        if stored:
+            query = query.where(table.stored == 1)
+        if newest is not None:
+            query = query.order_by(table.created_at.desc(), table.id.desc()).limit(newest)
+            with self._engine.connect() as conn:
+                return [_record(row) for row in reversed(conn.execute(query).all())]
         with self._engine.connect() as conn:
-            return [_record(row) for row in conn.execute(query)]
+            return [_record(row) for row in conn.execute(query.order_by(table.created_at, table.id))]
 
     def versions(self, tenant: str, model_name: str, since: datetime, kind: str = "classification") -> list[int]:
         """The versions of the tenant's model that answered (``kind``) since ``moment``, ascending."""

@@ -103,7 +103,8 @@ def version_queue(records, feedback, version, *, fingerprint: dict | None, embed
 
     end = now()
     answers = [r for r in records.answers(version.tenant, version.name, version.version, end - timedelta(hours=hours),
-                                          end) if r.input and isinstance(r.input.get("text"), str)][-MAX_CANDIDATES:]
+                                          end, stored=True, newest=MAX_CANDIDATES)
+               if isinstance(r.input.get("text"), str)]
     labelled = feedback.for_records(version.tenant, [r.id for r in answers])
     answers = [r for r in answers if r.id not in labelled]
     if not answers:
