@@ -53,25 +53,30 @@ def _drift_inputs(registry, version):
             EmbeddingCache().embedder((), lambda texts: encoder().embed(texts)[0]))
 
 
+def _report(registry, records, feedback, version, hours: float, bucket_minutes: float) -> dict:
+    """A version's monitoring report, with its drift inputs (:func:`tailor.monitor.report.version_report`)."""
+    from tailor.monitor.report import version_report
+
+    fingerprint, embed = _drift_inputs(registry, version)
+    return version_report(records, feedback, version, hours, bucket_minutes, fingerprint=fingerprint, embed=embed)
+
+
 def cmd_monitor(args) -> int:
     from tailor.cli import _show
-    from tailor.monitor.report import describe_report, version_report
+    from tailor.monitor.report import describe_report
 
     registry, records, feedback = _local(args)
     version = _classifier(registry, args.tenant, args.ref, "monitoring reports")
-    fingerprint, embed = _drift_inputs(registry, version)
-    report = version_report(records, feedback, version, args.hours, args.bucket_minutes, fingerprint=fingerprint,
-                            embed=embed)
+    report = _report(registry, records, feedback, version, args.hours, args.bucket_minutes)
     return _show(args, report, describe_report(report))
 
 
 def cmd_alerts(args) -> int:
     from tailor.cli import _show
-    from tailor.monitor.alerts import AlertLoop, AlertStore, WebhookSender
+    from tailor.monitor.alerts import AlertLoop, AlertStore, WebhookSender, window_reports
     from tailor.monitor.config import (
         ConfigStore, MonitoringConfig, check_webhook_url, check_window_hours, parse_rule_text, parse_rules,
     )
-    from tailor.monitor.report import version_report
     from tailor.settings import get_settings
 
     registry, records, feedback = _local(args)
@@ -90,17 +95,7 @@ def cmd_alerts(args) -> int:
     changed = []
     if args.check:
         def reports_for(cfg):
-            from datetime import timedelta
-
-            from tailor.db import now
-
-            out = {}
-            for number in records.versions(cfg.tenant, cfg.model_name, now() - timedelta(hours=cfg.window_hours)):
-                version = registry.store.resolve(cfg.tenant, f"{cfg.model_name}:{number}")
-                fingerprint, embed = _drift_inputs(registry, version)
-                out[number] = version_report(records, feedback, version, cfg.window_hours, cfg.window_hours * 60,
-                                             fingerprint=fingerprint, embed=embed)
-            return out
+            return window_reports(records, registry.store, cfg, functools.partial(_report, registry, records, feedback))
 
         sender = WebhookSender(alerts, timeout_s=settings.webhook_timeout_s, attempts=settings.webhook_attempts,
                                backoff_s=settings.webhook_backoff_s)

@@ -27,11 +27,12 @@ import threading
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, insert, select, update
 
 from tailor.db import UtcDateTime, now, open_engine
+from tailor.errors import NotFoundError
 from tailor.monitor.config import ConfigStore, MonitoringConfig
 
 log = logging.getLogger(__name__)
@@ -233,6 +234,21 @@ class WebhookSender:
 
 
 ReportFor = Callable[[MonitoringConfig], dict[int, dict]]
+
+
+def window_reports(records, registry_store, config: MonitoringConfig, report_of: Callable) -> dict[int, dict]:
+    """One report per version of the config's model that answered in its window (``report_of(version, hours,
+    bucket_minutes)`` makes it, over the window in one bucket): what the alert loop judges. Versions deleted
+    since are left out."""
+    reports = {}
+    since = now() - timedelta(hours=config.window_hours)
+    for number in records.versions(config.tenant, config.model_name, since):
+        try:
+            version = registry_store.resolve(config.tenant, f"{config.model_name}:{number}")
+        except NotFoundError:
+            continue
+        reports[number] = report_of(version, config.window_hours, config.window_hours * 60)
+    return reports
 
 
 class AlertLoop:

@@ -5,12 +5,10 @@ and for the alert loop, which judges every model with rules (:mod:`tailor.monito
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 
 from tailor.catalog import CATALOG
 from tailor.data.fingerprint import load_fingerprint
-from tailor.db import now
-from tailor.errors import NotFoundError
+from tailor.monitor.alerts import window_reports
 from tailor.monitor.config import MonitoringConfig
 from tailor.monitor.report import version_report
 from tailor.monitor.review import version_queue
@@ -46,14 +44,6 @@ def queue_of(services, version, limit: int, hours: float) -> list[dict]:
 
 
 def reports_for(services, config: MonitoringConfig) -> dict[int, dict]:
-    """One report per version of the model that answered in the config's window (the alert loop's view);
-    versions deleted since are left out."""
-    reports = {}
-    since = now() - timedelta(hours=config.window_hours)
-    for number in written_records(services).versions(config.tenant, config.model_name, since):
-        try:
-            version = services.registry.store.resolve(config.tenant, f"{config.model_name}:{number}")
-        except NotFoundError:
-            continue
-        reports[number] = report_of(services, version, config.window_hours, config.window_hours * 60)
-    return reports
+    """The alert loop's reports of one model (:func:`tailor.monitor.alerts.window_reports`)."""
+    return window_reports(written_records(services), services.registry.store, config,
+                          lambda version, hours, bucket: report_of(services, version, hours, bucket))
