@@ -68,8 +68,9 @@ async def classify(body: ClassificationRequest, principal: Reader, services: Ser
     threshold gets ``"label": null``, ``"abstained": true`` and the ``reason``; its scores are still given.
 
     Each answer has a prediction ``id`` (for feedback) and is recorded for monitoring; the text itself is kept
-    only with ``"store": true``. Through an alias with a canary, ``user`` (or the ``X-Tailor-Route-Key`` header)
-    keeps a client on one version; with a shadow, the candidate's answers to a copy are recorded, never
+    only with ``"store": true`` (or, when the request leaves ``store`` out, the model's ``store_inputs``
+    setting). Through an alias with a canary, ``user`` (or the ``X-Tailor-Route-Key`` header) keeps a client on
+    one version; with a shadow, the candidate's answers to a copy are recorded, never
     returned. The ``x-tailor-version`` header names the version that answered."""
     started = time.perf_counter()
     texts = _texts(body.input, services.settings.max_text_chars)
@@ -134,7 +135,8 @@ async def _shadow_classify(services, tenant: str, body: ClassificationRequest, n
              summary="Sentence embeddings from a base encoder or a fine-tuned classifier's encoder")
 async def embeddings(body: EmbeddingRequest, principal: Reader, services: ServicesDep, reply: Response,
                      route_key: RouteKey = None) -> dict:
-    """OpenAI's embeddings. The request is recorded for monitoring (its texts only with ``"store": true``).
+    """OpenAI's embeddings. The request is recorded for monitoring (its texts only with ``"store": true``, or
+    the model's ``store_inputs`` setting).
     Through an alias with a canary it is routed as a classification is; a shadow sees classifications only."""
     started = time.perf_counter()
     texts = _texts(body.input, services.settings.max_text_chars)
