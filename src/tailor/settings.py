@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=5.0, gt=0, le=60, description="the longest one alert post may take")
     webhook_attempts: int = Field(default=5, ge=1, le=20, description="tries per alert post before it is failed")
     webhook_backoff_s: float = Field(default=1.0, gt=0, description="the wait after a failed post, doubled each try")
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30,
+                                         description="how long a web console sign-in lasts")
+    console_secure_cookies: bool = Field(default=False, description="mark the console's cookies Secure (set it when "
+                                                                    "the server is reached over HTTPS)")
 
     @property
     def registry_url(self) -> str:

@@ -34,9 +34,10 @@ EXPECTED_COLUMNS = {
                            "updated_at"],
     "alerts": ["id", "tenant", "model_name", "version", "rule", "value", "state", "fired_at", "resolved_at",
                "delivery", "attempts", "last_error"],
+    "console_sessions": ["id", "key_id", "csrf", "created_at", "expires_at"],
 }
 ALL_STEPS = ["m001_initial", "m002_service", "m003_alias_events", "m004_registry_changes", "m005_predictions",
-             "m006_monitoring", "m007_release"]
+             "m006_monitoring", "m007_release", "m008_console_sessions"]
 
 
 @pytest.fixture

@@ -138,7 +138,7 @@ def test_delete_by_latest_is_refused_not_a_whole_model(client, acme, tweets, set
 
 def test_root_redirects_to_the_docs_and_is_not_in_the_spec(client):
     response = client.get("/", follow_redirects=False)
-    assert (response.status_code, response.headers["location"]) == (307, "/docs")
+    assert (response.status_code, response.headers["location"]) == (307, "/console")
     assert "/" not in client.get("/openapi.json").json()["paths"]
     paths = client.get("/openapi.json").json()["paths"]
     assert sorted(paths["/v1/models/{model_id}/aliases/{alias}"]) == ["delete", "get", "put"]

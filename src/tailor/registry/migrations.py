@@ -295,6 +295,23 @@ def _m007_release(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE alias_events ADD COLUMN reason TEXT")
 
 
+def _m008_console_sessions(conn: Connection) -> None:
+    """The web console's sign-in sessions (see :mod:`tailor.security.sessions`): a token's hash, the API key it
+    stands for, the CSRF token of its forms, and when it ends."""
+    metadata = MetaData()
+    Table(
+        "console_sessions",
+        metadata,
+        Column("id", String(64), primary_key=True),
+        Column("key_id", String(40), nullable=False),
+        Column("csrf", String(64), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+        Index("ix_console_sessions_expires", "expires_at"),
+    )
+    metadata.create_all(conn)
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_service", _m002_service),
@@ -303,6 +320,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m005_predictions", _m005_predictions),
     ("m006_monitoring", _m006_monitoring),
     ("m007_release", _m007_release),
+    ("m008_console_sessions", _m008_console_sessions),
 ]
 
 

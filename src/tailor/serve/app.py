@@ -7,6 +7,7 @@ executor (the job workers) starts and stops with the app. ``tailor serve`` runs 
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
@@ -26,8 +27,10 @@ from tailor.monitor.recorder import Recorder
 from tailor.monitor.records import PredictionStore
 from tailor.registry.service import open_registry
 from tailor.security.keys import TenantStore
+from tailor.security.sessions import SessionStore
 from tailor.runtime import pin_current_thread, usable_core_ids
 from tailor.serve.batching import MicroBatcher, split_cores
+from tailor.serve.console import install_console
 from tailor.serve.deps import Services, reject_unknown_query_parameters
 from tailor.serve.errors import install_error_handlers
 from tailor.serve.metrics import ApiMetrics, MetricsMiddleware
@@ -68,7 +71,8 @@ def build_services(settings: Settings, executor: Executor | None = None) -> Serv
                            backoff_s=settings.webhook_backoff_s)
     alert_loop = AlertLoop(configs, alerts, sender, lambda config: reports_for(services, config),
                            every_s=settings.alert_every_s)
-    services = Services(settings=settings, tenants=tenants, files=FileStore(url, settings.files_dir),
+    sessions = SessionStore(url, tenants, timedelta(hours=settings.console_session_hours))
+    services = Services(settings=settings, tenants=tenants, sessions=sessions, files=FileStore(url, settings.files_dir),
                         jobs=JobStore(url), registry=registry, models=models, batcher=batcher,
                         executor=executor, metrics=metrics, predictions=predictions, feedback=FeedbackStore(url),
                         recorder=recorder, monitor_configs=configs, alerts=alerts, alert_loop=alert_loop,
@@ -112,6 +116,7 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
         app.include_router(router)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     _add_offline_docs(app)
+    install_console(app)
     return app
 
 

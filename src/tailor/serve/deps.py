@@ -21,6 +21,7 @@ from tailor.monitor.recorder import Recorder
 from tailor.monitor.records import PredictionStore
 from tailor.registry.service import Registry
 from tailor.security.keys import Principal, TenantStore
+from tailor.security.sessions import SessionStore, csrf_matches
 from tailor.serve.batching import MicroBatcher
 from tailor.serve.models import ModelCache
 from tailor.serve.release import ShadowRunner
@@ -33,6 +34,7 @@ class Services:
 
     settings: Settings
     tenants: TenantStore
+    sessions: SessionStore
     files: FileStore
     jobs: JobStore
     registry: Registry
@@ -59,18 +61,34 @@ async def get_services(request: Request) -> Services:
 
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from `tailor tenants create` or `tailor keys create`")
+SESSION_COOKIE = "tailor_session"  # the web console's sign-in (see tailor.security.sessions)
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def get_principal(request: Request,
                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
-    """The tenant and scopes of the request's API key.
+    """The tenant and scopes of the request's API key, or of the console session whose cookie it carries.
+
+    A request signed by the session cookie alone must echo the session's CSRF token in ``X-CSRF-Token`` to
+    change anything: a page on another site can make the browser send the cookie, never read the token.
 
     Raises:
-        AuthenticationError: no ``Authorization: Bearer`` header, or an unknown or revoked key.
+        AuthenticationError: no ``Authorization: Bearer`` header nor session cookie, an unknown or revoked key,
+            or an ended session.
+        PermissionDeniedError: a change signed by the session cookie without its CSRF token.
     """
-    if credentials is None:
+    services = request.app.state.services
+    if credentials is not None:
+        return services.tenants.authenticate(credentials.credentials)
+    token = request.cookies.get(SESSION_COOKIE)
+    if token is None:
         raise AuthenticationError("missing API key: send the header 'Authorization: Bearer <key>'")
-    return request.app.state.services.tenants.authenticate(credentials.credentials)
+    session = services.sessions.get(token)
+    if request.method not in SAFE_METHODS and not csrf_matches(session.csrf, request.headers.get(CSRF_HEADER)):
+        raise PermissionDeniedError(f"missing or wrong {CSRF_HEADER} header: a change signed by the console's "
+                                    "session cookie must carry the session's CSRF token")
+    return session.principal
 
 
 _METADATA_PARAM = re.compile(r"metadata\[([^\[\]]{1,64})\]")

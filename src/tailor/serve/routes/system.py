@@ -1,4 +1,4 @@
-"""``/health``, ``/metrics`` and ``/`` (a redirect to the docs): no API key needed, no tenant data shown."""
+"""``/health``, ``/metrics`` and ``/`` (a redirect to the web console): no API key needed, no tenant data shown."""
 
 from __future__ import annotations
 
@@ -29,5 +29,5 @@ def metrics(services: ServicesDep) -> Response:
 
 @router.get("/", include_in_schema=False)
 def root() -> RedirectResponse:
-    """A browser pointed at the server lands on the interactive API docs."""
-    return RedirectResponse("/docs")
+    """A browser pointed at the server lands on the web console (the API's docs are at ``/docs``)."""
+    return RedirectResponse("/console")

@@ -1,0 +1,5 @@
+"""Console page: data (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Console page: finetune (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

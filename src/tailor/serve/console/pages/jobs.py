@@ -1,0 +1,5 @@
+"""Console page: jobs (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Console page: keys (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Console page: models (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

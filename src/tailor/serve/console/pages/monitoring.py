@@ -1,0 +1,5 @@
+"""Console page: monitoring (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

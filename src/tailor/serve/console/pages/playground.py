@@ -1,0 +1,5 @@
+"""Console page: playground (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

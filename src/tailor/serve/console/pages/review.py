@@ -1,0 +1,5 @@
+"""Console page: review (being written)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
