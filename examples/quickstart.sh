@@ -31,4 +31,9 @@ step "5. The registry"
 tailor models list
 tailor models show finance-sentiment@production
 
+step "6. The web console: a key for the tenant the CLI works in (\"default\")"
+secret() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["key"]["secret"] if "key" in d else d["secret"])'; }
+KEY=$( (tailor tenants create default --json 2>/dev/null || tailor keys create default --name console --scopes admin --json) | secret)
+printf 'Run `tailor serve`, open http://127.0.0.1:8000/console and sign in with this key (shown once):\n  %s\n' "$KEY"
+
 printf '\nReports: %s/data_report.html, %s/eval_report.html\n' "$OUT" "$OUT"

@@ -500,8 +500,8 @@ def cmd_serve(args) -> int:
     if args.workers:
         settings = settings.model_copy(update={"workers": args.workers})
     executor = None if args.no_workers else LocalExecutor(settings)
-    print(f"Tailor API on http://{args.host}:{args.port} (docs at /docs), data in {settings.home}, "
-          f"{0 if executor is None else settings.workers} job worker(s)", file=sys.stderr)
+    print(f"Tailor console on http://{args.host}:{args.port}/console (sign in with an API key; API docs at /docs), "
+          f"data in {settings.home}, {0 if executor is None else settings.workers} job worker(s)", file=sys.stderr)
     uvicorn.run(create_app(settings, executor), host=args.host, port=args.port, log_level="info")
     return 0
 

@@ -76,6 +76,20 @@ def length_stats(lengths: list[int]) -> dict:
             "max": int(values.max())}
 
 
+def length_histogram(lengths: list[int], bins: int = 12) -> dict:
+    """Rows per length range: ``{"edges": [e0, ..., en], "counts": [c1, ..., cn]}`` with whole-number edges,
+    each bin ``[e(i-1), e(i))`` and the last one closed; empty lists for no rows."""
+    if not lengths:
+        return {"edges": [], "counts": []}
+    low, high = min(lengths), max(lengths)
+    width = max(1, -(-(high - low + 1) // bins))
+    edges = list(range(low, high + width + 1, width))
+    if edges[-1] <= high:
+        edges.append(edges[-1] + width)
+    counts, _ = np.histogram(lengths, bins=edges)
+    return {"edges": [int(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
 def _label_summary(counts: dict[str, int]) -> dict:
     """Counts (largest first), class count, imbalance ratio and the majority class."""
     if not counts:

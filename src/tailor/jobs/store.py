@@ -23,6 +23,8 @@ from tailor.errors import ConflictError, NotFoundError
 VALIDATING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, PAUSED = (
     "validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused")
 FINAL = (SUCCEEDED, FAILED, CANCELLED)
+# the statuses a user's cancel, pause and resume start from (the console shows its buttons by them)
+CANCELLABLE, PAUSABLE, RESUMABLE = (VALIDATING, QUEUED, RUNNING, PAUSED), (QUEUED, RUNNING), (PAUSED,)
 MAX_ATTEMPTS = 3
 
 _metadata = MetaData()
@@ -197,16 +199,15 @@ class JobStore:
         Raises:
             ConflictError: the job already finished.
         """
-        return self._user_transition(tenant, job_id, CANCELLED, (VALIDATING, QUEUED, RUNNING, PAUSED),
-                                     "Job cancelled by the user", final=True)
+        return self._user_transition(tenant, job_id, CANCELLED, CANCELLABLE, "Job cancelled by the user", final=True)
 
     def pause(self, tenant: str, job_id: str) -> Job:
         """Pause a queued or running job; it keeps its checkpoints. Raises ConflictError otherwise."""
-        return self._user_transition(tenant, job_id, PAUSED, (QUEUED, RUNNING), "Job paused by the user")
+        return self._user_transition(tenant, job_id, PAUSED, PAUSABLE, "Job paused by the user")
 
     def resume(self, tenant: str, job_id: str) -> Job:
         """Queue a paused job again; it continues from its last checkpoint. Raises ConflictError otherwise."""
-        return self._user_transition(tenant, job_id, QUEUED, (PAUSED,),
+        return self._user_transition(tenant, job_id, QUEUED, RESUMABLE,
                                      "Job resumed by the user; it continues from its last checkpoint")
 
     def _user_transition(self, tenant: str, job_id: str, status: str, allowed: tuple[str, ...], message: str,

@@ -8,8 +8,12 @@ end, so a failed export never leaves a half-written directory behind.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tarfile
+import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 
 from tailor.errors import UsageError
@@ -19,6 +23,7 @@ from tailor.registry.store import DEFAULT_TENANT
 
 FORMATS = ("hf", "peft", "onnx")
 ONNX_TOLERANCE = 1e-3
+ARCHIVES = {"zip": "application/zip", "tar.gz": "application/gzip"}  # archive -> its media type
 
 
 def _check_out_dir(out: Path) -> None:
@@ -174,3 +179,62 @@ def export_version(ref: str, fmt: str, out: str | Path, *, tenant: str = DEFAULT
     version = registry.store.resolve(tenant, ref)
     files = export_artifact(registry.artifact_dir(version), fmt, out)
     return {"model": version.ref, "format": fmt, "path": str(Path(out).expanduser().resolve()), "files": files}
+
+
+def export_formats(task: str, method: str) -> tuple[str, ...]:
+    """The formats a version of ``task`` trained with ``method`` exports as: a classifier as ONNX, as a Hugging
+    Face directory unless it is head-only, as a PEFT adapter when LoRA; a chat version as merged weights, its
+    adapter or GGUF."""
+    if task == "chat":
+        return ("hf", "peft", "gguf")
+    refused = {"hf"} if method == "head" else set()
+    if method != "lora":
+        refused.add("peft")
+    return tuple(fmt for fmt in FORMATS if fmt not in refused)
+
+
+def exports_cache_dir(home: Path) -> Path:
+    """The storage root's folder of built export archives (``<home>/cache/exports``)."""
+    return Path(home) / "cache" / "exports"
+
+
+def export_archive(artifact: Path, fmt: str, archive: str, cache_dir: Path, folder: str) -> Path:
+    """The export of ``artifact`` as ``fmt`` packed into one ``archive`` (``zip`` or ``tar.gz``) file whose
+    entries sit under ``folder/``; built once into ``cache_dir`` (a version's artifact never changes) and
+    returned from there afterwards.
+
+    The archive is built under a temporary name in ``cache_dir`` and renamed into place last, so a reader
+    never gets a half-written one, and a failed export leaves nothing behind.
+
+    Raises:
+        UsageError: an unknown ``archive`` or format, or what the format's exporter refuses.
+    """
+    if archive not in ARCHIVES:
+        raise UsageError(f"unknown archive {archive!r}; archives are: {', '.join(ARCHIVES)}")
+    target = Path(cache_dir) / f"{fmt}.{archive}"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{fmt}.", dir=target.parent))
+    try:
+        export_artifact(artifact, fmt, work / folder)
+        packed = work / target.name
+        _pack(work / folder, packed, archive)
+        os.replace(packed, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _pack(directory: Path, out: Path, archive: str) -> None:
+    """Pack ``directory`` (as its own name, files in sorted order) into ``out``. Compression is light: the
+    weights, most of the bytes, hardly compress, and a strong level would cost minutes on a large model."""
+    files = sorted(p for p in directory.rglob("*") if p.is_file())
+    if archive == "zip":
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as packed:
+            for path in files:
+                packed.write(path, path.relative_to(directory.parent).as_posix())
+        return
+    with tarfile.open(out, "w:gz", compresslevel=1) as packed:
+        for path in files:
+            packed.add(path, path.relative_to(directory.parent).as_posix(), recursive=False)

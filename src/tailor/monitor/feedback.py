@@ -80,9 +80,17 @@ class FeedbackStore:
                                                 r.created_at)
         return out
 
-    def labelled_texts(self, tenant: str, model_names) -> list[tuple[str, str]]:
+    def remove(self, tenant: str, record_id: str) -> bool:
+        """Delete the tenant's feedback on the answer ``record_id`` (undoing a label); False when it had none."""
+        with self._engine.begin() as conn:
+            deleted = conn.execute(delete(_feedback).where(_feedback.c.tenant == tenant,
+                                                           _feedback.c.record_id == record_id))
+        return deleted.rowcount > 0
+
+    def labelled_texts(self, tenant: str, model_names, since: datetime | None = None) -> list[tuple[str, str]]:
         """``(text, true label)`` for each of the tenant's stored classification answers by any version of the
-        models ``model_names`` that has a feedback label, oldest answer first (one query, joining the answers).
+        models ``model_names`` that has a feedback label (given at ``since`` or later, when set), oldest answer
+        first (one query, joining the answers).
 
         An answer counts whichever id the client sent (``sentiment@prod``, ``sentiment:3``), so feedback on an
         alias's traffic is feedback on the model. Answers whose text was not stored cannot be scored again and
@@ -94,6 +102,8 @@ class FeedbackStore:
                  .where(answers.tenant == tenant, answers.kind == "classification", answers.stored == 1,
                         answers.model_name.in_(sorted(set(model_names))), _feedback.c.label.is_not(None))
                  .order_by(answers.created_at, answers.id))
+        if since is not None:
+            query = query.where(_feedback.c.created_at >= since)
         with self._engine.connect() as conn:
             return [(stored["text"], label) for stored, label in conn.execute(query)
                     if isinstance((stored or {}).get("text"), str)]

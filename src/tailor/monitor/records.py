@@ -242,6 +242,24 @@ class PredictionStore:
         with self._engine.connect() as conn:
             return int(conn.scalar(query))
 
+    def usage(self, tenant: str, since: datetime) -> list[dict]:
+        """What the tenant's records created since ``since`` add up to, per model and kind, by model then kind:
+        ``{"model", "kind", "requests", "answers", "prompt_tokens", "completion_tokens"}``. A request is one
+        response (a classification request answers each of its texts; a shadow copy's answers join its
+        request's), ``model`` the registered model's name or the base's id."""
+        table = _predictions.c
+        query = (select(table.model_name, table.kind,
+                        func.count(func.distinct(func.coalesce(table.request_id, table.id))).label("requests"),
+                        func.count().label("answers"),
+                        func.coalesce(func.sum(table.prompt_tokens), 0).label("prompt_tokens"),
+                        func.coalesce(func.sum(table.completion_tokens), 0).label("completion_tokens"))
+                 .where(table.tenant == tenant, table.created_at >= since)
+                 .group_by(table.model_name, table.kind).order_by(table.model_name, table.kind))
+        with self._engine.connect() as conn:
+            return [{"model": row.model_name, "kind": row.kind, "requests": int(row.requests),
+                     "answers": int(row.answers), "prompt_tokens": int(row.prompt_tokens),
+                     "completion_tokens": int(row.completion_tokens)} for row in conn.execute(query)]
+
     def tenants(self) -> list[str]:
         """Tenants that have records."""
         with self._engine.connect() as conn:

@@ -15,8 +15,9 @@ The report (``GET /v1/models/{model}/monitoring``, ``tailor monitor MODEL``)::
      "measured": {"rows": 40, "accuracy": 0.85, "macro_f1": 0.8, "estimated_accuracy": 0.87},
      "drift": {"verdict": "no_drift", "reasons": [], "embedding": {...}, "length": {...}, ...},
      "buckets": [{"start": ..., "requests": 5, "answers": 35, "failed": 0, "latency_ms_p50": 11.0,
-                  "estimated_accuracy": 0.87,
-                  "estimated_macro_f1": 0.84}, ...]}
+                  "latency_ms_p95": 30.2, "labels": {"negative": 0.4, ...}, "confidence_mean": 0.81,
+                  "estimated_accuracy": 0.87, "estimated_macro_f1": 0.84, "measured_rows": 3,
+                  "measured_accuracy": 0.67}, ...]}
 
 The drift section is :func:`tailor.monitor.drift.drift_section`'s. The label ``distance`` is the total
 variation distance between the two mixes (half the sum of absolute differences: 0 same, 1 disjoint). An
@@ -236,7 +237,7 @@ def monitoring_report(records: list[PredictionRecord], labels: list[str], *, mod
                             "calibrated": bool((calibration or {}).get("fitted", False))},
               "measured": _measured(records, probs, labels, temperature, feedback),
               "drift": drift,
-              "buckets": _buckets(records, probs, temperature, start, end, bucket, failed)}
+              "buckets": _buckets(records, probs, labels, temperature, feedback, start, end, bucket, failed)}
     return report
 
 
@@ -322,8 +323,10 @@ def _errors(failed) -> dict:
     return {"errors": sum(1 for s in statuses if s >= 500), "client_errors": sum(1 for s in statuses if s < 500)}
 
 
-def _buckets(records: list[PredictionRecord], probs: np.ndarray, temperature: float, start: datetime,
-             end: datetime, bucket: timedelta, failed=()) -> list[dict]:
+def _buckets(records: list[PredictionRecord], probs: np.ndarray, labels: list[str], temperature: float,
+             feedback: dict[str, str], start: datetime, end: datetime, bucket: timedelta, failed=()) -> list[dict]:
+    """Per time bucket: traffic, latency, the served label mix, mean confidence, the estimate, and the
+    measured accuracy on the bucket's answers with a feedback label."""
     edges = []
     moment = start
     while moment < end:
@@ -338,9 +341,13 @@ def _buckets(records: list[PredictionRecord], probs: np.ndarray, temperature: fl
             index += 1
         chunk = records[first:index]
         estimate = expected_performance(probs[first:index], temperature)
-        latencies = list(_requests(chunk).values())
+        measured = _measured(chunk, probs[first:index], labels, temperature, feedback)
+        latency = _percentiles(list(_requests(chunk).values()))
         errors = sum(1 for r in failed if left <= r.created_at < right)
-        out.append({"start": _iso(left), "requests": len(latencies), "answers": len(chunk), "failed": errors,
-                    "latency_ms_p50": _percentiles(latencies)["p50"], "estimated_accuracy": estimate["accuracy"],
-                    "estimated_macro_f1": estimate["macro_f1"]})
+        out.append({"start": _iso(left), "requests": len(_requests(chunk)), "answers": len(chunk), "failed": errors,
+                    "latency_ms_p50": latency["p50"], "latency_ms_p95": latency["p95"],
+                    "labels": _label_mix(chunk, None)["served"],
+                    "confidence_mean": _confidence(probs[first:index], temperature)["mean"],
+                    "estimated_accuracy": estimate["accuracy"], "estimated_macro_f1": estimate["macro_f1"],
+                    "measured_rows": measured["rows"], "measured_accuracy": measured["accuracy"]})
     return out

@@ -3,12 +3,12 @@
 A key is shown once, when it is created; the database keeps only its SHA-256 and a short prefix to
 recognise it by in listings. Keys carry scopes:
 
-=========  ===================================================================
+=========  ==========================================================================
 ``read``   list and get files, jobs and models; run inference
 ``train``  upload and delete files; create, cancel, pause and resume jobs
 ``deploy`` delete models
-``admin``  everything above
-=========  ===================================================================
+``admin``  everything above; the tenant's keys and usage (/v1/keys, /v1/usage)
+=========  ==========================================================================
 """
 
 from __future__ import annotations
@@ -193,12 +193,19 @@ class TenantStore:
             rows = conn.execute(select(_keys).where(_keys.c.tenant == tenant).order_by(_keys.c.created_at)).all()
         return [_to_key(r) for r in rows]
 
-    def revoke_key(self, key_id: str) -> ApiKey:
-        """Revoke key ``key_id`` (at once: the next request with it gets 401). Raises NotFoundError."""
+    def revoke_key(self, key_id: str, tenant: str | None = None) -> ApiKey:
+        """Revoke key ``key_id`` (at once: the next request with it gets 401); revoking it again changes nothing.
+
+        Args:
+            tenant: only a key of this tenant (another tenant's key is not found); None: any tenant's.
+
+        Raises:
+            NotFoundError: no such key (of ``tenant``).
+        """
+        mine = (_keys.c.id == key_id) if tenant is None else (_keys.c.id == key_id) & (_keys.c.tenant == tenant)
         with self._engine.begin() as conn:
-            conn.execute(update(_keys).where(_keys.c.id == key_id, _keys.c.revoked_at.is_(None))
-                         .values(revoked_at=now()))
-            row = conn.execute(select(_keys).where(_keys.c.id == key_id)).one_or_none()
+            conn.execute(update(_keys).where(mine, _keys.c.revoked_at.is_(None)).values(revoked_at=now()))
+            row = conn.execute(select(_keys).where(mine)).one_or_none()
         if row is None:
             raise NotFoundError(f"API key {key_id!r} not found")
         return _to_key(row)

@@ -38,6 +38,7 @@ from tailor.serve.models import ModelCache
 from tailor.serve.monitoring import reports_for
 from tailor.serve.release import ShadowRunner
 from tailor.serve.routes import compare, completions, files, inference, jobs, models, monitoring, system
+from tailor.serve.routes import export, keys, usage
 from tailor.settings import Settings, get_settings
 
 DESCRIPTION = """Tailor fine-tunes and serves models for many tenants. Authenticate with
@@ -113,6 +114,8 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
     install_error_handlers(app)
     for router in (files.router, jobs.router, compare.router, models.router, inference.router, completions.router,
                    monitoring.router, system.router):
+        app.include_router(router)
+    for router in (export.router, keys.router, usage.router):
         app.include_router(router)
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     _add_offline_docs(app)

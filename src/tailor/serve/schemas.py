@@ -528,8 +528,13 @@ class MonitoringBucket(BaseModel):
     answers: int
     failed: int
     latency_ms_p50: float | None
+    latency_ms_p95: float | None
+    labels: dict[str, float] = Field(description="the served label mix of the bucket's answers (shares)")
+    confidence_mean: float | None = Field(description="mean calibrated top probability")
     estimated_accuracy: float | None
     estimated_macro_f1: float | None
+    measured_rows: int = Field(description="the bucket's answers with a feedback label")
+    measured_accuracy: float | None = Field(description="accuracy on those answers")
 
 
 class MonitoringReport(BaseModel):
@@ -679,3 +684,97 @@ class AlertObject(BaseModel):
 class AlertList(BaseModel):
     object: Literal["list"]
     data: list[AlertObject]
+
+
+class MethodEstimate(BaseModel):
+    method: str = Field(description="full, lora, head, or chat-lora")
+    total_s: float = Field(description="estimated seconds for the whole job")
+    stages: dict[str, float] = Field(description="seconds per stage, in the job's order (data, train, validation, "
+                                                 "test, gate, save)")
+    epochs: int = Field(description="epochs (full, lora, chat) or head steps (head) the train stage counts")
+    trials: int
+
+
+class JobEstimate(BaseModel):
+    object: Literal["fine_tuning.job.estimate"]
+    model: str
+    task: Literal["classification", "chat"]
+    method: str = Field(description="the method asked for, or the one auto would choose")
+    method_reason: str
+    auto_method: str = Field(description="what method auto would choose")
+    auto_reason: str
+    estimates: dict[str, MethodEstimate] = Field(description="per method: full, lora and head (classification) "
+                                                             "or lora (chat)")
+    hyperparameters: dict = Field(description="n_epochs, batch_size and learning_rate_multiplier, auto resolved")
+    rows: dict[str, int] = Field(description="rows (conversations) for training, validation and test")
+    labels: int | None = Field(description="classes (classification)")
+
+
+ScopeName = Literal["read", "train", "deploy", "admin"]
+
+
+class KeyCreate(_Strict):
+    name: str = Field(..., min_length=1, max_length=100, description="what the key is for, shown in listings")
+    scopes: list[ScopeName] = Field(..., min_length=1, max_length=4, description="read, train, deploy, admin")
+
+
+class KeyObject(BaseModel):
+    id: str
+    object: Literal["api_key"]
+    name: str
+    prefix: str = Field(description="the secret's first characters, to recognise it by")
+    scopes: list[ScopeName]
+    created_at: int
+    last_used_at: int | None = Field(description="to the minute; null if never used")
+    revoked_at: int | None
+
+
+class KeyCreated(KeyObject):
+    secret: str = Field(description="the key itself: shown this once, never again")
+
+
+class KeyList(BaseModel):
+    object: Literal["list"]
+    data: list[KeyObject] = Field(description="the tenant's keys, oldest first, revoked ones included")
+
+
+class ModelUsage(BaseModel):
+    model: str = Field(description="the registered model's name or the base's id")
+    kind: Literal["classification", "embedding", "chat.completion", "text_completion", "error"]
+    requests: int
+    answers: int = Field(description="answers given (a classification request answers each text; shadow "
+                                     "copies count)")
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class JobUsage(BaseModel):
+    created: int = Field(description="jobs created in the window")
+    by_status: dict[str, int]
+    finished: int = Field(description="of those, jobs that ran and finished")
+    run_seconds: float = Field(description="their time from start to finish, summed")
+
+
+class FileUsage(BaseModel):
+    count: int
+    bytes: int
+
+
+class StoredModelUsage(BaseModel):
+    models: int
+    versions: int
+    bytes: int = Field(description="bytes of the versions' artifact directories")
+
+
+class UsageReport(BaseModel):
+    object: Literal["usage"]
+    days: int
+    since: int
+    until: int
+    recording: bool = Field(description="whether the server records answers; off: models is empty")
+    records_kept_days: int = Field(description="records older than this are pruned, so the window sees at "
+                                               "most these days")
+    models: list[ModelUsage] = Field(description="from the prediction records in the window, by model")
+    jobs: JobUsage
+    files: FileUsage = Field(description="uploaded files stored now")
+    stored_models: StoredModelUsage = Field(description="fine-tuned models stored now")

@@ -61,3 +61,57 @@ def choose_method(label_counts: dict[str, int], estimates: dict[str, Estimate],
     return MethodChoice("head", f"one epoch of full fine-tuning (estimated {format_seconds(per_epoch)}) exceeds the "
                                 f"{time_budget_s:g}s budget; a linear head fits (estimated "
                                 f"{format_seconds(head.training_s)})", estimates)
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    """What a classification job will train, before it trains: the method, why, every method's estimate
+    (each cut to the time budget), and the encoded training and validation rows the estimate counted."""
+
+    method: str
+    reason: str
+    estimates: dict[str, Estimate]
+    train_enc: object
+    val_enc: object
+
+    @property
+    def estimate(self) -> Estimate:
+        return self.estimates[self.method]
+
+
+def plan_method(cfg, base, tokenizer, split, labels: list[str], *, n_test: int, device: str, bf16: bool, home,
+                started: float, trials: int = 1, deadline: float | None = None,
+                methods: tuple[str, ...] | None = None) -> MethodPlan:
+    """Encode the split's training and validation rows, estimate each method on this machine and pick ``auto``'s.
+
+    What a classification job does when it starts (:func:`tailor.train.job.run_classification_job`) and what
+    the estimate before launch shows (:func:`tailor.train.job.estimate_classification_job`).
+
+    Args:
+        cfg: the job's :class:`~tailor.train.config.TrainConfig` (its ``method`` may be ``auto``).
+        base / tokenizer: the resolved base model and its tokenizer.
+        split: the stratified split of the cleaned rows; ``labels``: the model's labels, in order.
+        n_test: the test rows the job will score.
+        started: the job's ``time.monotonic()`` start (the estimate's data stage counts from it).
+        deadline: the ``time.monotonic()`` the time budget ends at, or None.
+        methods: the methods to estimate; default ``full`` and ``head`` for ``auto`` (what it chooses between),
+            else the one asked for.
+    """
+    import time
+
+    from tailor.train.batching import encode
+    from tailor.train.estimate import classification_estimates
+
+    methods = methods or (("full", "head") if cfg.method == "auto" else (cfg.method,))
+    label_id = {label: i for i, label in enumerate(labels)}
+    train_enc = encode(tokenizer, split.train.texts, cfg.max_length, [label_id[y] for y in split.train.labels])
+    val_enc = encode(tokenizer, split.val.texts, cfg.max_length, [label_id[y] for y in split.val.labels])
+    estimates = classification_estimates(methods, base, train_enc, val_enc, n_test=n_test, num_labels=len(labels),
+                                         cfg=cfg, device=device, bf16=bf16, home=home, started=started,
+                                         trials=trials)
+    budget_left = None if deadline is None else deadline - time.monotonic()
+    method, reason = cfg.method, "chosen by the user"
+    if method == "auto":
+        choice = choose_method(split.train.label_counts(), estimates, budget_left)
+        method, reason = choice.method, choice.reason
+    return MethodPlan(method, reason, {m: e.within(budget_left) for m, e in estimates.items()}, train_enc, val_enc)

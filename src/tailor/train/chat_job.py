@@ -101,6 +101,102 @@ def _resolve_chat_base(name: str, reporter: Reporter):
     return resolve_base(name, progress=reporter)
 
 
+@dataclass
+class PreparedConversations:
+    """A chat job's conversations fitted to its token limit and split, with their tokenization.
+
+    Attributes:
+        cfg: the config, its ``max_length`` capped by the base's context.
+        raw / raw_enc / length_fit: the conversations kept within the limit, their tokens, and what the limit
+            truncated and dropped; ``eval_raw``: the eval file's kept conversations (None without one).
+        train / val / test and their ``*_enc``: the split (test: the eval file's, or a held-out share, cut to
+            ``cfg.eval_examples``).
+    """
+
+    cfg: object
+    raw: ChatDataset
+    raw_enc: object
+    length_fit: object
+    eval_raw: ChatDataset | None
+    train: ChatDataset
+    val: ChatDataset
+    test: ChatDataset
+    train_enc: object
+    val_enc: object
+    test_enc: object
+
+
+def prepare_conversations(raw: ChatDataset, eval_raw: ChatDataset | None, tokenizer, base, cfg,
+                          reporter: Reporter) -> PreparedConversations:
+    """Fit the conversations to the token limit (saying what was cut), split and tokenize them, as a chat job
+    does before training (and its estimate before launch, :func:`estimate_chat_job`)."""
+    from tailor.data.chat import encode_chat, fit_chat_lengths, token_limit
+    from tailor.models.causal import context_length
+
+    limit = token_limit(cfg.max_length, context_length(base.path))
+    if limit < cfg.max_length:
+        reporter.message(f"max_length {cfg.max_length} is above {base.name}'s context: conversations get at most "
+                         f"{limit} tokens", max_length=limit)
+        cfg = cfg.with_overrides(max_length=limit)
+    raw, raw_enc, length_fit = fit_chat_lengths(raw, tokenizer, cfg.max_length, strict=cfg.strict)
+    _report_length_fit(reporter, length_fit, "")
+    if eval_raw is not None:
+        eval_raw, _, eval_fit = fit_chat_lengths(eval_raw, tokenizer, cfg.max_length, strict=cfg.strict)
+        _report_length_fit(reporter, eval_fit, "eval file: ")
+    train, val, test = split_conversations(raw, cfg.val_size, 0 if eval_raw is not None else cfg.test_size, cfg.seed)
+    test = eval_raw if eval_raw is not None else test
+    test = test.subset(range(min(len(test), cfg.eval_examples)))
+    return PreparedConversations(cfg, raw, raw_enc, length_fit, eval_raw, train, val, test,
+                                 encode_chat(tokenizer, train.examples, cfg.max_length),
+                                 encode_chat(tokenizer, val.examples, cfg.max_length),
+                                 encode_chat(tokenizer, test.examples, cfg.max_length))
+
+
+def estimate_chat_job(data, *, eval_file=None, preset: str = "default", settings: Settings | None = None,
+                      **overrides) -> dict:
+    """How long :func:`run_chat_job` would take on this machine, without training: the job's own preparation
+    (:func:`prepare_conversations`) and estimate (:func:`tailor.train.estimate.chat_job_estimate`). The
+    base's speed is probed once (loading the base: seconds) and cached in the storage root.
+
+    Returns:
+        The shape of :func:`tailor.train.job.estimate_classification_job`'s answer, with the one method a chat
+        job has (``lora``) and ``labels`` None.
+
+    Raises:
+        DataError: invalid conversations. UsageError: a bad option or a non-chat base model.
+    """
+    from tailor.models.causal import load_causal_lm, load_chat_tokenizer
+    from tailor.runtime import pick_device, setup_torch, supports_bf16
+    from tailor.train.estimate import chat_job_estimate
+    from tailor.train.sft import build_lora_model, load_chat_preset
+
+    settings = settings or get_settings()
+    started = time.monotonic()
+    cfg = load_chat_preset(preset, **overrides)
+    reporter = RecordingReporter()
+    raw = _load(data, settings)
+    eval_raw = _load(eval_file, settings) if eval_file is not None else None
+    setup_torch()
+    base = _resolve_chat_base(cfg.base, reporter)
+    tokenizer = load_chat_tokenizer(base.path)
+    prepared = prepare_conversations(raw, eval_raw, tokenizer, base, cfg, reporter)
+    device = pick_device(prepared.cfg.device)
+    bf16 = prepared.cfg.precision == "bf16" or (prepared.cfg.precision == "auto" and supports_bf16(device))
+
+    def load_model():
+        return build_lora_model(load_causal_lm(base.path, device)[0], prepared.cfg)
+
+    estimate = chat_job_estimate(None, tokenizer, prepared.train_enc, prepared.val_enc, prepared.test.examples,
+                                 prepared.test_enc, prepared.cfg, device=device, bf16=bf16, base_name=base.name,
+                                 home=settings.home, started=started, load_model=load_model)
+    reason = "chat models are fine-tuned with LoRA"
+    return {"task": "chat", "base_model": base.name, "base_reason": "chosen by the user", "method": "lora",
+            "method_reason": reason, "auto_method": "lora", "auto_reason": reason,
+            "estimates": {"lora": estimate.as_dict()},
+            "rows": {"train": len(prepared.train), "validation": len(prepared.val), "test": len(prepared.test)},
+            "labels": None}
+
+
 @holding_cores("chat")
 def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str = "default",
                  preset: str = "default", resume: bool = False, run_dir: str | Path | None = None,
@@ -132,9 +228,9 @@ def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str =
         DataError: invalid conversations (line and field named), or, with ``strict``, too long for ``max_length``.
         UsageError: a bad option or a non-chat base model.
     """
-    from tailor.data.chat import build_chat_report, encode_chat, fit_chat_lengths, token_limit
+    from tailor.data.chat import build_chat_report
     from tailor.eval.generation import evaluate_chat
-    from tailor.models.causal import ChatModel, context_length, load_causal_lm, load_chat_tokenizer
+    from tailor.models.causal import ChatModel, load_causal_lm, load_chat_tokenizer
     from tailor.registry.service import open_registry
     from tailor.runtime import pick_device, setup_torch, supports_bf16
     from tailor.train.checkpoint import Checkpointer, run_id_for
@@ -156,22 +252,11 @@ def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str =
     base = _resolve_chat_base(cfg.base, reporter)
     reporter.message(f"base model: {base.name}", base=base.name)
     tokenizer = load_chat_tokenizer(base.path)
-    limit = token_limit(cfg.max_length, context_length(base.path))
-    if limit < cfg.max_length:
-        reporter.message(f"max_length {cfg.max_length} is above {base.name}'s context: conversations get at most "
-                         f"{limit} tokens", max_length=limit)
-        cfg = cfg.with_overrides(max_length=limit)
-    raw, raw_enc, length_fit = fit_chat_lengths(raw, tokenizer, cfg.max_length, strict=cfg.strict)
-    _report_length_fit(reporter, length_fit, "")
-    if eval_raw is not None:
-        eval_raw, _, eval_fit = fit_chat_lengths(eval_raw, tokenizer, cfg.max_length, strict=cfg.strict)
-        _report_length_fit(reporter, eval_fit, "eval file: ")
-    train, val, test = split_conversations(raw, cfg.val_size, 0 if eval_raw is not None else cfg.test_size, cfg.seed)
-    test = eval_raw if eval_raw is not None else test
-    test = test.subset(range(min(len(test), cfg.eval_examples)))
-    train_enc = encode_chat(tokenizer, train.examples, cfg.max_length)
-    val_enc = encode_chat(tokenizer, val.examples, cfg.max_length)
-    test_enc = encode_chat(tokenizer, test.examples, cfg.max_length)
+    prepared = prepare_conversations(raw, eval_raw, tokenizer, base, cfg, reporter)
+    cfg, raw, raw_enc, length_fit, eval_raw = (prepared.cfg, prepared.raw, prepared.raw_enc, prepared.length_fit,
+                                               prepared.eval_raw)
+    train, val, test = prepared.train, prepared.val, prepared.test
+    train_enc, val_enc, test_enc = prepared.train_enc, prepared.val_enc, prepared.test_enc
 
     device = pick_device(cfg.device)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and supports_bf16(device))

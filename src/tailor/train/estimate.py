@@ -545,9 +545,11 @@ def estimate_chat(speed: dict, *, train_lengths: Sequence[int], val_lengths: Seq
 
 def chat_job_estimate(model, tokenizer, train_enc, val_enc, test_examples, test_enc, cfg, *, device: str,
                       bf16: bool, base_name: str, home: Path, started: float,
-                      train_tokens_per_s: float | None = None) -> Estimate:
+                      train_tokens_per_s: float | None = None, load_model=None) -> Estimate:
     """:func:`estimate_chat` for a chat job, its probe cached like the classifiers' (per base, device, threads,
-    precision and batch shape); ``started`` is the job's ``time.monotonic()`` start."""
+    precision and batch shape); ``started`` is the job's ``time.monotonic()`` start. ``model`` may be None
+    with ``load_model``, a function that returns it, called only when no cached probe fits (an estimate
+    before launch loads the base only then)."""
     from tailor.cores import current_threads
     from tailor.eval.generation import LABEL_MAX_TOKENS, looks_like_labels, prompt_and_reference
     from tailor.runtime import usable_cores
@@ -562,6 +564,7 @@ def chat_job_estimate(model, tokenizer, train_enc, val_enc, test_examples, test_
     if entry and entry.get("machine") == machine and now - entry.get("measured_at", 0) < STALE_AFTER_S:
         speed = entry["speed"]
     else:
+        model = model if model is not None else load_model()
         speed = probe_chat_speed(model, tokenizer, batch, device=device, bf16=bf16,
                                  train_tokens_per_s=train_tokens_per_s)
         entries = _read_cache(path)

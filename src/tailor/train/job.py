@@ -191,6 +191,32 @@ def _load(data, text_col, label_col, settings: Settings) -> TextDataset:
     return read_dataset(data, text_col, label_col, max_bytes=settings.max_file_bytes)
 
 
+def _read_and_clean(data, eval_file, text_col, label_col, settings: Settings):
+    """``(raw, eval_raw, cleaned)``: the training rows, the eval file's (None without one; its columns default
+    to the training file's) and the cleaned training rows, checked trainable."""
+    from tailor.data.clean import clean_dataset
+    from tailor.data.validate import check_trainable
+
+    raw = _load(data, text_col, label_col, settings)
+    eval_raw = None
+    if eval_file is not None:
+        src = raw.source
+        eval_raw = _load(eval_file, text_col or (src.text_col if src else None),
+                         label_col or (src.label_col if src else None), settings)
+    cleaned = clean_dataset(raw, max_chars=settings.max_text_chars, eval_ds=eval_raw)
+    check_trainable(cleaned.dataset)
+    return raw, eval_raw, cleaned
+
+
+def _base_of(cfg: TrainConfig, cleaned: TextDataset) -> tuple[str, str]:
+    """The base model's catalog id (or path) and why: the config's, or ``auto``'s choice from the texts."""
+    from tailor.catalog import AUTO, choose_base
+
+    if cfg.base == AUTO:
+        return choose_base(cleaned.texts)
+    return cfg.base, "chosen by the user"
+
+
 def _eval_rows(eval_ds: TextDataset, labels: list[str], reporter: Reporter) -> TextDataset:
     """Eval rows usable for scoring, saying how many were left out and why."""
     from tailor.eval.run import scorable_rows
@@ -237,16 +263,14 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
         DataError: unusable data (the message names the line or column).
         UsageError: a bad option, or labels that differ from the model's latest version's (see ``new_labels``).
     """
-    from tailor.catalog import AUTO, choose_base, resolve_base
-    from tailor.data.clean import clean_dataset
+    from tailor.catalog import resolve_base
     from tailor.data.report import build_data_report
     from tailor.data.split import stratified_split
-    from tailor.data.validate import check_trainable
     from tailor.eval.run import score
     from tailor.models.classifier import ClassifierSpec, TextClassifier
     from tailor.registry.service import open_registry
     from tailor.runtime import pick_device, setup_torch, supports_bf16
-    from tailor.train.auto import choose_method
+    from tailor.train.auto import plan_method
     from tailor.train.estimate import took_message
     from tailor.train.checkpoint import Checkpointer, run_id_for
 
@@ -258,14 +282,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     deadline = t_start + cfg.time_budget_s if cfg.time_budget_s else None
     timings: dict[str, float] = {}
 
-    raw = _load(data, text_col, label_col, settings)
-    eval_raw = None
-    if eval_file is not None:
-        src = raw.source
-        eval_raw = _load(eval_file, text_col or (src.text_col if src else None),
-                         label_col or (src.label_col if src else None), settings)
-    cleaned = clean_dataset(raw, max_chars=settings.max_text_chars, eval_ds=eval_raw)
-    check_trainable(cleaned.dataset)
+    raw, eval_raw, cleaned = _read_and_clean(data, eval_file, text_col, label_col, settings)
     model_labels = parent.labels_for(cleaned.dataset.label_set, new_labels) if parent else None
     if not new_labels:
         from tailor.registry.service import check_same_labels
@@ -275,9 +292,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     setup_torch()
     from transformers import AutoTokenizer
 
-    base_name, base_reason = cfg.base, "chosen by the user"
-    if base_name == AUTO:
-        base_name, base_reason = choose_base(cleaned.dataset.texts)
+    base_name, base_reason = _base_of(cfg, cleaned.dataset)
     reporter.message(f"base model: {base_name} ({base_reason})", base=base_name, reason=base_reason)
     base = resolve_base(base_name, progress=reporter)
     tokenizer = AutoTokenizer.from_pretrained(base.path)
@@ -296,21 +311,10 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     device = pick_device(cfg.device)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and supports_bf16(device))
 
-    label_id = {label: i for i, label in enumerate(labels)}
-    from tailor.train.batching import encode
-    from tailor.train.estimate import classification_estimates
-
-    train_enc = encode(tokenizer, split.train.texts, cfg.max_length, [label_id[y] for y in split.train.labels])
-    val_enc = encode(tokenizer, split.val.texts, cfg.max_length, [label_id[y] for y in split.val.labels])
-    method, reason = cfg.method, "chosen by the user"
-    estimates = classification_estimates(("full", "head") if method == "auto" else (method,), base, train_enc,
-                                         val_enc, n_test=len(test), num_labels=len(labels), cfg=cfg, device=device,
-                                         bf16=bf16, home=settings.home, started=t_start, trials=max(1, search))
-    budget_left = None if deadline is None else deadline - time.monotonic()
-    if method == "auto":
-        choice = choose_method(split.train.label_counts(), estimates, budget_left)
-        method, reason = choice.method, choice.reason
-    estimate = estimates[method].within(budget_left)
+    plan = plan_method(cfg, base, tokenizer, split, labels, n_test=len(test), device=device, bf16=bf16,
+                       home=settings.home, started=t_start, trials=max(1, search), deadline=deadline)
+    method, reason, estimate = plan.method, plan.reason, plan.estimate
+    train_enc, val_enc = plan.train_enc, plan.val_enc
     reporter.message(f"method: {method} ({reason}; estimated {estimate.total_s:.0f}s in all)", method=method,
                      reason=reason)
     reporter.message(f"estimate: {estimate.describe()}", estimate=estimate.as_dict())
@@ -395,6 +399,56 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     reporter.message(took_message(timings["total_s"], timings["estimated_s"]), timings=dict(timings))
     return TrainResult(version, metrics, baseline, report, method, reason, cfg.model_dump(), timings,
                        outcome.history, outcome.best_epoch, trials)
+
+
+def estimate_classification_job(data, *, eval_file=None, text_col: str | None = None, label_col: str | None = None,
+                                preset: str = "default", settings: Settings | None = None, **overrides) -> dict:
+    """How long :func:`run_classification_job` would take on this machine with each method, and the method
+    ``auto`` would choose, without training: the job's own reading, cleaning, split and estimate
+    (:func:`tailor.train.auto.plan_method`). The base's speed is probed once (it loads the base: seconds) and
+    cached in the storage root; later estimates at the same batch shape read the cache.
+
+    Args:
+        data / eval_file / text_col / label_col / preset / overrides: as for :func:`run_classification_job`.
+
+    Returns:
+        ``{"task": "classification", "base_model", "base_reason", "method", "method_reason", "auto_method",
+        "auto_reason", "estimates": {"full"|"lora"|"head": Estimate.as_dict()}, "rows": {"train",
+        "validation", "test"}, "labels"}``; ``method`` is the one asked for, or ``auto``'s choice.
+
+    Raises:
+        DataError: unusable data. UsageError: a bad option.
+    """
+    from tailor.catalog import resolve_base
+    from tailor.data.split import stratified_split
+    from tailor.runtime import pick_device, setup_torch, supports_bf16
+    from tailor.train.auto import plan_method
+
+    settings = settings or get_settings()
+    started = time.monotonic()
+    cfg = load_preset(preset, **overrides)
+    raw, eval_raw, cleaned = _read_and_clean(data, eval_file, text_col, label_col, settings)
+    setup_torch()
+    from transformers import AutoTokenizer
+
+    base_name, base_reason = _base_of(cfg, cleaned.dataset)
+    base = resolve_base(base_name)
+    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    split = stratified_split(cleaned.dataset, val_size=cfg.val_size, test_size=0 if eval_raw else cfg.test_size,
+                             seed=cfg.seed)
+    test = _eval_rows(eval_raw, split.train.label_set, RecordingReporter()) if eval_raw is not None else split.test
+    device = pick_device(cfg.device)
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and supports_bf16(device))
+    plan = plan_method(cfg.with_overrides(method="auto"), base, tokenizer, split, split.train.label_set,
+                       n_test=len(test), device=device, bf16=bf16, home=settings.home, started=started,
+                       deadline=started + cfg.time_budget_s if cfg.time_budget_s else None,
+                       methods=("full", "lora", "head"))
+    method, reason = (plan.method, plan.reason) if cfg.method == "auto" else (cfg.method, "chosen by the user")
+    return {"task": "classification", "base_model": base.name, "base_reason": base_reason, "method": method,
+            "method_reason": reason, "auto_method": plan.method, "auto_reason": plan.reason,
+            "estimates": {m: e.as_dict() for m, e in plan.estimates.items()},
+            "rows": {"train": len(split.train), "validation": len(split.val), "test": len(test)},
+            "labels": len(split.train.label_set)}
 
 
 def _choose_runtime(staged: Path, val: TextDataset, train_texts: list[str], cfg: TrainConfig, reporter: Reporter,

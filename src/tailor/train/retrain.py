@@ -78,11 +78,11 @@ def resolve_parent(registry, tenant: str, ref: str) -> tuple[ModelVersion, Paren
                            spec.max_length)
 
 
-def feedback_rows(feedback, tenant: str, name: str) -> TextDataset:
+def feedback_rows(feedback, tenant: str, name: str, since=None) -> TextDataset:
     """Texts with a true label from feedback on the stored answers of model ``name`` (any version; see
     :meth:`tailor.monitor.feedback.FeedbackStore.labelled_texts`), one row per text: the label on its newest
-    answer."""
-    newest = dict(feedback.labelled_texts(tenant, [name]))
+    answer; with ``since`` (a datetime), only the labels given from then on."""
+    newest = dict(feedback.labelled_texts(tenant, [name], since=since))
     return TextDataset(list(newest), list(newest.values()), [0] * len(newest))
 
 

@@ -7,7 +7,8 @@ messages) is escaped wherever it is shown; only the console's own strings and re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlencode
@@ -21,12 +22,14 @@ import tailor
 from tailor.errors import AuthenticationError
 from tailor.security.keys import Principal
 from tailor.security.sessions import Session
+from tailor.serve.console.formats import GLOBALS
 from tailor.serve.console.i18n import LANG_COOKIE, LANGUAGE_NAMES, LANGUAGES, catalog, pick_language
 from tailor.serve.deps import SESSION_COOKIE, Services
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _ENV = Environment(loader=FileSystemLoader(_TEMPLATES), autoescape=select_autoescape(["html"]),
                    undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+_ENV.globals.update(GLOBALS)
 
 # Pages only load what this server sends: no CDN, no outside font, no inline script.
 SECURITY_HEADERS = {
@@ -47,6 +50,7 @@ class Page:
     services: Services
     session: Session | None
     lang: str
+    started: float = field(default_factory=time.perf_counter)
 
     @property
     def principal(self) -> Principal:
@@ -80,6 +84,7 @@ class Page:
             title=title, active=active, nav=NAV, session=self.session, version=tailor.__version__,
             strings=catalog().table(self.lang), **context)
         response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+        response.headers["Server-Timing"] = f"page;dur={(time.perf_counter() - self.started) * 1000:.1f}"
         if self.request.query_params.get("lang") in LANGUAGES:
             remember(response, LANG_COOKIE, self.lang, max_age=365 * 24 * 3600, http_only=False,
                      secure=self.services.settings.console_secure_cookies)

@@ -70,7 +70,9 @@ def get_file_content(file_id: str, principal: Reader, services: ServicesDep) -> 
 @router.get("/{file_id}/report", response_model=dict, responses=errors(404),
             summary="Tailor: the data report of a file (label balance, lengths, likely label errors, PII)")
 def get_file_report(file_id: str, principal: Reader, services: ServicesDep) -> dict:
-    """Built on first request and kept beside the file."""
+    """Built on first request and kept beside the file. A text/label file's report also has
+    ``length_histogram`` (kept rows per text length in characters) and ``blockers`` (why its rows cannot train a
+    classifier, e.g. one class left after cleaning; empty when they can)."""
     stored = services.files.get(principal.tenant, file_id)
     path = services.files.path(stored)
     cached = path.with_name(path.name + ".report.json")
@@ -90,12 +92,26 @@ def _build_report(stored, path, settings) -> dict:
         return chat_report_for_file(path)
     from tailor.data.clean import clean_dataset
     from tailor.data.ingest import read_dataset
-    from tailor.data.report import build_data_report
+    from tailor.data.report import build_data_report, length_histogram
 
     raw = read_dataset(path, max_bytes=settings.max_file_bytes)
-    report = build_data_report(raw, clean_dataset(raw, max_chars=settings.max_text_chars))
+    cleaned = clean_dataset(raw, max_chars=settings.max_text_chars)
+    report = build_data_report(raw, cleaned)
     report["source"]["path"] = stored.filename
+    report["length_histogram"] = length_histogram([len(text) for text in cleaned.dataset.texts])
+    report["blockers"] = _training_blockers(cleaned.dataset)
     return report
+
+
+def _training_blockers(cleaned) -> list[str]:
+    """Why the cleaned rows cannot train a classifier (the check a job makes first), or nothing."""
+    from tailor.data.validate import check_trainable
+
+    try:
+        check_trainable(cleaned, what="the file's rows after cleaning")
+    except DataError as exc:
+        return [str(exc)]
+    return []
 
 
 @router.delete("/{file_id}", response_model=Deleted, responses=errors(404, 409), summary="Delete a file")

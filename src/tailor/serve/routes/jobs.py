@@ -12,12 +12,12 @@ from fastapi import APIRouter
 
 from tailor.catalog import CATALOG
 from tailor.data.files import CHAT as CHAT_FILE
-from tailor.errors import NotFoundError, TailorError
+from tailor.errors import DataError, NotFoundError, TailorError
 from tailor.jobs.spec import CHAT, CLASSIFICATION, JobCreate, resolve_training
 from tailor.serve.deps import Reader, ServicesDep, Trainer
 from tailor.serve.errors import ApiError
 from tailor.serve.routes.common import After, Limit, errors
-from tailor.serve.schemas import CheckpointList, EventList, JobList, JobObject
+from tailor.serve.schemas import CheckpointList, EventList, JobEstimate, JobList, JobObject
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
@@ -143,3 +143,41 @@ def pause_job(job_id: str, principal: Trainer, services: ServicesDep) -> dict:
              summary="Resume a paused job from its last checkpoint")
 def resume_job(job_id: str, principal: Trainer, services: ServicesDep) -> dict:
     return services.jobs.resume(principal.tenant, job_id).to_openai()
+
+
+@router.post("/estimate", response_model=JobEstimate, responses=errors(),
+             summary="Tailor: how long a job would take here, per method, and the method auto would choose")
+def estimate_job(body: JobCreate, principal: Trainer, services: ServicesDep) -> dict:
+    """Take a job's body and answer its estimate without creating it: the job's own reading, split and
+    estimate, at the base's speed on this machine. The first estimate for a base (at a batch shape) loads it
+    to measure that speed (seconds); the speed is then cached in the storage root. Catalog bases only."""
+    if body.model not in CATALOG:
+        raise ApiError(400, f"model {body.model!r}: estimates are for the catalog's base models "
+                            f"({', '.join(CATALOG)})", param="model", code="model_not_available")
+    task = _task_of(body.model)
+    if body.training_file is None:
+        raise ApiError(400, "training_file: required for an estimate", param="training_file",
+                       code="missing_required_parameter")
+    _check_file(services, principal.tenant, body.training_file, "training_file", task)
+    if body.validation_file:
+        _check_file(services, principal.tenant, body.validation_file, "validation_file", task)
+    hyperparameters, overrides = resolve_training(body, task)
+    files = services.files
+    train_path = files.path(files.get(principal.tenant, body.training_file))
+    eval_path = files.path(files.get(principal.tenant, body.validation_file)) if body.validation_file else None
+    seed = {"seed": body.seed} if body.seed is not None else {}
+    try:
+        if task == CHAT:
+            from tailor.train.chat_job import estimate_chat_job
+
+            found = estimate_chat_job(train_path, eval_file=eval_path, settings=services.settings, base=body.model,
+                                      **seed, **overrides)
+        else:
+            from tailor.train.job import estimate_classification_job
+
+            found = estimate_classification_job(train_path, eval_file=eval_path, settings=services.settings,
+                                                base=body.model, **seed, **overrides)
+    except DataError as exc:
+        raise ApiError(400, f"training_file {body.training_file}: {exc}", param="training_file",
+                       code="invalid_file") from None
+    return {"object": "fine_tuning.job.estimate", "model": body.model, **found, "hyperparameters": hyperparameters}

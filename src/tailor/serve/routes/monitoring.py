@@ -1,4 +1,5 @@
-"""``POST /v1/feedback`` (the true label of classification answers, ratings and corrections of completions),
+"""``POST /v1/feedback`` (the true label of classification answers, ratings and corrections of completions;
+``DELETE /v1/feedback/{answer_id}`` takes it back),
 ``GET /v1/models/{model}/monitoring`` (a classifier version's report over a window, see
 :mod:`tailor.monitor.report`), a model's monitoring settings (``.../monitoring/config``: store inputs, alert
 rules, webhook), its alerts (``.../alerts``), and the review queue with labels coming back in bulk
@@ -25,7 +26,7 @@ from tailor.serve.routes.common import errors
 from tailor.serve.models import resolve_model
 from tailor.serve.uploads import receive_upload
 from tailor.serve.schemas import (
-    AlertList, ChatMonitoringReport, FeedbackImport, FeedbackItem, FeedbackList, MonitoringConfigObject, MonitoringConfigSet, MonitoringReport,
+    AlertList, ChatMonitoringReport, Deleted, FeedbackImport, FeedbackItem, FeedbackList, MonitoringConfigObject, MonitoringConfigSet, MonitoringReport,
 )
 
 router = APIRouter(prefix="/v1", tags=["monitoring"])
@@ -44,6 +45,21 @@ def post_feedback(body: Items, principal: Reader, services: ServicesDep) -> dict
     given = give_feedback(written_records(services), services.feedback, principal.tenant,
                           [item.model_dump() for item in items])
     return {"object": "list", "data": [f.to_dict() for f in given]}
+
+
+@router.delete("/feedback/{answer_id}", response_model=Deleted, responses=errors(404),
+               summary="Tailor: take back the feedback on an answer (undo a label)")
+def delete_feedback(answer_id: str, principal: Reader, services: ServicesDep) -> dict:
+    """Remove the tenant's feedback on the answer ``answer_id`` (a ``pred-...`` or completion id), as if
+    none had been given: the answer goes back into the review queue and out of the next retrain. The key needs
+    the ``read`` scope, as giving it did.
+
+    Raises:
+        NotFoundError: the tenant has no feedback on that answer (another tenant's answer included).
+    """
+    if not services.feedback.remove(principal.tenant, answer_id):
+        raise NotFoundError(f"no feedback on answer {answer_id!r}")
+    return {"id": answer_id, "object": "feedback", "deleted": True}
 
 
 @router.get("/models/{model_id}/monitoring", response_model=MonitoringReport | ChatMonitoringReport,
@@ -154,14 +170,22 @@ def get_review_queue(model_id: str, principal: Reader, services: ServicesDep,
     """The version's stored answers without feedback, the most useful to label first: uncertain ones, spread
     over the regions of input space farthest from the training texts, near-duplicates removed (see
     :mod:`tailor.monitor.review`). Label them and send them back through ``POST /v1/feedback`` or
-    ``POST /v1/feedback/import``."""
+    ``POST /v1/feedback/import``. The JSON list also counts the labels a retrain with ``feedback`` would
+    train on (``feedback_labels.total``: stored texts of the model with a feedback label, one per text) and
+    how many of them were given since this version was registered (``since_version``)."""
     named = resolve_model(services.registry, principal.tenant, model_id)
     if named.version is None or named.task != "classify":
         raise ApiError(400, f"{model_id!r} is not a fine-tuned classifier; the review queue covers those",
                        param="model_id")
     items = queue_of(services, named.version, limit, hours)
     if format == "json":
-        return {"object": "list", "model": named.version.ref, "data": items}
+        from tailor.train.retrain import feedback_rows
+
+        version = named.version
+        counts = {"total": len(feedback_rows(services.feedback, principal.tenant, version.name)),
+                  "since_version": len(feedback_rows(services.feedback, principal.tenant, version.name,
+                                                     since=version.created_at))}
+        return {"object": "list", "model": version.ref, "data": items, "feedback_labels": counts}
     body, media_type = export(items, format, named.version.ref)
     filename = f"review-{named.version.name}-{named.version.version}." + {"label_studio": "json"}.get(format, format)
     return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})

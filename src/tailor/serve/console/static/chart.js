@@ -25,7 +25,8 @@
     const abs = Math.abs(value);
     if (abs >= 1e6) return (value / 1e6).toFixed(1) + "M";
     if (abs >= 1e4) return (value / 1e3).toFixed(0) + "k";
-    if (abs >= 100 || Number.isInteger(value)) return String(Math.round(value));
+    if (Number.isInteger(value)) return String(value);
+    if (abs >= 100) return value.toFixed(1);
     return value.toFixed(abs >= 1 ? 2 : 3).replace(/0+$/, "").replace(/\.$/, "");
   }
 
@@ -52,7 +53,9 @@
       root.append(svg("text", { x: L - 6, y: sy(v) + 4, "text-anchor": "end", class: "tick" }, short(v)));
     }
     const fmt = spec.xFormat || short;
+    const whole = xs.every(Number.isInteger);  // steps, counts: no tick between two whole numbers
     for (const v of ticks(x0, x1, 5)) {
+      if (whole && !Number.isInteger(v)) continue;
       root.append(svg("text", { x: sx(v), y: H - B + 16, "text-anchor": "middle", class: "tick" }, fmt(v)));
     }
     root.append(svg("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }));

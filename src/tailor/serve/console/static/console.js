@@ -127,5 +127,20 @@
     return new Date(seconds * 1000).toLocaleString(document.documentElement.lang);
   }
 
-  window.Tailor = { t, api, upload, showError, clearErrors, el, every, formatTime, ApiFailure, csrf };
+  /* A <time> for Unix `seconds`, shown in the reader's time zone and language ("" for none). */
+  function timeNode(seconds) {
+    if (!seconds) return "";
+    return el("time", { datetime: new Date(seconds * 1000).toISOString(), "data-ts": seconds }, formatTime(seconds));
+  }
+
+  /* The server writes times in UTC; show every <time data-ts> under `root` in the reader's zone and language. */
+  function localTimes(root) {
+    root.querySelectorAll("time[data-ts]").forEach(function (node) {
+      node.textContent = formatTime(Number(node.dataset.ts));
+    });
+  }
+
+  localTimes(document);
+  window.Tailor = { t, api, upload, showError, clearErrors, el, every, formatTime, timeNode, localTimes, ApiFailure,
+                    csrf };
 })();
