@@ -66,7 +66,10 @@ def test_a_model_page_shows_the_reports_figures_and_charts(console, sentiment):
     assert newest["latency_ms_p95"] >= newest["latency_ms_p50"] > 0
     assert newest["confidence_mean"] == report["confidence"]["mean"]
     assert newest["measured_rows"] == 1 and newest["measured_accuracy"] == float(answers[0]["label"] == truth)
+    assert newest["chars_mean"] == round(sum(len(t) for t, _ in ROWS[:8]) / 8, 2)  # input drift over time
+    assert newest["unknown_token_rate"] == 0.0
     assert [b["answers"] for b in report["buckets"][:-1]] == [0] * 23
+    assert [b["chars_mean"] for b in report["buckets"][:-1]] == [None] * 23
 
     assert _figure(page.text, "totals.requests") == "2" and _figure(page.text, "totals.answers") == "8"
     assert _figure(page.text, "estimated.accuracy") == f"{100 * report['estimated']['accuracy']:.1f}%"
@@ -74,7 +77,8 @@ def test_a_model_page_shows_the_reports_figures_and_charts(console, sentiment):
     assert _figure(page.text, "totals.latency_ms.p50") == f"{report['totals']['latency_ms']['p50']:,.1f} ms"
     assert _figure(page.text, "drift.verdict") == "not enough data"
     assert '<section id="charts" aria-label="Charts">' in page.text and '<p class="notice" id="quiet" hidden>' in page.text
-    assert re.findall(r'data-chart="([a-z_]+)"', page.text) == ["requests", "latency", "labels", "confidence", "accuracy"]
+    assert re.findall(r'data-chart="([a-z_]+)"', page.text) == ["requests", "latency", "labels", "confidence", "accuracy",
+                                                                  "input_length", "unknown_tokens"]
     assert 'data-hours="6" data-bucket="15" data-task="classify"' in page.text
     assert '<option value="6" selected>last 6 hours</option>' in page.text
     assert '<script src="/console/static/monitoring.js?v=' in page.text

@@ -147,6 +147,16 @@ def unknown_token_drift(unknown: int, tokens: int, texts: int, training_rate: fl
     return {"rate": rate, "training_rate": training_rate, "drifted": drifted}
 
 
+def input_features(records: Sequence) -> dict:
+    """The cheap drift signals of some answers (a report's time bucket), from the features every answer records:
+    their texts' mean length in characters and their unknown-token rate (None where no answer has features)."""
+    featured = [r for r in records if r.features]
+    tokens = sum(r.prompt_tokens for r in featured)
+    return {"chars_mean": _mean([r.features["chars"] for r in featured]),
+            "unknown_token_rate": round(sum(r.features.get("unknown_tokens", 0) for r in featured) / tokens, 6)
+            if tokens else None}
+
+
 def drift_section(records: Sequence, fingerprint: dict | None, embed: Embed | None) -> dict:
     """The report's ``"drift"`` section for a window's ``records`` (oldest first) of a version whose training
     ``fingerprint`` is given (None: a version trained before fingerprints were kept); ``embed`` turns texts

@@ -34,7 +34,7 @@ import numpy as np
 
 from tailor.db import now
 from tailor.errors import UsageError
-from tailor.monitor.drift import drift_section
+from tailor.monitor.drift import drift_section, input_features
 from tailor.monitor.estimate import expected_performance
 from tailor.monitor.records import PredictionRecord, PredictionStore
 
@@ -325,8 +325,9 @@ def _errors(failed) -> dict:
 
 def _buckets(records: list[PredictionRecord], probs: np.ndarray, labels: list[str], temperature: float,
              feedback: dict[str, str], start: datetime, end: datetime, bucket: timedelta, failed=()) -> list[dict]:
-    """Per time bucket: traffic, latency, the served label mix, mean confidence, the estimate, and the
-    measured accuracy on the bucket's answers with a feedback label."""
+    """Per time bucket: traffic, latency, the served label mix, mean confidence, the estimate, the measured
+    accuracy on the bucket's answers with a feedback label, and their inputs' mean length and unknown-token rate
+    (drift over time, beside the window's drift tests)."""
     edges = []
     moment = start
     while moment < end:
@@ -349,5 +350,6 @@ def _buckets(records: list[PredictionRecord], probs: np.ndarray, labels: list[st
                     "labels": _label_mix(chunk, None)["served"],
                     "confidence_mean": _confidence(probs[first:index], temperature)["mean"],
                     "estimated_accuracy": estimate["accuracy"], "estimated_macro_f1": estimate["macro_f1"],
-                    "measured_rows": measured["rows"], "measured_accuracy": measured["accuracy"]})
+                    "measured_rows": measured["rows"], "measured_accuracy": measured["accuracy"],
+                    **input_features(chunk)})
     return out

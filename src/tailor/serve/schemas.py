@@ -535,6 +535,9 @@ class MonitoringBucket(BaseModel):
     estimated_macro_f1: float | None
     measured_rows: int = Field(description="the bucket's answers with a feedback label")
     measured_accuracy: float | None = Field(description="accuracy on those answers")
+    chars_mean: float | None = Field(description="the mean length of the bucket's input texts, in characters")
+    unknown_token_rate: float | None = Field(description="the share of the bucket's input tokens the tokenizer "
+                                                         "did not know")
 
 
 class MonitoringReport(BaseModel):

@@ -29,6 +29,13 @@
     return { label: label, points: points };
   }
 
+  /* The served series and, as a flat line across the same buckets, the training texts' value of it. */
+  function withTraining(served, reference) {
+    if (reference === null || reference === undefined || !served.points.length) return [served];
+    const points = served.points.map(function (p) { return [p[0], reference]; });
+    return [served, { label: t("js.monitoring.series.training"), points: points }];
+  }
+
   function classifierCharts(report) {
     const buckets = report.buckets;
     const labels = [...new Set(buckets.flatMap(function (b) { return Object.keys(b.labels || {}); }))].sort();
@@ -48,6 +55,12 @@
       accuracy: { series: [series(buckets, t("js.monitoring.series.estimated"), function (b) { return b.estimated_accuracy; }),
                            series(buckets, t("js.monitoring.series.measured"), function (b) { return b.measured_accuracy; })],
                   yMin: 0, yMax: 1, yLabel: t("js.monitoring.unit.share") },
+      input_length: { series: withTraining(series(buckets, t("js.monitoring.series.served"), function (b) { return b.chars_mean; }),
+                                           field(report, "drift.length.training_mean_chars")),
+                      yMin: 0, yLabel: t("js.monitoring.unit.chars") },
+      unknown_tokens: { series: withTraining(series(buckets, t("js.monitoring.series.served"), function (b) { return b.unknown_token_rate; }),
+                                             field(report, "drift.unknown_tokens.training_rate")),
+                        yMin: 0, yLabel: t("js.monitoring.unit.share") },
     };
   }
 
