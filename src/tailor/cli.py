@@ -545,9 +545,10 @@ def cmd_tenants_retention(args) -> int:
 
 
 def cmd_keys_create(args) -> int:
-    key, secret = _tenant_store().create_key(args.tenant, args.name, args.scopes)
+    key, secret = _tenant_store().create_key(args.tenant, args.name, args.scopes, args.expires_days)
     return _show(args, {**key.to_dict(), "secret": secret},
-                 f"API key (shown once, keep it safe): {secret}\nkey id: {key.id}, scopes: {', '.join(key.scopes)}")
+                 f"API key (shown once, keep it safe): {secret}\nkey id: {key.id}, scopes: {', '.join(key.scopes)}"
+                 + (f", expires {key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at else ""))
 
 
 def cmd_keys_list(args) -> int:
@@ -879,6 +880,8 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("tenant")
     kc.add_argument("--name", default="", help="what the key is for")
     kc.add_argument("--scopes", default="read", help="comma-separated: read, train, deploy, admin (default: read)")
+    kc.add_argument("--expires-days", type=float, metavar="DAYS",
+                    help="the key stops working after this many days (default: until revoked)")
     common(kc, tenant=False)
     kc.set_defaults(func=cmd_keys_create)
     kl = keys.add_parser("list", help="a tenant's keys (never their secrets)")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from console.conftest import csrf_of, sign_in
+from console.conftest import sign_in
 
 CONSOLE = Path(__file__).parents[2] / "src" / "tailor" / "serve" / "console"
 
@@ -90,6 +90,33 @@ def test_a_revoked_key_sends_its_user_back_to_sign_in_with_the_reason(console, s
     assert response.headers["location"] == "/console/sign-in?next=%2Fconsole&reason=revoked"
     assert "The API key of your session was revoked." in console.get(response.headers["location"]).text
     assert console.get("/v1/files").json()["error"]["message"].endswith("was revoked; sign in with another key")
+
+
+def test_an_expired_key_sends_its_user_back_to_sign_in_with_the_reason(app, settings):
+    from datetime import datetime, timezone
+
+    from sqlalchemy import text
+
+    from tailor.db import open_engine
+    from tailor.security.keys import TenantStore
+
+    store = TenantStore(settings.registry_url)
+    store.create_tenant("initech")
+    key, secret = store.create_key("initech", "temp", "read", expires_in_days=1)
+    with TestClient(app) as client:
+        sign_in(client, secret)
+        with open_engine(settings.registry_url).begin() as conn:
+            conn.execute(text("UPDATE api_keys SET expires_at = :t WHERE id = :id"),
+                         {"t": datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc), "id": key.id})
+        response = client.get("/console", follow_redirects=False)
+        assert response.headers["location"] == "/console/sign-in?next=%2Fconsole&reason=key_expired"
+        page = client.get(response.headers["location"]).text
+        assert "The API key of your session has expired. Sign in with another key." in page
+        assert client.get("/v1/files").json()["error"]["message"] == (
+            f"API key {secret[:10]}... expired at 2026-01-02 03:04 UTC; sign in with another key")
+        client.get("/console/sign-in")
+        refused = client.post("/console/sign-in", data={"key": secret, "csrf": client.cookies["tailor_signin"]})
+        assert refused.status_code == 401 and f"API key {secret[:10]}... expired at 2026-01-02 03:04 UTC" in refused.text
 
 
 def test_an_ended_session_sends_its_user_back_to_sign_in(console, settings):

@@ -16,7 +16,7 @@ EXPECTED_COLUMNS = {
     "aliases": ["model_id", "alias", "version", "candidate", "candidate_mode", "candidate_share"],
     "tenants": ["name", "created_at", "retention_days", "retention_rows"],
     "api_keys": ["id", "tenant", "name", "secret_hash", "prefix", "scopes", "created_at", "last_used_at",
-                 "revoked_at"],
+                 "revoked_at", "expires_at"],
     "files": ["id", "tenant", "filename", "purpose", "bytes", "sha256", "kind", "summary", "relpath", "created_at"],
     "jobs": ["id", "tenant", "model", "task", "training_file", "validation_file", "suffix", "seed", "request",
              "status", "fine_tuned_model", "error", "result", "attempts", "worker_id", "heartbeat_at", "created_at",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import text
@@ -111,6 +112,30 @@ def test_revoked_key_is_refused_by_prefix(store):
     assert str(raised.value) == f"API key {secret[:10]}... was revoked"
     assert [t["active_keys"] for t in store.list_tenants()] == [1]
     assert store.revoke_key(key.id).revoked_at == revoked.revoked_at  # revoking again keeps the first time
+
+
+def test_a_key_with_a_lifetime_works_until_it_expires_then_is_refused_with_the_time(store, db_url):
+    store.create_tenant("acme")
+    key, secret = store.create_key("acme", "contractor", "read", expires_in_days=30)
+    assert round((key.expires_at - key.created_at).total_seconds()) == 30 * 86400
+    assert key.to_dict()["expires_at"] == key.expires_at.isoformat()
+    assert store.authenticate(secret).key_id == key.id
+    with open_engine(db_url).begin() as conn:
+        conn.execute(text("UPDATE api_keys SET expires_at = :t WHERE id = :id"),
+                     {"t": datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc), "id": key.id})
+    with pytest.raises(AuthenticationError) as raised:
+        store.authenticate(secret)
+    assert str(raised.value) == f"API key {secret[:10]}... expired at 2026-01-02 03:04 UTC"
+    assert [t["active_keys"] for t in store.list_tenants()] == [1]  # the tenant's admin key only
+    assert store.create_tenant("globex")[0].expires_at is None
+
+
+@pytest.mark.parametrize("days", [0, -1])
+def test_a_lifetime_that_is_not_positive_is_refused(store, days):
+    store.create_tenant("acme")
+    with pytest.raises(UsageError) as raised:
+        store.create_key("acme", "x", "read", expires_in_days=days)
+    assert str(raised.value) == f"a key's lifetime must be more than 0 days, not {days}"
 
 
 def test_revoke_unknown_key(store):

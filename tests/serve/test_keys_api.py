@@ -25,7 +25,7 @@ def test_create_list_and_revoke_a_key(client, acme):
     assert created.status_code == 200, created.text
     body = created.json()
     assert set(body) == {"id", "object", "name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at",
-                         "secret"}
+                         "expires_at", "secret"}
     assert (body["object"], body["name"], body["scopes"], body["last_used_at"], body["revoked_at"]) == (
         "api_key", "ci runner", ["read", "train"], None, None)
     assert body["secret"].startswith("tk-") and body["secret"][:10] == body["prefix"]
@@ -63,7 +63,16 @@ def test_another_tenants_key_is_not_found_and_stays_active(client, acme, globex,
     assert len(client.get("/v1/keys", headers=acme.headers).json()["data"]) == 1
 
 
+def test_a_key_created_with_a_lifetime_says_when_it_expires(client, acme):
+    body = client.post("/v1/keys", headers=acme.headers,
+                       json={"name": "contractor", "scopes": ["read"], "expires_in_days": 7}).json()
+    assert body["expires_at"] - body["created_at"] in (7 * 86400, 7 * 86400 - 1)  # whole seconds of each
+    assert client.get("/v1/keys", headers=acme.headers).json()["data"][1]["expires_at"] == body["expires_at"]
+    assert client.get("/v1/keys", headers=acme.headers).json()["data"][0]["expires_at"] is None
+
+
 @pytest.mark.parametrize("body, param, message", [
+    ({"name": "x", "scopes": ["read"], "expires_in_days": 0}, "expires_in_days", "Input should be greater than 0"),
     ({"name": "x", "scopes": ["root"]}, "scopes.0", "Input should be 'read', 'train', 'deploy' or 'admin'"),
     ({"name": "x", "scopes": []}, "scopes", "List should have at least 1 item after validation, not 0"),
     ({"name": "   ", "scopes": ["read"]}, "name", "name: give the key a name (what it is for)"),

@@ -297,7 +297,7 @@ def _m007_release(conn: Connection) -> None:
 
 def _m008_console_sessions(conn: Connection) -> None:
     """The web console's sign-in sessions (see :mod:`tailor.security.sessions`): a token's hash, the API key it
-    stands for, the CSRF token of its forms, and when it ends."""
+    stands for, the CSRF token of its forms, and when it ends; and API keys that expire."""
     metadata = MetaData()
     Table(
         "console_sessions",
@@ -310,6 +310,7 @@ def _m008_console_sessions(conn: Connection) -> None:
         Index("ix_console_sessions_expires", "expires_at"),
     )
     metadata.create_all(conn)
+    conn.exec_driver_sql("ALTER TABLE api_keys ADD COLUMN expires_at TIMESTAMP WITH TIME ZONE")
 
 
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [

@@ -39,6 +39,7 @@ _keys = Table(
     Column("id", String(40), primary_key=True), Column("tenant", String(64)), Column("name", Text),
     Column("secret_hash", String(64)), Column("prefix", String(16)), Column("scopes", Text),
     Column("created_at", UtcDateTime), Column("last_used_at", UtcDateTime), Column("revoked_at", UtcDateTime),
+    Column("expires_at", UtcDateTime),
 )
 
 
@@ -54,6 +55,7 @@ class ApiKey:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    expires_at: datetime | None = None  # None: it does not expire
 
     def to_dict(self) -> dict:
         def iso(moment):
@@ -61,7 +63,8 @@ class ApiKey:
 
         return {"id": self.id, "tenant": self.tenant, "name": self.name, "prefix": self.prefix,
                 "scopes": list(self.scopes), "created_at": iso(self.created_at),
-                "last_used_at": iso(self.last_used_at), "revoked_at": iso(self.revoked_at)}
+                "last_used_at": iso(self.last_used_at), "revoked_at": iso(self.revoked_at),
+                "expires_at": iso(self.expires_at)}
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,16 @@ def _hash(secret: str) -> str:
 
 def _to_key(row) -> ApiKey:
     return ApiKey(row.id, row.tenant, row.name, row.prefix, tuple(row.scopes.split(",")), row.created_at,
-                  row.last_used_at, row.revoked_at)
+                  row.last_used_at, row.revoked_at, row.expires_at)
+
+
+def key_refusal(prefix: str, revoked_at: datetime | None, expires_at: datetime | None) -> str | None:
+    """Why a key is refused (revoked, or past its expiry), or None while it works."""
+    if revoked_at is not None:
+        return f"API key {prefix}... was revoked"
+    if expires_at is not None and expires_at <= now():
+        return f"API key {prefix}... expired at {expires_at.strftime('%Y-%m-%d %H:%M')} UTC"
+    return None
 
 
 class TenantStore:
@@ -134,8 +146,9 @@ class TenantStore:
             raise UsageError(f"tenant {name!r} already exists") from None
 
     def list_tenants(self) -> list[dict]:
-        """Every tenant with its number of active keys, by name."""
-        active = (select(_keys.c.tenant, func.count().label("n")).where(_keys.c.revoked_at.is_(None))
+        """Every tenant with its number of active keys (neither revoked nor expired), by name."""
+        working = _keys.c.revoked_at.is_(None) & (_keys.c.expires_at.is_(None) | (_keys.c.expires_at > now()))
+        active = (select(_keys.c.tenant, func.count().label("n")).where(working)
                   .group_by(_keys.c.tenant).subquery())
         with self._engine.begin() as conn:
             rows = conn.execute(select(_tenants, active.c.n).outerjoin(active, active.c.tenant == _tenants.c.name)
@@ -171,18 +184,29 @@ class TenantStore:
             conn.execute(update(_tenants).where(_tenants.c.name == name)
                          .values(retention_days=days, retention_rows=rows))
 
-    def create_key(self, tenant: str, name: str, scopes) -> tuple[ApiKey, str]:
-        """A new key for ``tenant``; return it and its secret (shown once)."""
+    def create_key(self, tenant: str, name: str, scopes, expires_in_days: float | None = None) -> tuple[ApiKey, str]:
+        """A new key for ``tenant``, valid for ``expires_in_days`` days (None: until revoked); return it and its
+        secret (shown once).
+
+        Raises:
+            UsageError: an unknown scope, an unknown tenant, or a lifetime that is not positive.
+        """
         scopes = parse_scopes(scopes)
+        if expires_in_days is not None and not expires_in_days > 0:
+            raise UsageError(f"a key's lifetime must be more than 0 days, not {expires_in_days:g}")
         self.require_tenant(tenant)
         with self._engine.begin() as conn:
-            return self._insert_key(conn, tenant, name, scopes)
+            return self._insert_key(conn, tenant, name, scopes, expires_in_days)
 
-    def _insert_key(self, conn, tenant: str, name: str, scopes: tuple[str, ...]) -> tuple[ApiKey, str]:
+    def _insert_key(self, conn, tenant: str, name: str, scopes: tuple[str, ...],
+                    expires_in_days: float | None = None) -> tuple[ApiKey, str]:
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         key_id = "key_" + secrets.token_hex(8)
+        created = now()
+        expires = created + timedelta(days=expires_in_days) if expires_in_days is not None else None
         conn.execute(insert(_keys).values(id=key_id, tenant=tenant, name=name, secret_hash=_hash(secret),
-                                          prefix=secret[:10], scopes=",".join(scopes), created_at=now()))
+                                          prefix=secret[:10], scopes=",".join(scopes), created_at=created,
+                                          expires_at=expires))
         row = conn.execute(select(_keys).where(_keys.c.id == key_id)).one()
         return _to_key(row), secret
 
@@ -214,14 +238,15 @@ class TenantStore:
         """The principal of an active key.
 
         Raises:
-            AuthenticationError: the key is unknown or revoked.
+            AuthenticationError: the key is unknown, revoked or expired.
         """
         with self._engine.begin() as conn:
             row = conn.execute(select(_keys).where(_keys.c.secret_hash == _hash(secret))).one_or_none()
             if row is None:
                 raise AuthenticationError("invalid API key")
-            if row.revoked_at is not None:
-                raise AuthenticationError(f"API key {row.prefix}... was revoked")
+            problem = key_refusal(row.prefix, row.revoked_at, row.expires_at)
+            if problem:
+                raise AuthenticationError(problem)
             moment = now()
             if row.last_used_at is None or moment - row.last_used_at > _LAST_USED_RESOLUTION:
                 conn.execute(update(_keys).where(_keys.c.id == row.id).values(last_used_at=moment))

@@ -17,18 +17,20 @@ from sqlalchemy import Column, MetaData, String, Table, delete, insert, select
 
 from tailor.db import UtcDateTime, now, open_engine
 from tailor.errors import AuthenticationError
-from tailor.security.keys import Principal, TenantStore, _keys
+from tailor.security.keys import Principal, TenantStore, _keys, key_refusal
 
 _metadata = MetaData()
 _sessions = Table("console_sessions", _metadata, Column("id", String(64), primary_key=True),
                   Column("key_id", String(40)), Column("csrf", String(64)), Column("created_at", UtcDateTime),
                   Column("expires_at", UtcDateTime))
 
-EXPIRED, REVOKED = "expired", "revoked"  # why a session no longer signs its user in (the sign-in page says)
+# why a session no longer signs its user in (the sign-in page says)
+EXPIRED, REVOKED, KEY_EXPIRED = "expired", "revoked", "key_expired"
 
 
 class SessionError(AuthenticationError):
-    """A console session that cannot sign its user in; ``reason`` is ``expired`` or ``revoked``."""
+    """A console session that cannot sign its user in; ``reason`` is ``expired`` (the session), ``revoked`` or
+    ``key_expired`` (its key)."""
 
     def __init__(self, message: str, reason: str):
         super().__init__(message)
@@ -81,16 +83,19 @@ class SessionStore:
         """The session of cookie ``token``.
 
         Raises:
-            SessionError: no such session (signed out, or never opened), it expired, or its key was revoked.
+            SessionError: no such session (signed out, or never opened), it expired, or its key was revoked or
+                expired.
         """
-        query = (select(_sessions, _keys.c.tenant, _keys.c.scopes, _keys.c.name, _keys.c.prefix, _keys.c.revoked_at)
+        query = (select(_sessions, _keys.c.tenant, _keys.c.scopes, _keys.c.name, _keys.c.prefix, _keys.c.revoked_at,
+                        _keys.c.expires_at.label("key_expires_at"))
                  .join(_keys, _keys.c.id == _sessions.c.key_id).where(_sessions.c.id == _hash(token)))
         with self._engine.begin() as conn:
             row = conn.execute(query).one_or_none()
         if row is None or row.expires_at <= now():
             raise SessionError("your session has ended; sign in again", EXPIRED)
-        if row.revoked_at is not None:
-            raise SessionError(f"API key {row.prefix}... was revoked; sign in with another key", REVOKED)
+        refusal = key_refusal(row.prefix, row.revoked_at, row.key_expires_at)
+        if refusal:
+            raise SessionError(f"{refusal}; sign in with another key", REVOKED if row.revoked_at else KEY_EXPIRED)
         return Session(Principal(row.tenant, row.key_id, tuple(row.scopes.split(",")), row.name), row.csrf,
                        row.expires_at)
 

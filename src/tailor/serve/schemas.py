@@ -719,6 +719,8 @@ ScopeName = Literal["read", "train", "deploy", "admin"]
 class KeyCreate(_Strict):
     name: str = Field(..., min_length=1, max_length=100, description="what the key is for, shown in listings")
     scopes: list[ScopeName] = Field(..., min_length=1, max_length=4, description="read, train, deploy, admin")
+    expires_in_days: float | None = Field(None, gt=0, le=3650, description="the key stops working this many days "
+                                                                         "from now; null: until revoked")
 
 
 class KeyObject(BaseModel):
@@ -730,6 +732,7 @@ class KeyObject(BaseModel):
     created_at: int
     last_used_at: int | None = Field(description="to the minute; null if never used")
     revoked_at: int | None
+    expires_at: int | None = Field(description="when the key stops working; null: until revoked")
 
 
 class KeyCreated(KeyObject):

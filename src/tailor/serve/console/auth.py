@@ -24,7 +24,7 @@ from tailor.serve.routes import models as models_api
 
 router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(language_param)])
 SIGNIN_COOKIE = "tailor_signin"  # the sign-in form's own CSRF token
-SIGN_IN_REASONS = ("expired", "revoked", "signed_out", "signin")
+SIGN_IN_REASONS = ("expired", "revoked", "key_expired", "signed_out", "signin")
 
 
 def safe_next(target: str | None) -> str:

@@ -1,5 +1,5 @@
 """``/v1/keys``: the tenant's API keys, for a key with the ``admin`` scope: list them, create one (its secret
-is in the answer, this once) and revoke one. A revoked key is refused at once, a console session signed in with
+is in the answer, this once; ``expires_in_days`` for one that expires) and revoke one. A revoked key is refused at once, a console session signed in with
 it included (see :mod:`tailor.security.keys`)."""
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ def _key_object(key: ApiKey) -> dict:
         return int(moment.timestamp()) if moment else None
 
     return {"id": key.id, "object": "api_key", "name": key.name, "prefix": key.prefix, "scopes": list(key.scopes),
-            "created_at": ts(key.created_at), "last_used_at": ts(key.last_used_at), "revoked_at": ts(key.revoked_at)}
+            "created_at": ts(key.created_at), "last_used_at": ts(key.last_used_at), "revoked_at": ts(key.revoked_at),
+            "expires_at": ts(key.expires_at)}
 
 
 @router.get("", response_model=KeyList, responses=errors(), summary="Tailor: the tenant's API keys (never their "
@@ -34,7 +35,7 @@ def list_keys(principal: Admin, services: ServicesDep) -> dict:
 def create_key(body: KeyCreate, principal: Admin, services: ServicesDep) -> dict:
     if not body.name.strip():
         raise ApiError(400, "name: give the key a name (what it is for)", param="name")
-    key, secret = services.tenants.create_key(principal.tenant, body.name.strip(), body.scopes)
+    key, secret = services.tenants.create_key(principal.tenant, body.name.strip(), body.scopes, body.expires_in_days)
     return {**_key_object(key), "secret": secret}
 
 

@@ -21,6 +21,12 @@
     }
   }
 
+  /* Why the API refused the session (its 401's message), as the sign-in page's reason. */
+  function reasonOf(message) {
+    if (/ was revoked/.test(message)) return "revoked";
+    return / expired at /.test(message) ? "key_expired" : "expired";
+  }
+
   function signInAgain(reason) {
     const next = location.pathname + location.search;
     location.assign("/console/sign-in?reason=" + (reason || "expired") + "&next=" + encodeURIComponent(next));
@@ -29,7 +35,7 @@
   async function failureOf(response) {
     let error = {};
     try { error = (await response.json()).error || {}; } catch (_) { /* not JSON: keep the status */ }
-    if (response.status === 401) signInAgain(/revoked/.test(error.message || "") ? "revoked" : "expired");
+    if (response.status === 401) signInAgain(reasonOf(error.message || ""));
     return new ApiFailure(response.status, error);
   }
 
@@ -67,7 +73,7 @@
         let body = {};
         try { body = JSON.parse(xhr.responseText); } catch (_) { /* keep {} */ }
         if (xhr.status >= 200 && xhr.status < 300) return resolve(body);
-        if (xhr.status === 401) signInAgain("expired");
+        if (xhr.status === 401) signInAgain(reasonOf((body.error || {}).message || ""));
         reject(new ApiFailure(xhr.status, body.error || {}));
       };
       xhr.send(formData);

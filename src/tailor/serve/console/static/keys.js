@@ -11,6 +11,7 @@
     const row = el("tr", { "data-key-id": key.id, "data-key-name": key.name },
       el("td", {}, key.name), el("td", {}, el("code", {}, key.prefix + "…")), el("td", {}, key.scopes.join(", ")),
       el("td", {}, Tailor.timeNode(key.created_at)), el("td", {}, el("span", { class: "muted" }, "—")),
+      el("td", {}, key.expires_at ? Tailor.timeNode(key.expires_at) : t("js.keys.never")),
       el("td", { "data-cell": "status" }, el("span", { class: "status status-succeeded" }, t("js.keys.active"))),
       el("td", { "data-cell": "action" }, revokeButton(key.name)));
     return row;
@@ -70,7 +71,8 @@
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     try {
-      const key = await api("POST", "/v1/keys", { name, scopes });
+      const days = form.elements.expires_in_days.value;
+      const key = await api("POST", "/v1/keys", days ? { name, scopes, expires_in_days: Number(days) } : { name, scopes });
       secretField.value = key.secret;
       secretBox.hidden = false;
       secretField.focus(); secretField.select();
