@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime
 
 import pytest
 
@@ -255,6 +256,17 @@ def test_tenants_retention_shows_sets_and_resets_a_tenants_limits(tmp_path):
     assert (bad.returncode, bad.stderr.strip()) == (2, "error: retention days must be at least 1, got 0")
     unknown = run_cli("tenants", "retention", "globex", home=home)
     assert unknown.returncode != 0 and "tenant 'globex' not found" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_keys_create_prints_its_expiry_and_refuses_a_lifetime_that_is_not_positive(tmp_path):
+    home = tmp_path / "home"
+    assert run_cli("tenants", "create", "acme", home=home).returncode == 0
+    created = json.loads(run_cli("keys", "create", "acme", "--name", "contractor", "--expires-days", "30", "--json",
+                                 home=home).stdout)
+    created_at, expires_at = (datetime.fromisoformat(created[k]) for k in ("created_at", "expires_at"))
+    assert round((expires_at - created_at).total_seconds()) == 30 * 86400 and created["scopes"] == ["read"]
+    bad = run_cli("keys", "create", "acme", "--expires-days", "0", home=home)
+    assert (bad.returncode, bad.stderr.strip()) == (2, "error: a key's lifetime must be more than 0 days, not 0")
 
 
 def test_monitor_reports_a_versions_recorded_answers(trained, session_home):
