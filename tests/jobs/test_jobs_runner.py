@@ -167,3 +167,19 @@ def test_full_job_records_a_checkpoint_per_epoch(db_url, api, tenants, settings,
         assert checkpoint["fine_tuning_job_id"] == job["id"]
         assert checkpoint["fine_tuned_model_checkpoint"] == f"{model_id}:ckpt-step-{checkpoint['step_number']}"
         assert 0.0 <= checkpoint["metrics"]["valid_macro_f1"] <= 1.0
+
+
+def test_step_events_follow_the_loops_own_count_so_a_resumed_runs_curve_goes_on(fresh_home, monkeypatch):
+    import tailor.jobs.runner as runner
+
+    monkeypatch.setattr(runner, "_STEP_EVENT_INTERVAL_S", 0.0)
+    store = JobStore(f"sqlite:///{fresh_home / 'tailor.db'}")
+    job = store.create("acme", model="minilm-l6", task="classification", training_file="file-1", validation_file=None,
+                       suffix=None, seed=0, request={})
+    reporter = runner.JobReporter(store, job.id, StopSignal())
+    reporter.advance(1, loss=1.0)  # a reporter of its own: counts from 0
+    reporter.advance(1, step=41, loss=0.5)  # a resumed loop: its checkpoint's count goes on
+    reporter.advance(1, step=42, loss=0.25)
+    events, _ = store.events("acme", job.id, limit=10)
+    assert [e.data for e in reversed(events) if e.type == "metrics"] == [
+        {"step": 1, "train_loss": 1.0}, {"step": 41, "train_loss": 0.5}, {"step": 42, "train_loss": 0.25}]

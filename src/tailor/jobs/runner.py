@@ -57,8 +57,8 @@ class JobReporter:
         self._total = total
         self.signal.check()
 
-    def advance(self, steps: int = 1, **stats) -> None:
-        self.step += steps
+    def advance(self, steps: int = 1, *, step: int | None = None, **stats) -> None:
+        self.step = step if step is not None else self.step + steps  # a resumed run's own count goes on
         moment = time.monotonic()
         if "loss" in stats and moment - self._last_step_event >= _STEP_EVENT_INTERVAL_S:
             self._last_step_event = moment

@@ -159,7 +159,8 @@ def fit_encoder(model, train: Encoded, val: Encoded, cfg: TrainConfig, *, lr: fl
             optimizer.zero_grad(set_to_none=True)
             n = len(batch["labels"])
             loss_sum, seen, outcome.steps = loss_sum + loss.item() * n, seen + n, outcome.steps + 1
-            reporter.advance(1, loss=loss_sum / seen, items_s=seen / (time.perf_counter() - t0))
+            reporter.advance(1, step=outcome.steps, loss=loss_sum / seen,
+                             items_s=seen / (time.perf_counter() - t0))
             if deadline is not None and time.monotonic() > deadline:
                 outcome.stop_reason = "time_budget"
                 break

@@ -19,8 +19,9 @@ class Reporter(Protocol):
     def start(self, description: str, total: int) -> None:
         """A stage of ``total`` steps begins."""
 
-    def advance(self, steps: int = 1, **stats) -> None:
-        """``steps`` more steps are done; ``stats`` (loss, items/s) update the display."""
+    def advance(self, steps: int = 1, *, step: int | None = None, **stats) -> None:
+        """``steps`` more steps are done (``step``: the loop's own count after them, which a resumed run
+        continues from its checkpoint); ``stats`` (loss, items/s) update the display."""
 
     def metrics(self, step: int, data: dict) -> None:
         """Metrics at ``step`` (per-epoch validation scores, losses)."""
@@ -46,7 +47,7 @@ class RecordingReporter:
     def start(self, description: str, total: int) -> None:
         pass
 
-    def advance(self, steps: int = 1, **stats) -> None:
+    def advance(self, steps: int = 1, *, step: int | None = None, **stats) -> None:
         pass
 
     def metrics(self, step: int, data: dict) -> None:
@@ -86,7 +87,7 @@ class ConsoleReporter(RecordingReporter):
         self._progress.start()
         self._t0 = time.perf_counter()
 
-    def advance(self, steps: int = 1, **stats) -> None:
+    def advance(self, steps: int = 1, *, step: int | None = None, **stats) -> None:
         if self._progress is None:
             return
         shown = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items())

@@ -334,7 +334,7 @@ def fit_lora(model, train: EncodedChat, val: EncodedChat, cfg: ChatConfig, *, pa
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             outcome.steps += 1
-            reporter.advance(1, loss=window["loss"] / max(1, window["tokens"]),
+            reporter.advance(1, step=outcome.steps, loss=window["loss"] / max(1, window["tokens"]),
                              tok_s=(outcome.tokens_seen - tokens_before) / max(1e-9, time.perf_counter() - t_train))
             out_of_time = deadline is not None and time.monotonic() > deadline
             if outcome.steps % eval_every and g != len(groups) - 1 and not out_of_time:
