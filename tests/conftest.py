@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from api_helpers import SMALL_CSV
+from api_helpers import SMALL_CSV, Tenant
 from samples import SAMPLE_TEST, sample_rows, write_csv
 
 POSTGRES_URL = os.environ.get("TAILOR_TEST_POSTGRES_URL")
@@ -58,6 +58,23 @@ def fresh_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("TAILOR_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def acme(settings) -> Tenant:
+    """Tenant acme with its admin key, in the database of the requesting test's ``settings`` fixture."""
+    from tailor.security.keys import TenantStore
+
+    _, secret = TenantStore(settings.registry_url).create_tenant("acme")
+    return Tenant("acme", secret)
+
+
+@pytest.fixture
+def globex(settings) -> Tenant:
+    from tailor.security.keys import TenantStore
+
+    _, secret = TenantStore(settings.registry_url).create_tenant("globex")
+    return Tenant("globex", secret)
 
 
 @pytest.fixture(scope="session")

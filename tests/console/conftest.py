@@ -1,4 +1,5 @@
-"""The console over an app with a fresh storage root (no job workers), two tenants, and a signed-in client."""
+"""The console over an app with a fresh storage root (no job workers), and a client signed in as acme (the
+tenants ``acme`` and ``globex`` are fixtures of tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
-
-from api_helpers import Tenant
 
 
 @pytest.fixture
@@ -22,22 +21,6 @@ def app(settings):
     from tailor.serve.app import create_app
 
     return create_app(settings)
-
-
-@pytest.fixture
-def acme(settings) -> Tenant:
-    from tailor.security.keys import TenantStore
-
-    _, secret = TenantStore(settings.registry_url).create_tenant("acme")
-    return Tenant("acme", secret)
-
-
-@pytest.fixture
-def globex(settings) -> Tenant:
-    from tailor.security.keys import TenantStore
-
-    _, secret = TenantStore(settings.registry_url).create_tenant("globex")
-    return Tenant("globex", secret)
 
 
 def sign_in(client: TestClient, key: str, lang: str = "en") -> str:

@@ -1,12 +1,11 @@
-"""An API app over a fresh storage root (no job workers) with two tenants (the trained versions to publish into
-it, ``head_artifact`` and ``chat_artifact``, are in tests/conftest.py: the console's tests use them too)."""
+"""An API app over a fresh storage root (no job workers) on every database backend. The tenants ``acme`` and
+``globex`` and the trained versions to publish into it (``head_artifact``, ``chat_artifact``) are fixtures of
+tests/conftest.py, which the console's tests share."""
 
 from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-
-from api_helpers import Tenant
 
 
 @pytest.fixture
@@ -27,19 +26,3 @@ def app(settings):
 def client(app):
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
-
-
-@pytest.fixture
-def acme(settings) -> Tenant:
-    from tailor.security.keys import TenantStore
-
-    _, secret = TenantStore(settings.registry_url).create_tenant("acme")
-    return Tenant("acme", secret)
-
-
-@pytest.fixture
-def globex(settings) -> Tenant:
-    from tailor.security.keys import TenantStore
-
-    _, secret = TenantStore(settings.registry_url).create_tenant("globex")
-    return Tenant("globex", secret)
