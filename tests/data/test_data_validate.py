@@ -18,6 +18,11 @@ def dataset(labels: list[str]) -> TextDataset:
     (["ham"], "evaluation data", "only one class ('ham') in evaluation data: a classifier needs at least 2 labels"),
     ([f"id{i}" for i in range(50)], "training data",
      "every label is unique (50 rows, 50 labels): is the label column an id?"),
+    (["a", "a", "b"], "training data", "too few rows in training data to hold any out for validation: a class needs "
+                                       "at least 3 rows to be split, and none has ('a' 2, 'b' 1)"),
+    ([f"l{i}" for i in range(10)], "the feedback", "too few rows in the feedback to hold any out for validation: "
+     "a class needs at least 3 rows to be split, and none has ('l0' 1, 'l1' 1, 'l2' 1, 'l3' 1, 'l4' 1, 'l5' 1, "
+     "'l6' 1, 'l7' 1, 'l8' 1, 'l9' 1)"),
 ])
 def test_untrainable_data_is_refused(labels, what, message):
     with pytest.raises(DataError) as info:
@@ -25,7 +30,7 @@ def test_untrainable_data_is_refused(labels, what, message):
     assert str(info.value) == message
 
 
-@pytest.mark.parametrize("labels", [["a", "b"], [f"l{i}" for i in range(10)], ["a", "a", "b"]])
+@pytest.mark.parametrize("labels", [["a", "a", "a", "b"], ["a", "b", "b", "b"] + [f"l{i}" for i in range(10)]])
 def test_small_but_usable_data_passes(labels):
     assert check_trainable(dataset(labels)) is None
 

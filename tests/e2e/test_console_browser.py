@@ -2,10 +2,10 @@
 
 The walk a new user takes (sign in, upload the sample CSV, read its report, start a head-method job, watch it
 finish, promote the version, keep its inputs, classify in the playground, label an answer in the review queue
-with the keyboard, start a retrain and cancel it, sign out) in English and in Chinese, a tenant that
-cannot see another's pages, no request leaving the server, and no error in the browser's console. Every page
-is screenshotted into ``screenshots/console/`` (``TAILOR_SCREENSHOTS`` to change; not committed), with each
-page's weight and server time in ``pages.json`` there.
+with the keyboard, retrain and compare the two versions (or cancel the retrain), sign out) in English and in
+Chinese; a tenant that cannot see another's pages; no request leaving the server; no error in the browser's
+console; a label for every control. Every page is screenshotted into ``screenshots/console/``
+(``TAILOR_SCREENSHOTS`` to change; not committed), with each page's weight and server time in ``pages.json``.
 
 Skipped when chromium is missing, unless ``TAILOR_TEST_BROWSER=required`` (as ``.ci/run`` sets after installing it).
 """
@@ -217,8 +217,8 @@ def store_inputs(tab: Tab, name: str) -> None:
 
 
 def review_and_retrain(tab: Tab, name: str) -> str:
-    """Label the first queued answer with key 1, undo it with U, label it again, then start a retrain on the
-    labels; return the retrain job's id."""
+    """Label the first queued answer with key 1, undo it with U, label it again and the second answer with key
+    2, then start a retrain on the labels; return the retrain job's id."""
     tab.go(f"/console/review/{name}")
     tab.shot("review")
     given = tab.page.locator("#given")
@@ -228,7 +228,9 @@ def review_and_retrain(tab: Tab, name: str) -> str:
     tab.page.wait_for_function("() => document.getElementById('given').textContent === '0'")
     tab.page.keyboard.press("1")
     tab.page.wait_for_function("() => document.getElementById('given').textContent === '1'")
-    assert given.inner_text() == "1"
+    tab.page.keyboard.press("2")
+    tab.page.wait_for_function("() => document.getElementById('given').textContent === '2'")
+    assert given.inner_text() == "2"
     tab.page.locator("#retrain:not([disabled])").click()
     tab.page.wait_for_url(re.compile(r".*/console/jobs/ftjob-[\w-]+"))
     return tab.page.url.rsplit("/", 1)[-1]
@@ -240,8 +242,17 @@ def cancel(tab: Tab) -> None:
     tab.page.locator("#job-status.status-cancelled").wait_for()
 
 
+def compare_with_the_retrain(tab: Tab, name: str) -> None:
+    """Watch the retrain (open on its job page) finish as version 2, then see both versions side by side."""
+    tab.page.locator("#job-status.status-succeeded").wait_for(timeout=300_000)
+    tab.go(f"/console/models/{name}/compare?a=1&b=2")
+    assert tab.page.locator("main table").count() >= 1
+    tab.shot("model-compare")
+
+
 def visit_the_other_pages(tab: Tab, name: str) -> None:
-    for page, path in (("monitoring", f"/console/monitoring/{name}"), ("keys", "/console/keys")):
+    for page, path in (("monitoring", f"/console/monitoring/{name}"), ("monitoring-index", "/console/monitoring"),
+                       ("review-index", "/console/review"), ("keys", "/console/keys")):
         tab.go(path)
         tab.shot(page)
 
@@ -255,8 +266,9 @@ def sign_out(tab: Tab) -> None:
     assert "/console/sign-in" in tab.page.url
 
 
-def walk(tab: Tab, key: str) -> dict:
-    """The whole loop; returns the URLs of what it made (for the tenant-isolation check)."""
+def walk(tab: Tab, key: str, *, retrain: bool) -> dict:
+    """The whole loop; the retrain from the review queue is watched to the end and compared with the first
+    version (``retrain``), or cancelled. Returns the URLs of what it made (for the tenant-isolation check)."""
     sign_in(tab, key)
     file_id = upload_and_read_the_report(tab)
     job_id = start_a_head_job(tab, file_id)
@@ -267,7 +279,10 @@ def walk(tab: Tab, key: str) -> dict:
     classify(tab, name)
     visit_the_other_pages(tab, name)
     review_and_retrain(tab, name)
-    cancel(tab)
+    if retrain:
+        compare_with_the_retrain(tab, name)
+    else:
+        cancel(tab)
     sign_out(tab)
     return {"file": f"/console/data/{file_id}", "job": f"/console/jobs/{job_id}", "model": model_page,
             "version": f"/console/models/{name}/1", "playground": f"/console/playground?model={name}",
@@ -276,13 +291,13 @@ def walk(tab: Tab, key: str) -> dict:
 
 def test_the_whole_loop_in_english_and_in_chinese(server, chromium):
     english = open_tab(chromium, server.url, "en")
-    made = walk(english, server.key)
+    made = walk(english, server.key, retrain=True)
     assert english.page.locator("html").get_attribute("lang") == "en"
     english.assert_clean()
 
     globex_key = server.cli("tenants", "create", "globex")["key"]["secret"]
     chinese = open_tab(chromium, server.url, "zh")  # a browser asking for Chinese gets Chinese
-    walk(chinese, globex_key)
+    walk(chinese, globex_key, retrain=False)
     assert chinese.page.locator("html").get_attribute("lang") == "zh-CN"
     chinese.assert_clean()
 

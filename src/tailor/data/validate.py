@@ -18,7 +18,8 @@ def check_trainable(ds: TextDataset, *, what: str = "training data") -> None:
         what: how messages name the data, e.g. ``"evaluation data"``.
 
     Raises:
-        DataError: there are no rows, only one class, or every label is unique (an id column).
+        DataError: there are no rows, only one class, every label is unique (an id column), or no class has
+            the rows to hold some out for validation.
     """
     counts = ds.label_counts()
     if not counts:
@@ -26,6 +27,10 @@ def check_trainable(ds: TextDataset, *, what: str = "training data") -> None:
     check_label_count(counts, what=what)
     if len(counts) == len(ds) > _UNIQUE_LABELS_MIN_ROWS:
         raise DataError(f"every label is unique ({len(ds)} rows, {len(counts)} labels): is the label column an id?")
+    if max(counts.values()) < MIN_SPLIT_ROWS:
+        shown = ", ".join(f"{label!r} {n}" for label, n in sorted(counts.items()))
+        raise DataError(f"too few rows in {what} to hold any out for validation: a class needs at least "
+                        f"{MIN_SPLIT_ROWS} rows to be split, and none has ({shown})")
 
 
 def check_label_count(label_counts: dict[str, int], *, what: str = "training data",
