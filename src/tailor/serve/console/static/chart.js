@@ -27,6 +27,7 @@
     if (abs >= 1e4) return (value / 1e3).toFixed(0) + "k";
     if (Number.isInteger(value)) return String(value);
     if (abs >= 100) return value.toFixed(1);
+    if (abs < 0.01) return String(Number(value.toPrecision(2)));  // a rate of unknown tokens: 0.0003
     return value.toFixed(abs >= 1 ? 2 : 3).replace(/0+$/, "").replace(/\.$/, "");
   }
 
@@ -54,9 +55,13 @@
     }
     const fmt = spec.xFormat || short;
     const whole = xs.every(Number.isInteger);  // steps, counts: no tick between two whole numbers
+    let shown = null;
     for (const v of ticks(x0, x1, 5)) {
       if (whole && !Number.isInteger(v)) continue;
-      root.append(svg("text", { x: sx(v), y: H - B + 16, "text-anchor": "middle", class: "tick" }, fmt(v)));
+      const text = fmt(v);
+      if (text === shown) continue;  // e.g. one point's neighbouring seconds, all the same minute
+      shown = text;
+      root.append(svg("text", { x: sx(v), y: H - B + 16, "text-anchor": "middle", class: "tick" }, text));
     }
     root.append(svg("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }));
     if (spec.xLabel) root.append(svg("text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle", class: "axis-label" }, spec.xLabel));
