@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, delete, insert, select
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, delete, func, insert, select
 
 from tailor.db import JsonText, UtcDateTime, listed_after, now, open_engine
 from tailor.errors import DataError, NotFoundError, UsageError
@@ -175,6 +175,13 @@ class FileStore:
         with self._engine.begin() as conn:
             rows = conn.execute(query.order_by(_files.c.created_at.desc(), _files.c.id.desc()).limit(limit + 1)).all()
         return [_to_file(r) for r in rows[:limit]], len(rows) > limit
+
+    def totals(self, tenant: str) -> tuple[int, int]:
+        """How many files the tenant keeps, and their bytes (one query)."""
+        query = select(func.count(), func.coalesce(func.sum(_files.c.bytes), 0)).where(_files.c.tenant == tenant)
+        with self._engine.connect() as conn:
+            count, size = conn.execute(query).one()
+        return int(count), int(size)
 
     def path(self, stored: StoredFile) -> Path:
         """Where the file's bytes are."""

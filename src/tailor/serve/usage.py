@@ -32,10 +32,11 @@ def tenant_usage(services, tenant: str, days: int) -> dict:
     since = until - timedelta(days=days)
     recording = services.recorder is not None
     kept_days = services.tenants.retention(tenant)[0] or services.settings.retention_days
+    files, file_bytes = services.files.totals(tenant)
     return {"object": "usage", "days": days, "since": int(since.timestamp()), "until": int(until.timestamp()),
             "recording": recording, "records_kept_days": kept_days,
             "models": written_records(services).usage(tenant, since),
-            "jobs": _job_usage(services.jobs, tenant, since), "files": _file_usage(services.files, tenant),
+            "jobs": _job_usage(services.jobs, tenant, since), "files": {"count": files, "bytes": file_bytes},
             "stored_models": _model_usage(services.registry, tenant)}
 
 
@@ -55,18 +56,6 @@ def _job_usage(jobs, tenant: str, since) -> dict:
         after = page[-1].id
     return {"created": sum(by_status.values()), "by_status": dict(sorted(by_status.items())),
             "finished": finished, "run_seconds": round(run_seconds, 1)}
-
-
-def _file_usage(files, tenant: str) -> dict:
-    count, size, after = 0, 0, None
-    while True:
-        page, more = files.list(tenant, after=after, limit=_PAGE)
-        count += len(page)
-        size += sum(stored.bytes for stored in page)
-        if not more:
-            break
-        after = page[-1].id
-    return {"count": count, "bytes": size}
 
 
 def _model_usage(registry, tenant: str) -> dict:
