@@ -37,7 +37,8 @@ EXPECTED_COLUMNS = {
     "console_sessions": ["id", "key_id", "csrf", "created_at", "expires_at"],
 }
 ALL_STEPS = ["m001_initial", "m002_service", "m003_alias_events", "m004_registry_changes", "m005_predictions",
-             "m006_monitoring", "m007_release", "m008_console_sessions"]
+             "m006_monitoring", "m007_release", "m008_console_sessions", "m009_release_gates", "m010_audit_quotas",
+             "m011_tenant_keys"]
 
 
 @pytest.fixture

@@ -313,6 +313,19 @@ def _m008_console_sessions(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE api_keys ADD COLUMN expires_at TIMESTAMP WITH TIME ZONE")
 
 
+def _m009_release_gates(conn: Connection) -> None:
+    """Each tenant's release gate: the accuracy floor and bias thresholds a version must pass before an alias
+    may point at it."""  # filled in by the release-gate work
+
+
+def _m010_audit_quotas(conn: Connection) -> None:
+    """The append-only, hash-chained audit log of state-changing actions, and per-tenant quotas."""  # filled in by the audit work
+
+
+def _m011_tenant_keys(conn: Connection) -> None:
+    """Each tenant's data key, wrapped by the master key (envelope encryption at rest)."""  # filled in by the encryption work
+
+
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_service", _m002_service),
@@ -322,6 +335,9 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("m006_monitoring", _m006_monitoring),
     ("m007_release", _m007_release),
     ("m008_console_sessions", _m008_console_sessions),
+    ("m009_release_gates", _m009_release_gates),
+    ("m010_audit_quotas", _m010_audit_quotas),
+    ("m011_tenant_keys", _m011_tenant_keys),
 ]
 
 
