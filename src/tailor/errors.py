@@ -60,3 +60,13 @@ class UnavailableError(TailorError):
     def __init__(self, message: str, retry_after: int = 1):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class QuotaExceededError(TailorError):
+    """A tenant's or key's quota or rate limit refuses the request (the API answers 429); :attr:`limit` names
+    it (``rpm``, ``key_rpm``, ``jobs``, ``storage_mb``, ``train_minutes``; see :mod:`tailor.security.quotas`)
+    and :attr:`retry_after` is the seconds to wait when waiting helps (None when it does not)."""
+
+    def __init__(self, message: str, *, limit: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.limit, self.retry_after = limit, retry_after

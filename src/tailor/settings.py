@@ -6,10 +6,14 @@ temporary directory. Settings are read afresh by :func:`get_settings` so a chang
 
 from __future__ import annotations
 
+import ipaddress
+import json
+import re
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -48,6 +52,55 @@ class Settings(BaseSettings):
                                          description="how long a web console sign-in lasts")
     console_secure_cookies: bool = Field(default=False, description="mark the console's cookies Secure (set it when "
                                                                     "the server is reached over HTTPS)")
+    # Hardening (see tailor.security.hardening): outside development, `tailor serve` refuses insecure values.
+    environment: Literal["development", "production"] = Field(
+        default="development", description="production refuses to serve without a master key, bound beyond localhost "
+                                           "without TLS or a proxy, or with CORS open to every origin")
+    master_key: SecretStr | None = Field(default=None, description="the master key (32 random bytes, URL-safe base64)")
+    master_key_file: Path | None = Field(default=None, description="a file holding the master key")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="browser origins allowed to call the API (comma-separated; empty: no CORS)")
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="addresses or networks of the reverse proxies whose X-Forwarded-For is "
+                                          "believed (comma-separated; '*' for any; empty: none)")
+    # Quotas (see tailor.security.quotas; 0 = unlimited; a tenant may have its own: tailor tenants quota).
+    # Request rates are off by default so throughput is the machine's; set them on a shared server.
+    rate_limit_rpm: int = Field(default=0, ge=0, description="requests per minute of each tenant (0: unlimited)")
+    key_rate_limit_rpm: int = Field(default=0, ge=0, description="requests per minute of each API key (0: unlimited)")
+    tenant_max_jobs: int = Field(default=20, ge=0, description="fine-tuning jobs a tenant may have queued or running "
+                                                               "at once (0: unlimited)")
+    tenant_storage_mb: int = Field(default=102_400, ge=0, description="MiB of uploaded files a tenant may keep "
+                                                                      "(0: unlimited)")
+    tenant_train_minutes_per_day: int = Field(default=0, ge=0, description="minutes of job run time a tenant may use "
+                                                                           "per UTC day (0: unlimited)")
+
+    @field_validator("cors_origins", "forwarded_allow_ips", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        """``a,b`` (as an environment variable gives it) or a JSON list → a list of stripped items."""
+        if isinstance(value, str):
+            value = json.loads(value) if value.lstrip().startswith("[") else value.split(",")
+        return [str(item).strip() for item in value if str(item).strip()] if isinstance(value, list) else value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s]+", origin):
+                raise ValueError(f"{origin!r} is not an origin: give scheme://host[:port] (no path), or '*'")
+        return origins
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            if proxy != "*":
+                try:
+                    ipaddress.ip_network(proxy, strict=False)
+                except ValueError:
+                    raise ValueError(f"{proxy!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/8), "
+                                     "nor '*'") from None
+        return proxies
 
     @property
     def registry_url(self) -> str:

@@ -49,7 +49,8 @@ def report():
 
 def test_top_level_keys_and_source(report):
     assert list(report) == ["source", "rows", "labels", "small_classes", "lengths", "label_issues", "pii",
-                            "leakage", "warnings"]
+                            "redacted", "leakage", "warnings"]
+    assert report["redacted"] is None  # cleaned without redact_pii
     assert report["source"] == {**asdict(RAW.source), "eval_source": asdict(EVAL.source)}
     assert json.loads(json.dumps(report)) == report
 

@@ -29,7 +29,8 @@ def _hf_proba(directory):
 def test_hf_export_loads_with_plain_transformers(trained, tmp_path, method):
     out = tmp_path / "hf"
     result = export_version(f"small-{method}", "hf", out)
-    assert result["files"] == ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+    assert result["files"] == ["README.md", "config.json", "model.safetensors", "tokenizer.json",
+                               "tokenizer_config.json"]  # README.md: the model card (tests/models/test_models_card.py)
     proba, id2label = _hf_proba(out)
     assert id2label == {0: "bearish", 1: "bullish", 2: "neutral"}
     np.testing.assert_allclose(proba, _tailor_proba(f"small-{method}"), atol=1e-4)

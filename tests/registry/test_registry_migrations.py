@@ -35,6 +35,12 @@ EXPECTED_COLUMNS = {
     "alerts": ["id", "tenant", "model_name", "version", "rule", "value", "state", "fired_at", "resolved_at",
                "delivery", "attempts", "last_error"],
     "console_sessions": ["id", "key_id", "csrf", "created_at", "expires_at"],
+    "release_gates": ["tenant", "min_accuracy", "min_macro_f1", "max_slice_gap", "max_flip_rate", "require_fairness",
+                      "updated_at", "updated_by"],
+    "audit_log": ["seq", "tenant", "actor", "action", "target", "client", "result", "error", "at", "prev_hash", "hash"],
+    "audit_head": ["id", "seq", "hash"],
+    "tenant_quotas": ["tenant", "rpm", "key_rpm", "jobs", "storage_mb", "train_minutes", "redact_pii", "updated_at"],
+    "tenant_keys": ["id", "tenant", "wrapped", "master_fingerprint", "created_at"],
 }
 ALL_STEPS = ["m001_initial", "m002_service", "m003_alias_events", "m004_registry_changes", "m005_predictions",
              "m006_monitoring", "m007_release", "m008_console_sessions", "m009_release_gates", "m010_audit_quotas",

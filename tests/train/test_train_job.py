@@ -40,8 +40,8 @@ def test_versions_record_lineage_and_metrics(trained, small_train_csv):
     assert version.lineage["label_counts"] == {"bearish": 18, "bullish": 18, "neutral": 18}
     assert version.lineage["tailor_version"] == tailor.__version__
     timings = version.lineage["timings"]
-    assert set(timings) == {"data_s", "estimated_s", "train_s", "eval_s", "total_s"}
-    assert timings["total_s"] > timings["train_s"] + timings["eval_s"] and timings["estimated_s"] > timings["data_s"]
+    assert set(timings) == {"data_s", "estimated_s", "train_s", "eval_s", "explain_s", "total_s"}
+    assert timings["total_s"] > timings["train_s"] + timings["eval_s"] + timings["explain_s"] and timings["estimated_s"] > timings["data_s"]
     assert version.params["epochs"] == 2 and version.params["batch_size"] == 8
     assert version.metrics["test"]["n"] == 40
     assert 0.0 <= version.metrics["test"]["macro_f1"] <= 1.0

@@ -11,7 +11,10 @@ Rows pass through the rules in this order; a row removed by one rule is not look
    (exact) or normalized text as an earlier one; the first stays.
 5. ``leaked_into_eval``: a row that would stay but whose normalized text is in the evaluation data.
 
-Kept rows keep their order; texts and labels lose their surrounding whitespace and nothing else.
+Kept rows keep their order; texts and labels lose their surrounding whitespace and nothing else, unless
+personal data is redacted first (``redact_pii``: e-mails, phones, card, ID and IBAN numbers become
+``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[ID]``, ``[IBAN]``; see :func:`tailor.data.pii.redact`), so that the rules,
+the examples of removed rows and training all see the redacted texts.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 
 from tailor.data.dataset import TextDataset
+from tailor.data.pii import redact_texts
 
 REASONS = ("empty", "too_long", "duplicate_exact", "duplicate_normalized", "conflicting_labels",
            "leaked_into_eval")
@@ -38,11 +42,14 @@ class CleanResult:
         removed: rows removed per reason; every key of :data:`REASONS`, in that order.
         examples: up to five removed rows per reason, ``{"line", "text", "label"}`` (conflicting ones also
             ``"labels"``: the labels the text carries).
+        redacted: with ``redact_pii``, the personal data replaced in the rows as read, per kind, and
+            ``rows_redacted`` (see :func:`tailor.data.pii.redact_texts`); None without.
     """
 
     dataset: TextDataset
     removed: dict[str, int]
     examples: dict[str, list[dict]]
+    redacted: dict[str, int] | None = None
 
 
 def normalize_text(text: str) -> str:
@@ -60,18 +67,26 @@ def _is_punctuation_or_space(char: str) -> bool:
     return char.isspace() or unicodedata.category(char).startswith("P")
 
 
-def clean_dataset(ds: TextDataset, *, max_chars: int, eval_ds: TextDataset | None = None) -> CleanResult:
+def clean_dataset(ds: TextDataset, *, max_chars: int, eval_ds: TextDataset | None = None,
+                  redact_pii: bool = False) -> CleanResult:
     """Apply the rules in the module docstring.
 
     Args:
         ds: the rows as read.
         max_chars: longest text kept, in characters.
-        eval_ds: evaluation rows; training rows that repeat one of them are removed.
+        eval_ds: evaluation rows; training rows that repeat one of them are removed (with ``redact_pii``,
+            compared with the evaluation texts redacted alike).
+        redact_pii: replace personal data by typed placeholders before the rules.
 
     Returns:
         The kept dataset with counts and examples of what went.
     """
     texts = [t.strip() for t in ds.texts]
+    redacted = None
+    if redact_pii:
+        texts, redacted = redact_texts(texts)
+        if eval_ds is not None:
+            eval_ds = replace(eval_ds, texts=redact_texts(eval_ds.texts)[0])
     labels = [label.strip() for label in ds.labels]
     reason_of: dict[int, str] = {}
     groups: dict[str, list[int]] = defaultdict(list)
@@ -94,6 +109,7 @@ def clean_dataset(ds: TextDataset, *, max_chars: int, eval_ds: TextDataset | Non
         dataset=cleaned,
         removed={reason: removed[reason] for reason in REASONS},
         examples=_examples(sorted(reason_of.items()), texts, labels, ds.lines, groups),
+        redacted=redacted,
     )
 
 

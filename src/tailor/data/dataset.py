@@ -33,7 +33,8 @@ class TextDataset:
     """Parallel lists of texts, string labels and the source line of each row.
 
     ``lines[i]`` is the 1-based line number of row ``i`` in the source file, so every later message
-    (a duplicate, a likely label error) can point at the user's own file.
+    (a duplicate, a likely label error) can point at the user's own file. ``columns`` holds the other columns
+    a reader was asked to keep (a slice column such as region), one value per row.
     """
 
     texts: list[str]
@@ -41,6 +42,7 @@ class TextDataset:
     lines: list[int]
     source: SourceInfo | None = None
     meta: dict = field(default_factory=dict)
+    columns: dict[str, list[str]] = field(default_factory=dict)  # extra columns asked for: name -> value per row
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -61,4 +63,5 @@ class TextDataset:
             texts=[self.texts[i] for i in idx],
             labels=[self.labels[i] for i in idx],
             lines=[self.lines[i] for i in idx],
+            columns={name: [values[i] for i in idx] for name, values in self.columns.items()},
         )

@@ -4,6 +4,11 @@ An upload is first written to a temporary file (the API streams it there under t
 inspected: a text/label file (CSV, TSV, JSONL) is parsed completely, as training will parse it, and a chat
 file (JSONL of ``messages``, or ``instruction``/``output``) is validated line by line. Only a file that
 passes is moved into place and recorded, so a bad upload leaves nothing behind.
+
+With a master key configured (:mod:`tailor.security.crypto`), a file's bytes are sealed under its tenant's data
+key from the first byte the upload writes (:meth:`FileStore.incoming_writer`); readers get the plaintext as a
+stream (:meth:`FileStore.open`) or, where a reader needs a path, in a private temporary directory removed when
+it is done (:meth:`FileStore.plaintext`). The data report cached beside a file is sealed the same way.
 """
 
 from __future__ import annotations
@@ -11,14 +16,17 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, delete, func, insert, select
 
 from tailor.db import JsonText, UtcDateTime, listed_after, now, open_engine
 from tailor.errors import DataError, NotFoundError, UsageError
+from tailor.security.crypto import is_sealed_file, open_keyring, open_value, private_workspace_path
 
 PURPOSES = ("fine-tune",)
 TEXT_LABEL = "text-label"
@@ -110,17 +118,38 @@ def _safe_filename(filename: str) -> str:
 
 
 class FileStore:
-    """Files of every tenant: rows in the database at ``url``, bytes under ``root``."""
+    """Files of every tenant: rows in the database at ``url``, bytes under ``root``, sealed when a master key is
+    configured in ``settings`` (read from the environment by default). ``keys`` is the keyring, None without a
+    master key (files are then kept as they arrive)."""
 
-    def __init__(self, url: str, root: Path):
+    def __init__(self, url: str, root: Path, settings=None):
         self._engine = open_engine(url)
+        self._url = url
         self.root = Path(root)
+        self.keys = open_keyring(url, settings)
+
+    def check_keys(self) -> None:
+        """Refuse a master key that does not open every tenant's data key (or a missing one while data keys
+        exist); reads only.
+
+        Raises:
+            MasterKeyError: naming the tenants whose data cannot be decrypted and their file counts.
+        """
+        from tailor.security.crypto import check_master_key
+
+        check_master_key(self._url, None if self.keys is None else self.keys.master, lambda t: self.totals(t)[0])
 
     def incoming_path(self) -> Path:
         """A fresh path for an upload in progress (same file system as the store, so it can be renamed)."""
         incoming = self.root / ".incoming"
         incoming.mkdir(parents=True, exist_ok=True)
         return incoming / secrets.token_hex(12)
+
+    def incoming_writer(self, tenant: str, path: Path) -> BinaryIO:
+        """A new file at ``path`` for an upload of ``tenant`` in progress: sealed as it is written when
+        encryption is on. Close it to finish the file."""
+        raw = open(path, "wb")
+        return raw if self.keys is None else self.keys.writer(tenant, raw)
 
     def add(self, tenant: str, upload: Path, *, filename: str, purpose: str, sha256: str,
             max_bytes: int) -> StoredFile:
@@ -136,13 +165,17 @@ class FileStore:
             if purpose not in PURPOSES:
                 raise UsageError(f"unsupported purpose {purpose!r}; use: {', '.join(PURPOSES)}")
             filename = _safe_filename(filename)
-            kind, summary = inspect_upload(upload, filename, max_bytes)
+            with self._plaintext_of(tenant, upload, filename) as plain:
+                kind, summary = inspect_upload(plain, filename, max_bytes)
+                size = plain.stat().st_size
             file_id = "file-" + secrets.token_hex(12)
             relpath = f"{tenant}/{file_id}{Path(filename).suffix.lower()}"
             target = self.root / relpath
             target.parent.mkdir(parents=True, exist_ok=True)
-            size = upload.stat().st_size
-            os.replace(upload, target)
+            if self.keys is not None and not is_sealed_file(upload):
+                self._seal_into(tenant, upload, target)
+            else:
+                os.replace(upload, target)
         finally:
             upload.unlink(missing_ok=True)
         try:
@@ -184,18 +217,105 @@ class FileStore:
         return int(count), int(size)
 
     def path(self, stored: StoredFile) -> Path:
-        """Where the file's bytes are."""
+        """Where the file's bytes are (sealed when encryption is on: read them with :meth:`open` or
+        :meth:`plaintext`)."""
         return self.root / stored.relpath
 
+    def open(self, stored: StoredFile) -> BinaryIO:
+        """The file's plaintext as a binary stream, decrypted chunk by chunk when it is sealed.
+
+        Raises:
+            DecryptionError: a sealed file that was altered or whose key is gone (or no master key is set).
+        """
+        return self._open_path(stored.tenant, self.path(stored))
+
+    def _open_path(self, tenant: str, path: Path) -> BinaryIO:
+        raw = open(path, "rb")
+        if not is_sealed_file(path):
+            return raw
+        if self.keys is None:
+            raw.close()
+            raise DataError("this file is encrypted but no master key is configured (set TAILOR_MASTER_KEY or "
+                            "TAILOR_MASTER_KEY_FILE)")
+        return self.keys.reader(tenant, raw)
+
+    @contextmanager
+    def plaintext(self, stored: StoredFile) -> Iterator[Path]:
+        """A path to the file's plaintext for readers that need one: the stored file itself when it is not
+        sealed, else a copy named like the upload in a private temporary directory (memory-backed where the
+        system has ``/dev/shm``) that is removed when the block ends."""
+        with self._plaintext_of(stored.tenant, self.path(stored), stored.filename) as plain:
+            yield plain
+
+    @contextmanager
+    def _plaintext_of(self, tenant: str, path: Path, filename: str) -> Iterator[Path]:
+        if not is_sealed_file(path):
+            yield path
+            return
+        workspace = private_workspace_path()
+        try:
+            plain = workspace / _safe_filename(filename)
+            with self._open_path(tenant, path) as source, open(plain, "wb") as sink:
+                shutil.copyfileobj(source, sink, 1024 * 1024)
+            yield plain
+        finally:
+            shutil.rmtree(workspace, ignore_errors=True)
+
+    def _seal_into(self, tenant: str, source: Path, target: Path) -> None:
+        tmp = target.with_name(target.name + ".tmp")
+        try:
+            with open(source, "rb") as plain, self.keys.writer(tenant, open(tmp, "wb")) as sealed:
+                shutil.copyfileobj(plain, sealed, 1024 * 1024)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def read_note(self, stored: StoredFile, name: str) -> str | None:
+        """A text kept beside the file (e.g. its data report, ``name`` ``report.json``), opened; None if absent."""
+        note = self._note_path(stored, name)
+        if not note.is_file():
+            return None
+        return open_value(self.keys, stored.tenant, note.read_text(encoding="utf-8"))
+
+    def write_note(self, stored: StoredFile, name: str, text: str) -> None:
+        """Keep ``text`` beside the file (sealed when encryption is on), replacing it atomically."""
+        note = self._note_path(stored, name)
+        tmp = note.with_name(note.name + ".tmp")
+        tmp.write_text(text if self.keys is None else self.keys.seal_text(stored.tenant, text), encoding="utf-8")
+        tmp.replace(note)
+
+    def _note_path(self, stored: StoredFile, name: str) -> Path:
+        path = self.path(stored)
+        return path.with_name(f"{path.name}.{name}")
+
     def delete(self, tenant: str, file_id: str) -> StoredFile:
-        """Remove the row, then the bytes. Raises NotFoundError."""
+        """Remove the row, then the bytes and what was kept beside them. Raises NotFoundError."""
         stored = self.get(tenant, file_id)
         with self._engine.begin() as conn:
             conn.execute(delete(_files).where(_files.c.id == file_id, _files.c.tenant == tenant))
-        self.path(stored).unlink(missing_ok=True)
+        self._remove_bytes(stored)
         return stored
 
+    def _remove_bytes(self, stored: StoredFile) -> None:
+        path = self.path(stored)
+        for leftover in [path, *path.parent.glob(f"{path.name}.*")]:
+            leftover.unlink(missing_ok=True)
+
+    def delete_tenant(self, tenant: str) -> list[StoredFile]:
+        """Remove every file of ``tenant`` (rows, bytes, notes and its folder); returns the removed files."""
+        with self._engine.begin() as conn:
+            rows = conn.execute(select(_files).where(_files.c.tenant == tenant)).all()
+            conn.execute(delete(_files).where(_files.c.tenant == tenant))
+        removed = [_to_file(row) for row in rows]
+        for stored in removed:
+            self._remove_bytes(stored)
+        shutil.rmtree(self.root / tenant, ignore_errors=True)
+        return removed
+
     def sweep_incoming(self) -> None:
-        """Remove uploads left half-written by a crash."""
+        """Remove uploads left half-written by a crash, and plaintext copies a killed process left behind."""
+        from tailor.security.crypto import sweep_private_workspaces
+
         shutil.rmtree(self.root / ".incoming", ignore_errors=True)
+        sweep_private_workspaces()
 

@@ -41,7 +41,8 @@ Record = tuple[int, dict]  # (1-based line of the row start, column -> value)
 
 
 def read_dataset(path, text_col: str | None = None, label_col: str | None = None, *,
-                 max_bytes: int | None = None, fmt: str | None = None) -> TextDataset:
+                 max_bytes: int | None = None, fmt: str | None = None,
+                 keep_columns: tuple[str, ...] = ()) -> TextDataset:
     """Read a CSV, TSV or JSONL file of labelled texts.
 
     Rows with an empty text or label are kept (cleaning removes and counts them); values are not stripped.
@@ -54,6 +55,7 @@ def read_dataset(path, text_col: str | None = None, label_col: str | None = None
         label_col: column (or JSON key) holding the label; guessed likewise.
         max_bytes: largest file accepted; defaults to ``TAILOR_MAX_FILE_MB``.
         fmt: ``csv``, ``tsv`` or ``jsonl``, overriding detection.
+        keep_columns: other columns to read into ``columns`` (e.g. a slice column), as text.
 
     Returns:
         The rows, with ``lines[i]`` the 1-based line where row ``i`` starts and ``source`` filled in.
@@ -61,7 +63,7 @@ def read_dataset(path, text_col: str | None = None, label_col: str | None = None
     Raises:
         UsageError: ``fmt`` is not a known format.
         DataError: the file is missing, too large, binary, not decodable, malformed (with the line), empty,
-            or its text and label columns cannot be found.
+            or its text and label columns cannot be found, or a column of ``keep_columns`` does not exist.
     """
     if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
@@ -74,15 +76,26 @@ def read_dataset(path, text_col: str | None = None, label_col: str | None = None
         if not columns:
             columns = _keys_in_order(sample)
         text_col, label_col = _choose_columns(columns, sample, text_col, label_col)
+        _check_kept_columns(keep_columns, columns, path)
         texts, labels, lines = [], [], []
+        kept: dict[str, list[str]] = {name: [] for name in keep_columns}
         for line, record in chain(sample, records):
             texts.append(_cell_text(record.get(text_col), text_col, line))
             labels.append(_cell_text(record.get(label_col), label_col, line))
             lines.append(line)
+            for name, values in kept.items():
+                values.append(_cell_text(record.get(name), name, line))
         sha256 = meter.sha256.hexdigest()
     source = SourceInfo(path=str(path), format=fmt, encoding=encoding, sha256=sha256, text_col=text_col,
                         label_col=label_col, rows_read=len(texts))
-    return TextDataset(texts=texts, labels=labels, lines=lines, source=source)
+    return TextDataset(texts=texts, labels=labels, lines=lines, source=source, columns=kept)
+
+
+def _check_kept_columns(keep: tuple[str, ...], columns: list[str], path: Path) -> None:
+    """Raises DataError naming the first column of ``keep`` the file lacks, with the columns it has."""
+    for name in keep:
+        if name not in columns:
+            raise DataError(f"no column {name!r} in {path} (columns: {', '.join(columns)})", field=name)
 
 
 def _choose_columns(columns: list[str], sample: list[Record], text_col: str | None,

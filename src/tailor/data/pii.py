@@ -1,4 +1,7 @@
-"""Count personal data in texts: e-mail addresses, phone numbers, payment card numbers, ID numbers and IBANs.
+"""Find personal data in texts (e-mail addresses, phone numbers, payment card numbers, ID numbers and IBANs),
+count it for the data report, or redact it: :func:`redact` replaces each match by its kind's placeholder
+(:data:`PLACEHOLDERS`: ``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[ID]``, ``[IBAN]``) and leaves every other
+character as it was.
 
 Detectors run in a fixed order (e-mail, ID numbers, IBANs, cards, phones) and each match is masked before the
 next detector runs, so one number is never counted twice (a Chinese ID or an IBAN is not also a card or a phone).
@@ -14,6 +17,8 @@ from typing import Callable, Iterable
 KINDS = ("email", "phone", "card_number", "id_number", "iban")
 KIND_NAMES = {"email": "e-mail", "phone": "phone", "card_number": "card number", "id_number": "ID number",
               "iban": "IBAN"}
+PLACEHOLDERS = {"email": "[EMAIL]", "phone": "[PHONE]", "card_number": "[CARD]", "id_number": "[ID]",
+                "iban": "[IBAN]"}
 
 _EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
 _US_SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
@@ -54,12 +59,58 @@ def count_pii(texts: Iterable[str]) -> dict[str, int]:
 def find_pii(text: str) -> dict[str, list[str]]:
     """The personal data in one text, per kind (see :data:`KINDS`), as the matched strings."""
     found: dict[str, list[str]] = {kind: [] for kind in KINDS}
+    for start, end, kind in pii_spans(text):
+        found[kind].append(text[start:end])
+    return found
+
+
+def pii_spans(text: str) -> list[tuple[int, int, str]]:
+    """Where the personal data in ``text`` is: ``(start, end, kind)`` character offsets, in the detectors' order
+    (then by position); spans never overlap."""
+    spans = []
     for kind, pattern, is_valid in _DETECTORS:
         matches = [m for m in pattern.finditer(text) if is_valid(m.group())]
-        found[kind].extend(m.group() for m in matches)
         for m in matches:
+            spans.append((m.start(), m.end(), kind))
             text = text[:m.start()] + _MASK * (m.end() - m.start()) + text[m.end():]
-    return found
+    return spans
+
+
+def redact(text: str) -> tuple[str, dict[str, int]]:
+    """Replace the personal data in ``text`` by its kind's placeholder (:data:`PLACEHOLDERS`).
+
+    Returns:
+        The redacted text, and the replacements per kind (every kind of :data:`KINDS`, 0 when none).
+    """
+    counts = dict.fromkeys(KINDS, 0)
+    spans = sorted(pii_spans(text))
+    if not spans:
+        return text, counts
+    parts, position = [], 0
+    for start, end, kind in spans:
+        parts += [text[position:start], PLACEHOLDERS[kind]]
+        counts[kind] += 1
+        position = end
+    parts.append(text[position:])
+    return "".join(parts), counts
+
+
+def redact_texts(texts: Iterable[str]) -> tuple[list[str], dict[str, int]]:
+    """:func:`redact` over many texts.
+
+    Returns:
+        The redacted texts in order, and the replacements per kind plus ``rows_redacted``: texts changed.
+    """
+    totals = dict.fromkeys(KINDS, 0)
+    rows_redacted = 0
+    redacted = []
+    for text in texts:
+        clean, counts = redact(text)
+        redacted.append(clean)
+        for kind, n in counts.items():
+            totals[kind] += n
+        rows_redacted += clean != text
+    return redacted, {**totals, "rows_redacted": rows_redacted}
 
 
 def _digits(s: str) -> str:

@@ -3,13 +3,17 @@
 Both take the same ``evaluation`` dict: ``model`` (a version ref such as ``credit-risk:3``), ``data`` (the
 file evaluated on), ``metrics`` (:func:`tailor.eval.metrics.classification_metrics`), ``baseline``
 (:func:`tailor.eval.metrics.majority_baseline`), ``base_model`` and optionally ``created_at``,
-``misclassified`` (:func:`tailor.eval.run.misclassified_rows`) and ``abstain``
-(:func:`tailor.eval.run.abstain_on_rows`); the sections for the optional ones are left out without them.
+``misclassified`` (:func:`tailor.eval.run.misclassified_rows`), ``abstain``
+(:func:`tailor.eval.run.abstain_on_rows`), ``fairness`` (:func:`tailor.eval.fairness.fairness_report`) and
+``explanations`` (:func:`tailor.eval.explanations.explain_evaluation`); the sections for the optional ones are
+left out without them.
 """
 
 from __future__ import annotations
 
 from tailor import html
+from tailor.eval.explanations import describe_faithfulness, explanations_section
+from tailor.eval.fairness import fairness_section
 from tailor.eval.metrics import HEADLINE_KEYS, compare
 
 METRIC_NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "weighted_f1": "weighted-F1",
@@ -68,7 +72,8 @@ def render_eval_html(evaluation: dict) -> str:
     Sections: headline numbers beside the majority baseline and the delta, the confusion-matrix heat map
     (whole labels, counts in the cells), per-class F1 bars (worst on top), the per-class table (in label
     order), the most confused pairs and, when the evaluation has them, the misclassified examples (most
-    confident first) and coverage against accuracy with the version's suggested abstain threshold.
+    confident first), coverage against accuracy with the version's suggested abstain threshold, the bias report
+    and the global explanations (faithfulness, words per label, explained mistakes).
 
     Args:
         evaluation: see the module docstring.
@@ -101,6 +106,10 @@ def render_eval_html(evaluation: dict) -> str:
         sections.append(_misclassified_section(evaluation["misclassified"], metrics["n"]))
     if evaluation.get("abstain") is not None:
         sections.append(_abstain_section(evaluation["abstain"]))
+    if evaluation.get("fairness") is not None:
+        sections.append(fairness_section(evaluation["fairness"]))
+    if evaluation.get("explanations") is not None:
+        sections.append(explanations_section(evaluation["explanations"]))
     return html.page(f"Evaluation of {evaluation['model']}", sections, subtitle=_subtitle(evaluation))
 
 
@@ -172,6 +181,8 @@ def format_eval_text(evaluation: dict) -> str:
         accuracy = "" if at["accuracy"] is None else f" at {at['accuracy']:.1%} accuracy"
         lines.append(f"abstaining below {at['threshold']:.3f} (suggested): answers {at['coverage']:.1%} of rows"
                      f"{accuracy}")
+    if evaluation.get("explanations"):
+        lines.append("explanations: " + describe_faithfulness(evaluation["explanations"]["faithfulness"]))
     lines.append("worst classes by F1:")
     lines += [f"  {label[:30]:<30} F1 {s['f1']:.4f}  P {s['precision']:.4f}  R {s['recall']:.4f}  n={s['support']}"
               for label, s in classes_by_f1(evaluation["metrics"])[:WORST_CLASSES]]

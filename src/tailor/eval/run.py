@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from tailor.data.dataset import TextDataset
-from tailor.errors import DataError
+from tailor.errors import DataError, UsageError
 from tailor.registry.store import DEFAULT_TENANT
 from tailor.settings import Settings, get_settings
 
@@ -80,19 +80,39 @@ def abstain_on_rows(labels, proba, rows: TextDataset, suggested: dict | None) ->
 
 def evaluate_model(ref: str, data, *, text_col: str | None = None, label_col: str | None = None,
                    tenant: str = DEFAULT_TENANT, report_path: str | Path | None = None,
-                   settings: Settings | None = None) -> dict:
+                   settings: Settings | None = None, slice_col: str | None = None,
+                   positive_label: str | None = None, counterfactual: bool = False,
+                   terms_path: str | Path | None = None) -> dict:
     """Evaluate the version ``ref`` on labelled ``data`` (a path or a TextDataset).
 
     Rows with an empty text, or a label the model does not know, are left out and counted. The majority
     baseline uses the training labels' most frequent class. The result is also stored in the version's
-    metrics under ``evaluations`` (keyed by the file's sha256 prefix).
+    metrics under ``evaluations`` (keyed by the file's sha256 prefix), and its bias report under
+    ``fairness`` (:func:`tailor.eval.fairness.fairness_report`); a report of the slice finder alone (no
+    ``slice_col``, no ``counterfactual``) does not replace a stored slice table or counterfactual check.
+
+    Args:
+        slice_col: score the slices of this column of the file (it must exist).
+        positive_label: the positive class of a binary task for the slice rates.
+        counterfactual: also swap protected terms and count changed predictions (``terms_path``: a user's
+            term list merged with the shipped ones, see :mod:`tailor.eval.counterfactual`).
 
     Returns:
         ``{"model", "data", "rows", "skipped_rows", "unknown_labels", "metrics", "baseline", "base_model",
-        "created_at", "misclassified", "abstain"}``: ``misclassified`` from :func:`misclassified_rows`,
-        ``abstain`` from :func:`abstain_on_rows` with the version's suggested threshold.
+        "created_at", "misclassified", "abstain", "explanations", "fairness"}``: ``misclassified`` from
+        :func:`misclassified_rows`, ``abstain`` from :func:`abstain_on_rows` with the version's suggested threshold,
+        ``explanations`` from :func:`tailor.eval.explanations.explain_evaluation` (also stored in the version's
+        metrics under ``explanations``).
+
+    Raises:
+        DataError: the file cannot be read, or has no column ``slice_col``; a bad terms file.
+        UsageError: a bad ``positive_label``, or ``terms_path`` without ``counterfactual``.
     """
     from tailor.data.ingest import read_dataset
+    from tailor.eval.counterfactual import build_swapper, load_terms
+    from tailor.eval.explanations import explain_evaluation
+    from tailor.eval.fairness import fairness_report, keeps_evidence, label_predictor
+    from tailor.eval.slices import positive_class
     from tailor.eval.report import render_eval_html
     from tailor.registry.service import open_registry
     from tailor.models.classifier import TextClassifier
@@ -100,9 +120,16 @@ def evaluate_model(ref: str, data, *, text_col: str | None = None, label_col: st
     settings = settings or get_settings()
     registry = open_registry(settings)
     version = registry.store.resolve(tenant, ref)
-    classifier = TextClassifier.from_dir(registry.artifact_dir(version))
-    ds = data if isinstance(data, TextDataset) else read_dataset(data, text_col, label_col,
-                                                                  max_bytes=settings.max_file_bytes)
+    if terms_path and not counterfactual:
+        raise UsageError("terms are for the counterfactual check: pass --counterfactual with --terms")
+    swapper = build_swapper(load_terms(terms_path)) if counterfactual else None
+    ds = data if isinstance(data, TextDataset) else read_dataset(
+        data, text_col, label_col, max_bytes=settings.max_file_bytes, keep_columns=(slice_col,) if slice_col else ())
+    if slice_col and slice_col not in ds.columns:
+        raise DataError(f"no column {slice_col!r} in the data (columns kept: {', '.join(ds.columns) or 'none'})",
+                        field=slice_col)
+    classifier = TextClassifier.from_dir(registry.artifact_dir(version))  # after the cheap checks of the input
+    positive_class(ds.labels, classifier.labels, positive_label)  # a bad positive label, before predicting
     rows, unknown = scorable_rows(ds, classifier.labels)
     train_counts = version.lineage.get("label_counts") or {}
     train_labels = [label for label, n in train_counts.items() for _ in range(n)] or rows.labels
@@ -114,12 +141,20 @@ def evaluate_model(ref: str, data, *, text_col: str | None = None, label_col: st
         "base_model": version.base_model, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "misclassified": misclassified_rows(classifier.labels, proba, rows),
         "abstain": abstain_on_rows(classifier.labels, proba, rows, version.metrics.get("abstain")),
+        "explanations": explain_evaluation(classifier.predict_proba, classifier.labels, rows, proba),
     }
+    evaluation["fairness"] = fairness_report(
+        classifier.labels, [classifier.labels[i] for i in proba.argmax(1)], rows,
+        data=ds.source.sha256 if ds.source else "dataset", predict=label_predictor(classifier),
+        slice_column=slice_col, positive_label=positive_label, swapper=swapper)
     key = (ds.source.sha256[:12] if ds.source else "dataset")
     evaluations = dict(version.metrics.get("evaluations", {}))
     evaluations[key] = {k: evaluation[k] for k in ("data", "rows", "created_at")} | {
         m: evaluation["metrics"][m] for m in ("accuracy", "macro_f1", "weighted_f1")}
-    registry.store.update_metrics(tenant, version.name, version.version, {"evaluations": evaluations})
+    stored = {"evaluations": evaluations, "explanations": evaluation["explanations"]}
+    if slice_col or counterfactual or not keeps_evidence(version.metrics.get("fairness")):
+        stored["fairness"] = evaluation["fairness"]
+    registry.store.update_metrics(tenant, version.name, version.version, stored)
     if report_path:
         Path(report_path).write_text(render_eval_html(evaluation), encoding="utf-8")
     return evaluation

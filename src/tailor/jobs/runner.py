@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import ExitStack
 
 from tailor.errors import DataError, TailorError
 from tailor.jobs.spec import CHAT
 from tailor.jobs.store import FAILED, SUCCEEDED, Job, JobStore
+from tailor.security.quotas import QuotaStore
 
 log = logging.getLogger(__name__)
 _STEP_EVENT_INTERVAL_S = 5.0
@@ -111,28 +113,34 @@ def run_job(job: Job, *, store: JobStore, settings, worker_id: str, signal: Stop
     else:
         reporter.message("Fine-tuning job started")
     try:
-        files = FileStore(settings.registry_url, settings.files_dir)
-        train_path = files.path(files.get(job.tenant, job.training_file)) if job.training_file else None
-        eval_path = files.path(files.get(job.tenant, job.validation_file)) if job.validation_file else None
-        for param, file_id, path in (("training_file", job.training_file, train_path),
-                                     ("validation_file", job.validation_file, eval_path)):
-            if path is not None and not path.is_file():  # say which file, never the storage path
-                raise DataError(f"{param} {file_id} is missing from the file store; upload it again and create a "
+        files = FileStore(settings.registry_url, settings.files_dir, settings)
+        train_file = files.get(job.tenant, job.training_file) if job.training_file else None
+        eval_file = files.get(job.tenant, job.validation_file) if job.validation_file else None
+        for param, stored in (("training_file", train_file), ("validation_file", eval_file)):
+            if stored is not None and not files.path(stored).is_file():  # say which file, never the storage path
+                raise DataError(f"{param} {stored.id} is missing from the file store; upload it again and create a "
                                 "new job")
-        name = fine_tuned_model_id(job)
-        common = dict(eval_file=eval_path, name=name, tenant=job.tenant, resume=True,
-                      run_dir=settings.home / "runs" / job.id, reporter=reporter, settings=settings,
-                      seed=job.seed, **job.request["overrides"])
-        if "retrain" in job.request:
-            result = _run_retrain(job, train_path, common)
-        elif job.task == CHAT:
-            from tailor.train.chat_job import run_chat_job
+        # sealed files are decrypted into a private temporary directory for the job's run, removed after it
+        with ExitStack() as plaintexts:
+            train_path, eval_path = (None if stored is None else plaintexts.enter_context(files.plaintext(stored))
+                                     for stored in (train_file, eval_file))
+            name = fine_tuned_model_id(job)
+            common = dict(eval_file=eval_path, name=name, tenant=job.tenant, resume=True,
+                          run_dir=settings.home / "runs" / job.id, reporter=reporter, settings=settings,
+                          seed=job.seed, **job.request["overrides"])
+            # the tenant's switch, read at each start
+            if QuotaStore(settings.registry_url).get(job.tenant).redact_pii:
+                common["redact_pii"] = True
+            if "retrain" in job.request:
+                result = _run_retrain(job, train_path, common)
+            elif job.task == CHAT:
+                from tailor.train.chat_job import run_chat_job
 
-            result = run_chat_job(train_path, base=job.model, **common)
-        else:
-            from tailor.train.job import run_classification_job
+                result = run_chat_job(train_path, base=job.model, **common)
+            else:
+                from tailor.train.job import run_classification_job
 
-            result = run_classification_job(train_path, base=job.model, **common)
+                result = run_classification_job(train_path, base=job.model, **common)
     except JobStopped as stopped:
         if stopped.shutdown:
             store.requeue(job.id, worker_id, "Server stopping; job queued again and will resume from its last "

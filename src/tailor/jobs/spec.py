@@ -79,6 +79,10 @@ class TailorOptions(_Strict):
     replay: float | None = Field(None, ge=0, le=100, description="retrain: old training rows mixed in, as a share "
                                                                  "of the new rows (default 4.0; 0: none)")
     new_labels: bool | None = Field(None, description="retrain: accept labels the model lacks, as new classes")
+    redact_pii: bool | None = Field(None, description="replace e-mails, phones, card, ID and IBAN numbers in the "
+                                                      "training and validation texts by [EMAIL], [PHONE], [CARD], "
+                                                      "[ID], [IBAN] before training (always on for a tenant whose "
+                                                      "redact_pii switch is on)")
 
     def retrain_options(self) -> dict:
         """The retrain's options that were given: ``feedback``, ``replay``, ``new_labels``."""
@@ -164,6 +168,6 @@ def resolve_training(body: JobCreate, task: str, method: str | None = None) -> t
         batch_size = preset.batch_size if chosen.batch_size == "auto" else chosen.batch_size
         overrides["batch_size"] = batch_size
     overrides.update({"preset": options.preset, "epochs": epochs, lr_field: getattr(preset, lr_field) * multiplier,
-                      "time_budget_s": options.time_budget_s})
+                      "time_budget_s": options.time_budget_s, "redact_pii": options.redact_pii or None})
     hyperparameters = {"n_epochs": epochs, "batch_size": batch_size, "learning_rate_multiplier": multiplier}
     return hyperparameters, {k: v for k, v in overrides.items() if v is not None}

@@ -262,6 +262,26 @@ class JobStore:
         with self._engine.begin() as conn:
             return dict(conn.execute(select(_jobs.c.status, func.count()).group_by(_jobs.c.status)).all())
 
+    def active_count(self, tenant: str) -> int:
+        """How many of the tenant's jobs are validating, queued or running (a paused job is not)."""
+        with self._engine.connect() as conn:
+            return int(conn.scalar(select(func.count()).where(
+                _jobs.c.tenant == tenant, _jobs.c.status.in_((VALIDATING, QUEUED, RUNNING)))))
+
+    def run_seconds_since(self, tenant: str, since: datetime) -> float:
+        """Seconds the tenant's jobs ran after ``since``: each job from its start to its end (to now while it
+        runs; to its last heartbeat when it was paused or lost its worker), clipped to ``since``."""
+        moment = now()
+        query = select(_jobs.c.status, _jobs.c.started_at, _jobs.c.finished_at, _jobs.c.heartbeat_at).where(
+            _jobs.c.tenant == tenant, _jobs.c.started_at.is_not(None),
+            or_(_jobs.c.finished_at.is_(None), _jobs.c.finished_at > since))
+        total = 0.0
+        with self._engine.connect() as conn:
+            for status, started, finished, heartbeat in conn.execute(query):
+                end = moment if status == RUNNING else finished or heartbeat or started
+                total += max(0.0, (end - max(started, since)).total_seconds())
+        return total
+
     # --- what workers do ---------------------------------------------------------------------------------
 
     def claim(self, worker_id: str) -> Job | None:

@@ -2,11 +2,13 @@
 (classifiers) or GGUF (chat models, for llama.cpp and Ollama).
 
 Every export is written into a temporary sibling of the output directory and renamed into place at the
-end, so a failed export never leaves a half-written directory behind.
+end, so a failed export never leaves a half-written directory behind. The Hugging Face and PEFT layouts ship
+the version's model card as ``README.md`` (:mod:`tailor.models.card`), as the Hub expects.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -160,24 +162,45 @@ def _exporters_for(artifact: Path) -> dict:
     return EXPORTERS
 
 
-def export_artifact(artifact: Path, fmt: str, out: str | Path) -> list[str]:
-    """Export the model in ``artifact`` as ``fmt`` into ``out``; returns the file names written."""
+def export_artifact(artifact: Path, fmt: str, out: str | Path, card: str | None = None) -> list[str]:
+    """Export the model in ``artifact`` as ``fmt`` into ``out``; returns the file names written.
+
+    Args:
+        card: the version's model card, written as ``README.md`` (replacing any the exporter wrote) when
+            ``fmt`` is one of :data:`tailor.models.card.CARD_FORMATS`.
+    """
+    from tailor.models.card import CARD_FILE, CARD_FORMATS
+
     exporters = _exporters_for(artifact)
     if fmt not in exporters:
         raise UsageError(f"unknown export format {fmt!r} for this model; formats are: {', '.join(exporters)}")
     out = Path(out).expanduser().resolve()
     _check_out_dir(out)
-    publish_dir(out, lambda tmp: exporters[fmt](artifact, tmp))  # readable by all (0755/0644), like a cp
+
+    def build(tmp: Path) -> None:
+        exporters[fmt](artifact, tmp)
+        if card is not None and fmt in CARD_FORMATS:
+            (tmp / CARD_FILE).write_text(card, encoding="utf-8")
+
+    publish_dir(out, build)  # readable by all (0755/0644), like a cp
     return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
 
 
+def export_card(store, version, fmt: str) -> str | None:
+    """The model card an export of ``version`` as ``fmt`` ships (see :func:`export_artifact`), else None."""
+    from tailor.models.card import CARD_FORMATS, version_card
+
+    return version_card(store, version, export=fmt) if fmt in CARD_FORMATS else None
+
+
 def export_version(ref: str, fmt: str, out: str | Path, *, tenant: str = DEFAULT_TENANT) -> dict:
-    """Export the registered version ``ref``; returns ``{"model", "format", "path", "files"}``."""
+    """Export the registered version ``ref`` (with its model card as ``README.md`` in the ``hf`` and ``peft``
+    layouts); returns ``{"model", "format", "path", "files"}``."""
     from tailor.registry.service import open_registry
 
     registry = open_registry()
     version = registry.store.resolve(tenant, ref)
-    files = export_artifact(registry.artifact_dir(version), fmt, out)
+    files = export_artifact(registry.artifact_dir(version), fmt, out, card=export_card(registry.store, version, fmt))
     return {"model": version.ref, "format": fmt, "path": str(Path(out).expanduser().resolve()), "files": files}
 
 
@@ -198,7 +221,8 @@ def exports_cache_dir(home: Path) -> Path:
     return Path(home) / "cache" / "exports"
 
 
-def export_archive(artifact: Path, fmt: str, archive: str, cache_dir: Path, folder: str) -> Path:
+def export_archive(artifact: Path, fmt: str, archive: str, cache_dir: Path, folder: str,
+                   card: str | None = None) -> Path:
     """The export of ``artifact`` as ``fmt`` packed into one ``archive`` (``zip`` or ``tar.gz``) file whose
     entries sit under ``folder/``; built once into ``cache_dir`` (a version's artifact never changes) and
     returned from there afterwards.
@@ -206,23 +230,35 @@ def export_archive(artifact: Path, fmt: str, archive: str, cache_dir: Path, fold
     The archive is built under a temporary name in ``cache_dir`` and renamed into place last, so a reader
     never gets a half-written one, and a failed export leaves nothing behind.
 
+    Args:
+        card: the model card it ships (see :func:`export_artifact`). The card follows the version's metrics,
+            which later evaluations extend, so an archive with a card is cached under the card's digest
+            (``hf-<digest>.zip``): a changed card builds a new archive and the stale one is removed.
+
     Raises:
         UsageError: an unknown ``archive`` or format, or what the format's exporter refuses.
     """
+    from tailor.models.card import CARD_FORMATS
+
     if archive not in ARCHIVES:
         raise UsageError(f"unknown archive {archive!r}; archives are: {', '.join(ARCHIVES)}")
-    target = Path(cache_dir) / f"{fmt}.{archive}"
+    card = card if fmt in CARD_FORMATS else None
+    stamp = f"-{hashlib.sha256(card.encode()).hexdigest()[:16]}" if card is not None else ""
+    target = Path(cache_dir) / f"{fmt}{stamp}.{archive}"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{fmt}.", dir=target.parent))
     try:
-        export_artifact(artifact, fmt, work / folder)
+        export_artifact(artifact, fmt, work / folder, card=card)
         packed = work / target.name
         _pack(work / folder, packed, archive)
         os.replace(packed, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    for stale in (*target.parent.glob(f"{fmt}-*.{archive}"), target.parent / f"{fmt}.{archive}"):
+        if stale != target:
+            stale.unlink(missing_ok=True)  # an archive with an older card (or none, from before cards)
     return target
 
 

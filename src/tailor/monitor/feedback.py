@@ -3,7 +3,8 @@ completion, one per answer (a later one replaces it), kept per tenant in the ``f
 
 :func:`give_feedback` checks a whole batch before writing any of it: every id must be one of the tenant's
 recorded answers of the right kind, and a label one the answering version knows (its recorded probabilities
-name them all), so a typo never becomes a silent training label.
+name them all), so a typo never becomes a silent training label. A correction is client text: sealed under the
+tenant's data key when a master key is configured, like the answers' stored inputs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from sqlalchemy import Column, MetaData, String, Table, Text, delete, func, inse
 
 from tailor.db import UtcDateTime, now, open_engine
 from tailor.errors import NotFoundError, UsageError
-from tailor.monitor.records import PredictionStore
+from tailor.monitor.records import PredictionStore, seal, unseal, unseal_input
+from tailor.security.crypto import open_keyring
 from tailor.monitor.records import _predictions  # the answers feedback is joined with (one database)
 
 RATINGS = ("up", "down")
@@ -53,32 +55,34 @@ class Feedback:
 
 
 class FeedbackStore:
-    """The ``feedback`` table (migration ``m005_predictions``)."""
+    """The ``feedback`` table (migration ``m005_predictions``); corrections sealed when ``settings`` (read from
+    the environment by default) configure a master key."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, settings=None):
         self._engine = open_engine(url)
+        self.keys = open_keyring(url, settings)
 
     def put(self, items: list[Feedback]) -> None:
         """Write ``items`` in one transaction, each replacing earlier feedback on the same answer."""
+        # sealed before the transaction: a tenant's first key is created in a transaction of its own
+        rows = [{"id": i.id, "tenant": i.tenant, "record_id": i.record_id, "label": i.label, "rating": i.rating,
+                 "correction": seal(self.keys, i.tenant, i.correction), "created_at": i.created_at} for i in items]
         with self._engine.begin() as conn:
             for item in items:
                 conn.execute(delete(_feedback).where(_feedback.c.tenant == item.tenant,
                                                      _feedback.c.record_id == item.record_id))
-            conn.execute(insert(_feedback), [
-                {"id": i.id, "tenant": i.tenant, "record_id": i.record_id, "label": i.label, "rating": i.rating,
-                 "correction": i.correction, "created_at": i.created_at} for i in items])
+            conn.execute(insert(_feedback), rows)
 
     def for_records(self, tenant: str, record_ids: list[str]) -> dict[str, Feedback]:
         """The tenant's feedback on those answers, by answer id."""
-        out: dict[str, Feedback] = {}
+        rows = []
         with self._engine.connect() as conn:
             for start in range(0, len(record_ids), 500):  # keep each IN list small
-                rows = conn.execute(select(_feedback).where(_feedback.c.tenant == tenant,
-                                                            _feedback.c.record_id.in_(record_ids[start:start + 500])))
-                for r in rows:
-                    out[r.record_id] = Feedback(r.tenant, r.record_id, r.label, r.rating, r.correction, r.id,
-                                                r.created_at)
-        return out
+                rows += conn.execute(select(_feedback).where(_feedback.c.tenant == tenant,
+                                                             _feedback.c.record_id.in_(record_ids[start:start + 500])))
+        # opened once the connection is closed (a key lookup must not wait on this transaction)
+        return {r.record_id: Feedback(r.tenant, r.record_id, r.label, r.rating,
+                                      unseal(self.keys, r.tenant, r.correction), r.id, r.created_at) for r in rows}
 
     def remove(self, tenant: str, record_id: str) -> bool:
         """Delete the tenant's feedback on the answer ``record_id`` (undoing a label); False when it had none."""
@@ -105,8 +109,10 @@ class FeedbackStore:
         if since is not None:
             query = query.where(_feedback.c.created_at >= since)
         with self._engine.connect() as conn:
-            return [(stored["text"], label) for stored, label in conn.execute(query)
-                    if isinstance((stored or {}).get("text"), str)]
+            rows = conn.execute(query).all()
+        stored_labels = [(unseal_input(self.keys, tenant, stored), label) for stored, label in rows]
+        return [(stored["text"], label) for stored, label in stored_labels
+                if isinstance((stored or {}).get("text"), str)]
 
     def corrections(self, tenant: str, model_name: str) -> list[dict]:
         """The corrected answers given on the tenant's stored chat completions of model ``model_name`` (any
@@ -120,9 +126,11 @@ class FeedbackStore:
                  .order_by(answers.created_at, answers.id))
         with self._engine.connect() as conn:
             rows = conn.execute(query).all()
+        opened = [(unseal_input(self.keys, tenant, stored), unseal(self.keys, tenant, correction))
+                  for stored, correction in rows]
         return [{"messages": [{k: v for k, v in m.items() if v is not None} for m in stored["messages"]]
                  + [{"role": "assistant", "content": correction}]}
-                for stored, correction in rows if correction.strip()]
+                for stored, correction in opened if correction.strip()]
 
     def count(self, tenant: str) -> int:
         with self._engine.connect() as conn:

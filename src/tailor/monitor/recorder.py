@@ -2,6 +2,9 @@
 thread writes what gathered every ``flush_s`` seconds, or sooner once ``max_batch`` wait, in one transaction,
 and prunes every tenant's records to its retention limits every ``prune_every_s`` seconds.
 
+Before a write, the inputs and outputs of tenants that redact personal data (``redacting()``, read once per
+write) have it replaced by placeholders (:func:`tailor.data.pii.redact`), so it never reaches the database.
+
 A write that fails (the database is briefly away) keeps its records for the next try; only beyond
 ``max_pending`` waiting records are the oldest dropped, and counted (:attr:`Recorder.dropped`), so a long
 outage cannot exhaust memory. Reads that must see a request's own records (a stored completion fetched right
@@ -13,9 +16,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Callable
 
+from tailor.data.pii import redact
 from tailor.db import now
 from tailor.monitor.records import PredictionRecord, PredictionStore
 
@@ -32,11 +37,13 @@ class Recorder:
         max_batch: a write starts at once when this many records wait.
         max_pending: beyond this many waiting records (writes failing), the oldest are dropped.
         prune_every_s: how often every tenant's records are pruned to its ``limits``.
+        redacting: the tenants whose records' inputs and outputs are redacted (None: no one's).
     """
 
     def __init__(self, store: PredictionStore, limits: Callable[[str], tuple[int, int]], *, flush_s: float = 0.5,
-                 max_batch: int = 2000, max_pending: int = 200_000, prune_every_s: float = 300.0):
-        self.store, self.limits = store, limits
+                 max_batch: int = 2000, max_pending: int = 200_000, prune_every_s: float = 300.0,
+                 redacting: Callable[[], set[str]] | None = None):
+        self.store, self.limits, self.redacting = store, limits, redacting
         self.flush_s, self.max_batch, self.max_pending, self.prune_every_s = flush_s, max_batch, max_pending, prune_every_s
         self.written = self.dropped = self.pruned = self.failures = 0
         self._pending: list[PredictionRecord] = []
@@ -71,6 +78,7 @@ class Recorder:
             if not batch:
                 return 0
             try:
+                batch = self._redacted(batch)
                 self.store.add(batch)
             except Exception:  # noqa: BLE001 - the database may be briefly away; the records wait for it
                 log.exception("writing %d prediction records failed; they wait for the next try", len(batch))
@@ -81,6 +89,14 @@ class Recorder:
             with self._lock:
                 self.written += len(batch)
             return len(batch)
+
+    def _redacted(self, batch: list[PredictionRecord]) -> list[PredictionRecord]:
+        """``batch`` with the personal data of redacting tenants' inputs and outputs replaced."""
+        tenants = self.redacting() if self.redacting is not None else set()
+        if not tenants:
+            return batch
+        return [replace(r, input=_redact_strings(r.input), output=_redact_strings(r.output)) if r.tenant in tenants
+                else r for r in batch]
 
     def prune(self) -> int:
         """Prune every tenant's records to its ``limits``: older than its days, beyond its newest rows."""
@@ -119,3 +135,14 @@ class Recorder:
                     self.prune()
                 except Exception:  # noqa: BLE001 - pruning is retried at the next period
                     log.exception("pruning prediction records failed")
+
+
+def _redact_strings(value):
+    """``value`` (a stored input: text, prompt or messages; or an output) with every string in it redacted."""
+    if isinstance(value, str):
+        return redact(value)[0]
+    if isinstance(value, dict):
+        return {key: _redact_strings(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_strings(item) for item in value]
+    return value

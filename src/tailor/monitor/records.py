@@ -10,11 +10,14 @@ probability, or the generated text. The input (a classified text, a chat's messa
 when the request says ``"store": true``; statistics need none of it.
 
 Rows are written off the request path in batches (:mod:`tailor.monitor.recorder`) and pruned per tenant
-by age and count (:meth:`PredictionStore.prune`), oldest first.
+by age and count (:meth:`PredictionStore.prune`), oldest first. With a master key configured, the client's
+text in a row (the stored ``input`` and a completion's ``output``) is sealed under the tenant's data key
+(:mod:`tailor.security.crypto`); rows written before encryption was switched on are read as they are.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -23,6 +26,7 @@ from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, de
 
 from tailor.db import JsonText, UtcDateTime, now, open_engine
 from tailor.errors import NotFoundError
+from tailor.security.crypto import Keyring, open_keyring, open_value
 
 KINDS = ("classification", "embedding", "chat.completion", "text_completion", "error")
 ID_PREFIXES = {"classification": "pred-", "embedding": "emb-", "chat.completion": "chatcmpl-",
@@ -93,36 +97,64 @@ class PredictionRecord:
         return self.input is not None
 
 
-def _row(record: PredictionRecord) -> dict:
+def seal(keys: Keyring | None, tenant: str, text: str | None) -> str | None:
+    """``text`` sealed under the tenant's data key when encryption is on (None stays None)."""
+    return text if keys is None or text is None else keys.seal_text(tenant, text)
+
+
+def unseal(keys: Keyring | None, tenant: str, value: str | None) -> str | None:
+    """The text of a stored value (sealed or from before encryption; None stays None)."""
+    return None if value is None else open_value(keys, tenant, value)
+
+
+def seal_input(keys: Keyring | None, tenant: str, stored: dict | None) -> dict | str | None:
+    """A stored input for its JSON column: the dict itself, or its JSON sealed when encryption is on."""
+    if keys is None or stored is None:
+        return stored
+    return keys.seal_text(tenant, json.dumps(stored, sort_keys=True, ensure_ascii=False))
+
+
+def unseal_input(keys: Keyring | None, tenant: str, value: dict | str | None) -> dict | None:
+    """The stored input of a row: a dict written before encryption, or the sealed JSON opened."""
+    return json.loads(open_value(keys, tenant, value)) if isinstance(value, str) else value
+
+
+def _row(record: PredictionRecord, keys: Keyring | None) -> dict:
     return {"id": record.id, "tenant": record.tenant, "kind": record.kind, "request_id": record.request_id,
             "model": record.model, "model_name": record.model_name, "version": record.version,
             "created_at": record.created_at, "latency_ms": record.latency_ms, "prompt_tokens": record.prompt_tokens,
             "completion_tokens": record.completion_tokens, "label": record.label, "score": record.score,
-            "scores": record.scores, "output": record.output, "input": record.input,
+            "scores": record.scores, "output": seal(keys, record.tenant, record.output),
+            "input": seal_input(keys, record.tenant, record.input),
             "stored": int(record.stored), "metadata": record.metadata, "details": record.details,
             "features": record.features}
 
 
-def _record(row) -> PredictionRecord:
+def _record(row, keys: Keyring | None) -> PredictionRecord:
     return PredictionRecord(
         id=row.id, tenant=row.tenant, kind=row.kind, model=row.model, model_name=row.model_name,
         version=row.version, request_id=row.request_id, created_at=row.created_at, latency_ms=row.latency_ms,
         prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens, label=row.label,
-        score=row.score, scores=row.scores, output=row.output, input=row.input, metadata=row.metadata,
+        score=row.score, scores=row.scores, output=unseal(keys, row.tenant, row.output),
+        input=unseal_input(keys, row.tenant, row.input), metadata=row.metadata,
         details=row.details, features=row.features)
 
 
 class PredictionStore:
-    """The ``predictions`` table (created by migration ``m005_predictions``) on the shared database."""
+    """The ``predictions`` table (created by migration ``m005_predictions``) on the shared database; client
+    text sealed when ``settings`` (read from the environment by default) configure a master key."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, settings=None):
         self._engine = open_engine(url)
+        self.keys = open_keyring(url, settings)
 
     def add(self, records: list[PredictionRecord]) -> None:
         """Insert ``records`` in one transaction."""
         if records:
+            # sealed before the transaction: a tenant's first key is created in a transaction of its own
+            rows = [_row(r, self.keys) for r in records]
             with self._engine.begin() as conn:
-                conn.execute(insert(_predictions), [_row(r) for r in records])
+                conn.execute(insert(_predictions), rows)
 
     def get(self, tenant: str, record_id: str, kind: str | None = None, stored: bool = False) -> PredictionRecord:
         """The tenant's record ``record_id`` (of ``kind``; with ``stored``, only one whose input was kept).
@@ -140,7 +172,7 @@ class PredictionStore:
         if row is None:
             what = "stored completion" if stored else "prediction"
             raise NotFoundError(f"{what} {record_id!r} not found")
-        return _record(row)
+        return _record(row, self.keys)
 
     def list_stored(self, tenant: str, kind: str, *, model: str | None = None, metadata: dict | None = None,
                     after: str | None = None, limit: int = 20, newest_first: bool = False
@@ -166,16 +198,16 @@ class PredictionStore:
                 query = query.where((table.created_at > cursor.created_at)
                                     | ((table.created_at == cursor.created_at) & (table.id > cursor.id)))
         wanted = dict(metadata or {})
-        out: list[PredictionRecord] = []
+        rows = []
         with self._engine.connect() as conn:
             # metadata is JSON text: filtered here rather than in SQL, so every database behaves alike
             for row in conn.execute(query.order_by(*order)):
-                record = _record(row)
-                if all((record.metadata or {}).get(k) == v for k, v in wanted.items()):
-                    out.append(record)
-                    if len(out) > limit:
+                if all((row.metadata or {}).get(k) == v for k, v in wanted.items()):
+                    rows.append(row)
+                    if len(rows) > limit:
                         break
-        return out[:limit], len(out) > limit
+        # opened once the connection is closed (a key lookup must not wait on this transaction)
+        return [_record(row, self.keys) for row in rows[:limit]], len(rows) > limit
 
     def update_metadata(self, tenant: str, record_id: str, kind: str, metadata: dict) -> PredictionRecord:
         """Replace a stored record's metadata; returns the updated record.
@@ -213,9 +245,11 @@ class PredictionStore:
         if newest is not None:
             query = query.order_by(table.created_at.desc(), table.id.desc()).limit(newest)
             with self._engine.connect() as conn:
-                return [_record(row) for row in reversed(conn.execute(query).all())]
+                rows = list(reversed(conn.execute(query).all()))
+            return [_record(row, self.keys) for row in rows]
         with self._engine.connect() as conn:
-            return [_record(row) for row in conn.execute(query.order_by(table.created_at, table.id))]
+            rows = conn.execute(query.order_by(table.created_at, table.id)).all()
+        return [_record(row, self.keys) for row in rows]
 
     def versions(self, tenant: str, model_name: str, since: datetime, kind: str = "classification") -> list[int]:
         """The versions of the tenant's model that answered (``kind``) since ``moment``, ascending."""
@@ -232,7 +266,8 @@ class PredictionStore:
         query = (select(_predictions).where(table.kind == kind, table.created_at >= moment)
                  .order_by(table.created_at, table.id))
         with self._engine.connect() as conn:
-            return [_record(row) for row in conn.execute(query)]
+            rows = conn.execute(query).all()
+        return [_record(row, self.keys) for row in rows]
 
     def count(self, tenant: str, kind: str | None = None) -> int:
         """How many records the tenant has (of ``kind``)."""

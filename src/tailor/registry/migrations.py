@@ -315,15 +315,85 @@ def _m008_console_sessions(conn: Connection) -> None:
 
 def _m009_release_gates(conn: Connection) -> None:
     """Each tenant's release gate: the accuracy floor and bias thresholds a version must pass before an alias
-    may point at it."""  # filled in by the release-gate work
+    may point at it (see :mod:`tailor.registry.gate`); a null threshold is not checked."""
+    metadata = MetaData()
+    Table(
+        "release_gates",
+        metadata,
+        Column("tenant", String(64), primary_key=True),
+        Column("min_accuracy", Float),
+        Column("min_macro_f1", Float),
+        Column("max_slice_gap", Float),
+        Column("max_flip_rate", Float),
+        Column("require_fairness", Integer, nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Column("updated_by", Text),
+    )
+    metadata.create_all(conn)
 
 
 def _m010_audit_quotas(conn: Connection) -> None:
     """The append-only, hash-chained audit log of state-changing actions, and per-tenant quotas."""  # filled in by the audit work
+    # The audit log (see tailor.security.audit): one chain over every tenant; its head (the last seq and hash) is
+    # the one row every append locks, so appends from several processes stay one line, and a cut tail is seen.
+    audit_metadata = MetaData()
+    Table(
+        "audit_log",
+        audit_metadata,
+        Column("seq", BigInteger, primary_key=True, autoincrement=False),
+        Column("tenant", String(64)),
+        Column("actor", Text, nullable=False),
+        Column("action", Text, nullable=False),
+        Column("target", Text, nullable=False),
+        Column("client", String(64)),
+        Column("result", String(16), nullable=False),
+        Column("error", Text),
+        Column("at", DateTime(timezone=True), nullable=False),
+        Column("prev_hash", String(64), nullable=False),
+        Column("hash", String(64), nullable=False),
+        Index("ix_audit_log_tenant", "tenant", "seq"),
+    )
+    audit_head = Table(
+        "audit_head",
+        audit_metadata,
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("seq", BigInteger, nullable=False),
+        Column("hash", String(64), nullable=False),
+    )
+    audit_metadata.create_all(conn)
+    conn.execute(insert(audit_head).values(id=1, seq=0, hash="0" * 64))
+    # Per-tenant quotas (see tailor.security.quotas): NULL is the server's default, 0 unlimited.
+    quota_metadata = MetaData()
+    Table(
+        "tenant_quotas",
+        quota_metadata,
+        Column("tenant", String(64), primary_key=True),
+        Column("rpm", Integer),
+        Column("key_rpm", Integer),
+        Column("jobs", Integer),
+        Column("storage_mb", Integer),
+        Column("train_minutes", Integer),
+        Column("redact_pii", Integer, nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+    quota_metadata.create_all(conn)
 
 
 def _m011_tenant_keys(conn: Connection) -> None:
-    """Each tenant's data key, wrapped by the master key (envelope encryption at rest)."""  # filled in by the encryption work
+    """Each tenant's data key, wrapped by the master key (envelope encryption at rest; see
+    :mod:`tailor.security.crypto`), with the fingerprint of the master key that wrapped it."""
+    metadata = MetaData()
+    Table(
+        "tenant_keys",
+        metadata,
+        Column("id", String(40), primary_key=True),
+        # one key per tenant: two processes creating it at once collide here, and the loser reads the winner's
+        Column("tenant", String(64), nullable=False, unique=True),
+        Column("wrapped", Text, nullable=False),
+        Column("master_fingerprint", String(64), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+    )
+    metadata.create_all(conn)
 
 
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [

@@ -22,7 +22,10 @@ from tailor.monitor.records import PredictionStore
 from tailor.registry.service import Registry
 from tailor.security.keys import Principal, TenantStore
 from tailor.security.sessions import SessionStore, csrf_matches
+from tailor.security.audit import AuditLog
+from tailor.serve.audit import note_caller
 from tailor.serve.batching import MicroBatcher
+from tailor.serve.limits import ServerLimits
 from tailor.serve.models import ModelCache
 from tailor.serve.release import ShadowRunner
 from tailor.settings import Settings
@@ -50,6 +53,8 @@ class Services:
     alert_loop: AlertLoop
     drift_embeddings: EmbeddingCache = field(default_factory=EmbeddingCache)  # texts the drift test embedded
     shadow: ShadowRunner = field(default_factory=ShadowRunner)  # shadow copies of requests, off their path
+    audit: AuditLog | None = None  # the audit log (tailor.serve.audit records every state change in it)
+    limits: ServerLimits | None = None  # quotas and rate limits (tailor.serve.limits)
 
 
 # The dependencies below are ``async def`` although they do not await: FastAPI runs a plain ``def`` dependency
@@ -68,7 +73,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 async def get_principal(request: Request,
                   credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
-    """The tenant and scopes of the request's API key, or of the console session whose cookie it carries.
+    """The tenant and scopes of the request's API key, or of the console session whose cookie it carries,
+    counted against the key's and the tenant's request rates.
 
     A request signed by the session cookie alone must echo the session's CSRF token in ``X-CSRF-Token`` to
     change anything: a page on another site can make the browser send the cookie, never read the token.
@@ -77,17 +83,25 @@ async def get_principal(request: Request,
         AuthenticationError: no ``Authorization: Bearer`` header nor session cookie, an unknown or revoked key,
             or an ended session.
         PermissionDeniedError: a change signed by the session cookie without its CSRF token.
+        QuotaExceededError: the key's or the tenant's requests per minute are used up (429).
     """
     services = request.app.state.services
     if credentials is not None:
-        return services.tenants.authenticate(credentials.credentials)
+        principal = services.tenants.authenticate(credentials.credentials)
+        note_caller(request, principal)
+        if services.limits is not None:
+            services.limits.check_request(principal)
+        return principal
     token = request.cookies.get(SESSION_COOKIE)
     if token is None:
         raise AuthenticationError("missing API key: send the header 'Authorization: Bearer <key>'")
     session = services.sessions.get(token)
+    note_caller(request, session.principal, console=True)
     if request.method not in SAFE_METHODS and not csrf_matches(session.csrf, request.headers.get(CSRF_HEADER)):
         raise PermissionDeniedError(f"missing or wrong {CSRF_HEADER} header: a change signed by the console's "
                                     "session cookie must carry the session's CSRF token")
+    if services.limits is not None:
+        services.limits.check_request(session.principal)
     return session.principal
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tailor.errors import (AuthenticationError, ConflictError, DataError, NotFoundError, PermissionDeniedError,
-                           TailorError, UnavailableError)
+                           QuotaExceededError, TailorError, UnavailableError)
 
 log = logging.getLogger("tailor.api")
 
@@ -41,6 +41,11 @@ def _tailor_error(exc: TailorError) -> JSONResponse:
         return error_response(404, str(exc), code="not_found")
     if isinstance(exc, ConflictError):
         return error_response(409, str(exc), code="conflict")
+    if isinstance(exc, QuotaExceededError):  # OpenAI's 429: type "requests" for a rate, else "insufficient_quota"
+        rate = exc.limit in ("rpm", "key_rpm")
+        return error_response(429, str(exc), type="requests" if rate else "insufficient_quota",
+                              code="rate_limit_exceeded" if rate else "quota_exceeded",
+                              headers={"Retry-After": str(exc.retry_after)} if exc.retry_after else None)
     if isinstance(exc, UnavailableError):
         return error_response(503, str(exc), type="server_error", code="unavailable",
                               headers={"Retry-After": str(exc.retry_after)})

@@ -29,6 +29,12 @@
 ``tailor_model_input_drift``                gauge      1 when a version's input drift verdict is drift (models
                                                        with alert rules or stored inputs, judged every minute)
 ``tailor_model_drift_auc``                  gauge      the drift domain classifier's AUC (0.5: like training)
+``tailor_quota_refusals_total``             counter    requests refused by a quota or rate limit, by ``limit``
+                                                       (rpm, key_rpm, jobs, storage_mb, train_minutes) and
+                                                       ``tenant`` (see :mod:`tailor.serve.limits`)
+``tailor_quota_limit``                      gauge      each tenant's limit by ``tenant`` and ``limit`` (0: none)
+``tailor_quota_use``                        gauge      its use now: rate tokens spent, jobs queued or running,
+                                                       MiB stored, training minutes today (UTC)
 ==========================================  =========  =====================================================
 
 The route label is the route's template (``/v1/files/{file_id}``), never the raw path, so ids do not

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, model_validator
 
 
 class _Strict(BaseModel):
@@ -159,12 +159,15 @@ class ModelList(BaseModel):
 
 VersionNumber = Annotated[int, Field(ge=1, le=2**31 - 1)]
 Reason = Annotated[str | None, Field(max_length=1000, description="why: kept with the change in the alias history")]
+Override = Annotated[StrictBool, Field(description="let a version that fails the tenant's release gate through "
+                                                "(admin scope, with a reason; recorded in the alias history)")]
 
 
 class AliasSet(_Strict):
     version: VersionNumber = Field(..., description="the version number the alias is to point at (a move ends "
                                                     "any canary or shadow)")
     reason: Reason = None
+    override: Override = False
 
 
 class CanarySet(_Strict):
@@ -172,6 +175,7 @@ class CanarySet(_Strict):
     share: float = Field(..., gt=0, lt=1, description="the fraction of the alias's requests the candidate answers, "
                                                       "sticky by the request's user or X-Tailor-Route-Key")
     reason: Reason = None
+    override: Override = False
 
 
 class ShadowSet(_Strict):
@@ -183,6 +187,7 @@ class ShadowSet(_Strict):
 class PromoteRequest(_Strict):
     version: VersionNumber | None = Field(None, description="the version to move to (default: the candidate)")
     reason: Reason = None
+    override: Override = False
 
 
 class ReasonOnly(_Strict):
@@ -261,6 +266,17 @@ class ClassificationRequest(_Recorded):
                                                                           "(0..1) instead of the suggested one")
     user: str | None = Field(None, max_length=256, description="the end user (OpenAI's field); during a canary it "
                                                                "keeps them on one version")
+    explain: bool | Literal["all"] | None = Field(
+        None, description="true: each result gains \"explanation\", every word's weight for the predicted label "
+                          "(word-level occlusion on the serving runtime); \"all\": also \"explanations\", the "
+                          "weights for every label; at most 32 texts per request")
+
+
+class ExplainedToken(BaseModel):
+    token: str = Field(description="the word (a Chinese character; a span of words in a text of over 64 words)")
+    start: int = Field(description="its first character's offset in the input text")
+    end: int = Field(description="the offset just past it: input[start:end] == token")
+    weight: float = Field(description="the label's probability minus its probability without this token")
 
 
 class ClassificationResult(BaseModel):
@@ -271,6 +287,10 @@ class ClassificationResult(BaseModel):
     scores: dict[str, float]
     abstained: bool | None = Field(None, description="present when abstention was asked for")
     reason: str | None = Field(None, description="why the text was abstained on")
+    explanation: list[ExplainedToken] | None = Field(
+        None, description="with \"explain\": each token's weight for the predicted label, in text order")
+    explanations: dict[str, list[ExplainedToken]] | None = Field(
+        None, description="with \"explain\": \"all\": each token's weight for every label")
 
 
 class Usage(BaseModel):
@@ -744,6 +764,27 @@ class KeyList(BaseModel):
     data: list[KeyObject] = Field(description="the tenant's keys, oldest first, revoked ones included")
 
 
+class AuditEvent(BaseModel):
+    object: Literal["audit.event"]
+    seq: int = Field(description="the row's place in the chain (1, 2, ... over every tenant)")
+    tenant: str | None
+    actor: str = Field(description="an API key id, console:<key id>, cli:<os user>, or anonymous")
+    action: str = Field(description="the method and route template (POST /v1/files), or a CLI verb (models alias)")
+    target: dict[str, str | int | float | bool | None] = Field(description="the ids acted on (the path's parameters)")
+    client: str | None = Field(description="the caller's address (X-Forwarded-For only from a trusted proxy)")
+    result: str = Field(description="the HTTP status, or ok / error for the CLI")
+    error: str | None = Field(description="why it was refused or failed")
+    at: str = Field(description="when, ISO 8601 in UTC with microseconds (as hashed)")
+    prev_hash: str
+    hash: str = Field(description="SHA-256 of prev_hash + the canonical JSON of the fields above")
+
+
+class AuditList(BaseModel):
+    object: Literal["list"]
+    data: list[AuditEvent] = Field(description="newest first")
+    has_more: bool = Field(description="older rows remain: ask again with after=<the last seq>")
+
+
 class ModelUsage(BaseModel):
     model: str = Field(description="the registered model's name or the base's id")
     kind: Literal["classification", "embedding", "chat.completion", "text_completion", "error"]
@@ -784,3 +825,113 @@ class UsageReport(BaseModel):
     jobs: JobUsage
     files: FileUsage = Field(description="uploaded files stored now")
     stored_models: StoredModelUsage = Field(description="fine-tuned models stored now")
+
+
+class QuotaLimits(BaseModel):
+    rpm: int = Field(description="requests per minute of the tenant, all keys together (0: unlimited)")
+    key_rpm: int = Field(description="requests per minute of each API key (0: unlimited)")
+    jobs: int = Field(description="fine-tuning jobs queued or running at once (0: unlimited)")
+    storage_mb: int = Field(description="MiB of uploaded files kept (0: unlimited)")
+    train_minutes: int = Field(description="minutes of job run time per UTC day (0: unlimited)")
+
+
+class QuotaUsage(BaseModel):
+    rpm: float | None = Field(description="the tenant's request tokens spent (refilled at rpm per minute)")
+    key_rpm: float | None = Field(description="the calling key's request tokens spent")
+    jobs: int = Field(description="jobs queued or running now")
+    storage_mb: float
+    storage_bytes: int
+    train_minutes: float = Field(description="minutes the tenant's jobs ran today (UTC)")
+
+
+class QuotaReport(BaseModel):
+    object: Literal["quota"]
+    tenant: str
+    limits: QuotaLimits
+    usage: QuotaUsage
+    redact_pii: bool = Field(description="personal data is replaced by placeholders before training and before "
+                                         "inputs are stored")
+
+
+GateThreshold = Annotated[StrictFloat, Field(ge=0, le=1)]  # a number (never a boolean) from 0 to 1
+
+
+class ReleaseGateSet(_Strict):
+    min_accuracy: GateThreshold | None = Field(None, description="the lowest test accuracy a released version has")
+    min_macro_f1: GateThreshold | None = Field(None, description="the lowest test macro-F1")
+    max_slice_gap: GateThreshold | None = Field(None, description="the largest accuracy gap between slices of its "
+                                                                  "latest bias report")
+    max_flip_rate: GateThreshold | None = Field(None, description="the highest counterfactual flip rate")
+    require_fairness: StrictBool = Field(False, description="a version must have a bias report with a slice column")
+
+
+class ReleaseGateObject(ReleaseGateSet):
+    model_config = ConfigDict(extra="ignore")
+    object: Literal["release_gate"]
+    tenant: str
+    active: bool = Field(description="whether the gate checks anything")
+
+
+class EvaluationRequest(_Strict):
+    file: str = Field(description="an uploaded text/label file's id (POST /v1/files) to evaluate on",
+                      min_length=1, max_length=64)
+    slice_column: str | None = Field(None, min_length=1, max_length=200,
+                                     description="score each slice of this column of the file (region, gender...)")
+    positive_label: str | None = Field(None, min_length=1, max_length=200,
+                                       description="the positive class of a binary task (default: the minority "
+                                                   "class of the file's labels)")
+    counterfactual: StrictBool = Field(False, description="swap protected terms (he/she, names, ethnic and regional "
+                                                    "terms; English and Chinese) and count changed predictions")
+
+
+class SliceRow(BaseModel):
+    column: str | None
+    value: str
+    n: int
+    accuracy: float
+    accuracy_ci: list[float] = Field(description="Wilson 95% interval of the accuracy")
+    macro_f1: float
+    positive_rate: float | None
+    true_positive_rate: float | None
+    gap: float | None = Field(description="slices: the best judgeable slice's accuracy minus this one's; worst "
+                                          "slices: the other rows' accuracy minus this one's")
+    too_small: bool
+    rest_accuracy: float | None = None
+    significant: bool | None = None
+
+
+class CounterfactualExample(BaseModel):
+    line: int
+    text: str
+    swapped: str
+    swaps: list[str]
+    predicted: str
+    swapped_predicted: str
+
+
+class CounterfactualResult(BaseModel):
+    checked: int = Field(description="texts with at least one protected term")
+    flipped: int = Field(description="of those, the ones whose predicted label changed when the terms were swapped")
+    flip_rate: float | None
+    by_group: dict[str, dict[str, int]]
+    examples: list[CounterfactualExample]
+
+
+class FairnessReport(BaseModel):
+    object: Literal["model.evaluation"]
+    model: str = Field(description="the version evaluated (name:version)")
+    rows: int
+    accuracy: float
+    macro_f1: float
+    data: str = Field(description="the file's sha256")
+    created_at: str
+    slice_column: str | None
+    metric: Literal["accuracy"]
+    min_rows: int = Field(description="slices with fewer rows are too small to judge and left out of the gaps")
+    positive_label: str | None
+    positive_label_from: Literal["given", "minority"] | None
+    largest_gap: float | None
+    equal_opportunity: float | None
+    slices: list[SliceRow]
+    worst_slices: list[SliceRow]
+    counterfactual: CounterfactualResult | None

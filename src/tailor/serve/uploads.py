@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -43,8 +44,13 @@ def _boundary(request: Request) -> bytes:
     return boundary
 
 
-async def receive_upload(request: Request, target: Path, max_bytes: int) -> Upload:
+async def receive_upload(request: Request, target: Path, max_bytes: int,
+                         open_sink: Callable[[Path], BinaryIO] | None = None) -> Upload:
     """Stream the request's ``file`` part to ``target`` and collect the other form fields.
+
+    Args:
+        open_sink: opens ``target`` for writing (the file store's, which seals the bytes as they arrive when
+            encryption is on); plain ``open(target, "wb")`` by default. ``max_bytes`` counts the bytes received.
 
     Raises:
         ApiError: 415 for another content type, 413 past ``max_bytes``, 400 for a malformed body or a
@@ -78,7 +84,7 @@ async def receive_upload(request: Request, target: Path, max_bytes: int) -> Uplo
         state["name"] = params.get(b"name", b"").decode("utf-8", "replace")
         if state["name"] == "file":
             upload.filename = params.get(b"filename", b"").decode("utf-8", "replace") or "upload"
-            state["sink"] = open(target, "wb")
+            state["sink"] = open_sink(target) if open_sink is not None else open(target, "wb")
 
     def on_part_data(data, start, end):
         chunk = data[start:end]

@@ -83,12 +83,19 @@ def shared_system_prompt(dataset: ChatDataset) -> str | None:
     return firsts.pop() if len(firsts) == 1 else None
 
 
-def _load(data, settings: Settings) -> ChatDataset:
-    from tailor.data.chat import read_chat_dataset
+def _load(data, settings: Settings, redact_pii: bool = False) -> ChatDataset:
+    """The conversations of ``data``; with ``redact_pii``, every message's personal data replaced by placeholders
+    (:func:`tailor.data.pii.redact`)."""
+    from tailor.data.chat import ChatExample, read_chat_dataset
+    from tailor.data.pii import redact
 
-    if isinstance(data, ChatDataset):
-        return data
-    return read_chat_dataset(data, max_bytes=settings.max_file_bytes)
+    dataset = data if isinstance(data, ChatDataset) else read_chat_dataset(data, max_bytes=settings.max_file_bytes)
+    if not redact_pii:
+        return dataset
+    return ChatDataset([ChatExample([{**message, "content": redact(message["content"])[0]}
+                                     if isinstance(message.get("content"), str) else message
+                                     for message in example.messages], example.line)
+                        for example in dataset.examples], dataset.source)
 
 
 def _resolve_chat_base(name: str, reporter: Reporter):
@@ -153,7 +160,7 @@ def prepare_conversations(raw: ChatDataset, eval_raw: ChatDataset | None, tokeni
 
 
 def estimate_chat_job(data, *, eval_file=None, preset: str = "default", settings: Settings | None = None,
-                      **overrides) -> dict:
+                      redact_pii: bool = False, **overrides) -> dict:
     """How long :func:`run_chat_job` would take on this machine, without training: the job's own preparation
     (:func:`prepare_conversations`) and estimate (:func:`tailor.train.estimate.chat_job_estimate`). The
     base's speed is probed once (loading the base: seconds) and cached in the storage root.
@@ -174,8 +181,8 @@ def estimate_chat_job(data, *, eval_file=None, preset: str = "default", settings
     started = time.monotonic()
     cfg = load_chat_preset(preset, **overrides)
     reporter = RecordingReporter()
-    raw = _load(data, settings)
-    eval_raw = _load(eval_file, settings) if eval_file is not None else None
+    raw = _load(data, settings, redact_pii)
+    eval_raw = _load(eval_file, settings, redact_pii) if eval_file is not None else None
     setup_torch()
     base = _resolve_chat_base(cfg.base, reporter)
     tokenizer = load_chat_tokenizer(base.path)
@@ -201,7 +208,7 @@ def estimate_chat_job(data, *, eval_file=None, preset: str = "default", settings
 def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str = "default",
                  preset: str = "default", resume: bool = False, run_dir: str | Path | None = None,
                  reporter: Reporter | None = None, settings: Settings | None = None, build_engine: bool = True,
-                 **overrides) -> ChatTrainResult:
+                 redact_pii: bool = False, **overrides) -> ChatTrainResult:
     """Fine-tune a chat model with LoRA on ``data`` and register it.
 
     Args:
@@ -215,6 +222,8 @@ def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str =
             ``<home>/runs/<run id derived from the data, config, tenant and name>``.
         build_engine: once registered, build the version's serving engine (:func:`build_serving_engine`), so
             ``tailor chat`` and the API answer its first request without a build.
+        redact_pii: replace e-mails, phones, card, ID and IBAN numbers in every message (training and
+            evaluation) by ``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[ID]``, ``[IBAN]`` before anything else sees them.
 
     Conversations longer than ``max_length`` (capped by the base model's context) are truncated, or dropped
     when no assistant token would remain; an event and the data report's ``over_limit`` name their lines.
@@ -246,8 +255,8 @@ def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str =
     deadline = t_start + cfg.time_budget_s if cfg.time_budget_s else None
     timings: dict[str, float] = {}
 
-    raw = _load(data, settings)
-    eval_raw = _load(eval_file, settings) if eval_file is not None else None
+    raw = _load(data, settings, redact_pii)
+    eval_raw = _load(eval_file, settings, redact_pii) if eval_file is not None else None
     setup_torch()
     base = _resolve_chat_base(cfg.base, reporter)
     reporter.message(f"base model: {base.name}", base=base.name)

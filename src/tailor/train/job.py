@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import tailor
@@ -191,10 +191,12 @@ def _load(data, text_col, label_col, settings: Settings) -> TextDataset:
     return read_dataset(data, text_col, label_col, max_bytes=settings.max_file_bytes)
 
 
-def _read_and_clean(data, eval_file, text_col, label_col, settings: Settings):
+def _read_and_clean(data, eval_file, text_col, label_col, settings: Settings, redact_pii: bool = False):
     """``(raw, eval_raw, cleaned)``: the training rows, the eval file's (None without one; its columns default
-    to the training file's) and the cleaned training rows, checked trainable."""
+    to the training file's; with ``redact_pii`` its personal data replaced by placeholders) and the cleaned
+    training rows (redacted alike), checked trainable."""
     from tailor.data.clean import clean_dataset
+    from tailor.data.pii import redact_texts
     from tailor.data.validate import check_trainable
 
     raw = _load(data, text_col, label_col, settings)
@@ -203,7 +205,9 @@ def _read_and_clean(data, eval_file, text_col, label_col, settings: Settings):
         src = raw.source
         eval_raw = _load(eval_file, text_col or (src.text_col if src else None),
                          label_col or (src.label_col if src else None), settings)
-    cleaned = clean_dataset(raw, max_chars=settings.max_text_chars, eval_ds=eval_raw)
+        if redact_pii:  # scored and quoted in the evaluation report: no personal data there either
+            eval_raw = replace(eval_raw, texts=redact_texts(eval_raw.texts)[0])
+    cleaned = clean_dataset(raw, max_chars=settings.max_text_chars, eval_ds=eval_raw, redact_pii=redact_pii)
     check_trainable(cleaned.dataset)
     return raw, eval_raw, cleaned
 
@@ -234,7 +238,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                            search: int = 0, resume: bool = False, run_dir: Path | None = None,
                            reporter: Reporter | None = None, settings: Settings | None = None,
                            new_labels: bool = False, parent: Parent | None = None, retrain: dict | None = None,
-                           **overrides) -> TrainResult:
+                           redact_pii: bool = False, **overrides) -> TrainResult:
     """Fine-tune a text classifier on ``data`` and register it.
 
     Args:
@@ -249,6 +253,9 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
             unless ``overrides`` repeat them; its labels in its order); recorded as ``lineage["parent"]``.
         retrain: where the rows came from (feedback, replay, file counts; see :mod:`tailor.train.retrain`),
             recorded as ``lineage["retrain"]``.
+        redact_pii: replace e-mails, phones, card, ID and IBAN numbers in the training and evaluation texts by
+            ``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[ID]``, ``[IBAN]`` before anything else sees them; the data
+            report's ``redacted`` counts them.
         preset: the config preset; ``overrides`` (``method``, ``epochs``, ``lr``, ``batch_size``, ``base``,
             ``time_budget_s``, ``seed``, ...) replace its fields.
         search: run this many Optuna trials and keep the best.
@@ -266,7 +273,8 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     from tailor.catalog import resolve_base
     from tailor.data.report import build_data_report
     from tailor.data.split import stratified_split
-    from tailor.eval.run import score
+    from tailor.eval.explanations import describe_faithfulness, explain_evaluation
+    from tailor.eval.run import score_probabilities
     from tailor.models.classifier import ClassifierSpec, TextClassifier
     from tailor.registry.service import open_registry
     from tailor.runtime import pick_device, setup_torch, supports_bf16
@@ -282,7 +290,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     deadline = t_start + cfg.time_budget_s if cfg.time_budget_s else None
     timings: dict[str, float] = {}
 
-    raw, eval_raw, cleaned = _read_and_clean(data, eval_file, text_col, label_col, settings)
+    raw, eval_raw, cleaned = _read_and_clean(data, eval_file, text_col, label_col, settings, redact_pii)
     model_labels = parent.labels_for(cleaned.dataset.label_set, new_labels) if parent else None
     if not new_labels:
         from tailor.registry.service import check_same_labels
@@ -300,6 +308,10 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                                seed=cfg.seed)
     reporter.message(f"data: {report['rows']['read']} rows read, {report['rows']['kept']} kept, "
                      f"{report['labels']['n_classes']} classes", rows=report["rows"])
+    if report["redacted"] is not None:
+        counts = ", ".join(f"{kind} {n}" for kind, n in report["redacted"].items() if n and kind != "rows_redacted")
+        reporter.message(f"personal data redacted in {report['redacted']['rows_redacted']} rows"
+                         + (f" ({counts})" if counts else ""), redacted=report["redacted"])
     for warning in report["warnings"]:
         reporter.message(f"warning: {warning}")
     timings["data_s"] = round(time.monotonic() - t_start, 2)
@@ -356,10 +368,17 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
 
     t_eval = time.monotonic()
     spec = ClassifierSpec(method, base.name, list(labels), cfg.max_length)
-    metrics, baseline = score(TextClassifier(model, tokenizer, spec, device), test, split.train.labels)
+    classifier = TextClassifier(model, tokenizer, spec, device)
+    test_proba = classifier.predict_proba(test.texts)
+    metrics, baseline = score_probabilities(classifier.labels, test_proba, test, split.train.labels)
     timings["eval_s"] = round(time.monotonic() - t_eval, 2)
     reporter.message(f"test: macro-F1 {metrics['macro_f1']:.4f}, accuracy {metrics['accuracy']:.4f} "
                      f"(majority baseline macro-F1 {baseline['macro_f1']:.4f})")
+    t_explain = time.monotonic()
+    explanations = explain_evaluation(classifier.predict_proba, classifier.labels, test, test_proba, seed=cfg.seed)
+    timings["explain_s"] = round(time.monotonic() - t_explain, 2)
+    reporter.message(f"explanations: {describe_faithfulness(explanations['faithfulness'])} "
+                     f"({timings['explain_s']:.1f}s)", faithfulness=explanations["faithfulness"])
 
     registry = open_registry(settings)
     lineage = {"dataset": raw.source.__dict__ if raw.source else None,
@@ -383,7 +402,8 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     calibration = calibrate(val_probs, val_targets)
     reporter.message(describe_calibration(calibration), temperature=calibration["temperature"])
     with registry.artifacts.stage() as staged:
-        _write_artifacts(staged, model, tokenizer, spec, cfg, metrics, baseline, report, outcome, trials, name)
+        _write_artifacts(staged, model, tokenizer, spec, cfg, metrics, baseline, report, outcome, trials, name,
+                         explanations)
         (staged / ABSTAIN_FILE).write_text(json.dumps(abstain, indent=2), encoding="utf-8")
         drift_reference = fingerprint(split.train.texts, tokenizer, max_length=cfg.max_length)
         (staged / FINGERPRINT_FILE).write_text(json.dumps(drift_reference, ensure_ascii=False), encoding="utf-8")
@@ -392,7 +412,8 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
         version = registry.publish_version(
             tenant, name, staged, task="classify", base_model=base.name, method=method, params=cfg.model_dump(),
             metrics={"test": metrics, "baseline": baseline, "valid_macro_f1": outcome.best_valid_f1,
-                     "serving": serving, "abstain": abstain, "calibration": calibration},
+                     "serving": serving, "abstain": abstain, "calibration": calibration,
+                     "explanations": explanations},
             lineage=lineage)
     checkpointer.clear()
     reporter.message(f"registered {version.ref}", model=version.ref)
@@ -402,7 +423,8 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
 
 
 def estimate_classification_job(data, *, eval_file=None, text_col: str | None = None, label_col: str | None = None,
-                                preset: str = "default", settings: Settings | None = None, **overrides) -> dict:
+                                preset: str = "default", settings: Settings | None = None,
+                                redact_pii: bool = False, **overrides) -> dict:
     """How long :func:`run_classification_job` would take on this machine with each method, and the method
     ``auto`` would choose, without training: the job's own reading, cleaning, split and estimate
     (:func:`tailor.train.auto.plan_method`). The base's speed is probed once (it loads the base: seconds) and
@@ -427,7 +449,7 @@ def estimate_classification_job(data, *, eval_file=None, text_col: str | None = 
     settings = settings or get_settings()
     started = time.monotonic()
     cfg = load_preset(preset, **overrides)
-    raw, eval_raw, cleaned = _read_and_clean(data, eval_file, text_col, label_col, settings)
+    raw, eval_raw, cleaned = _read_and_clean(data, eval_file, text_col, label_col, settings, redact_pii)
     setup_torch()
     from transformers import AutoTokenizer
 
@@ -467,7 +489,7 @@ def _choose_runtime(staged: Path, val: TextDataset, train_texts: list[str], cfg:
 
 
 def _write_artifacts(directory: Path, model, tokenizer, spec, cfg: TrainConfig, metrics: dict, baseline: dict,
-                     report: dict, outcome: FitOutcome, trials, name: str) -> None:
+                     report: dict, outcome: FitOutcome, trials, name: str, explanations: dict) -> None:
     from tailor.data.report import render_data_report_html
     from tailor.eval.report import render_eval_html
     from tailor.models.classifier import save_classifier
@@ -476,7 +498,7 @@ def _write_artifacts(directory: Path, model, tokenizer, spec, cfg: TrainConfig, 
     eval_source = report["source"].get("eval_source")
     evaluation = {"model": f"{name} (new version)", "metrics": metrics, "baseline": baseline,
                   "data": eval_source["path"] if eval_source else "held-out test split",
-                  "base_model": spec.base_model}
+                  "base_model": spec.base_model, "explanations": explanations}
     files = {"train_config.json": cfg.model_dump(), "metrics.json": {"test": metrics, "baseline": baseline},
              "history.json": {"epochs": outcome.history, "search_trials": trials,
                               "stop_reason": outcome.stop_reason},

@@ -151,7 +151,7 @@ def assemble_rows(version: ModelVersion, *, file=None, text_col: str | None = No
     new_file = read_dataset(file, text_col, label_col, max_bytes=settings.max_file_bytes) if file else None
     given = TextDataset([], [], [])
     if feedback:
-        given = feedback_rows(FeedbackStore(settings.registry_url), tenant, version.name)
+        given = feedback_rows(FeedbackStore(settings.registry_url, settings), tenant, version.name)
     new = _concat([d for d in (new_file, given) if d is not None])
     if not len(new):
         raise UsageError(NOTHING_TO_TRAIN_ON.format(ref=version.ref))

@@ -55,7 +55,10 @@ def _page_or(api_handler):
 
         page = await any_page(request)
         message = json.loads(response.body)["error"]["message"]
-        return page.render("error.html", status=status, title=page.t("error.title", status=status),
-                           status_code=status, message=message)
+        rendered = page.render("error.html", status=status, title=page.t("error.title", status=status),
+                               status_code=status, message=message)
+        if "retry-after" in response.headers:  # a rate limit's wait, as the API gives it
+            rendered.headers["Retry-After"] = response.headers["retry-after"]
+        return rendered
 
     return handle

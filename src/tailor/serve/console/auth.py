@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from tailor.errors import AuthenticationError, PermissionDeniedError
 from tailor.security.sessions import csrf_matches
+from tailor.serve.audit import note_caller
 from tailor.serve.console.render import AnyPage, SignedIn, language_param, remember
 from tailor.serve.deps import SESSION_COOKIE
 from tailor.serve.routes import files as files_api
@@ -62,6 +63,7 @@ async def sign_in(page: AnyPage, key: Annotated[str, Form(max_length=200)] = "",
         token, session = await page.call(page.services.sessions.open, key.strip())
     except AuthenticationError as exc:
         return _sign_in_form(page, next_path=safe_next(next), error=str(exc), status=401)
+    note_caller(page.request, session.principal, console=True)
     response = RedirectResponse(safe_next(next), status_code=303)
     settings = page.services.settings
     remember(response, SESSION_COOKIE, token, max_age=int(settings.console_session_hours * 3600),

@@ -22,6 +22,7 @@ import tailor
 from tailor.errors import AuthenticationError
 from tailor.security.keys import Principal
 from tailor.security.sessions import Session
+from tailor.serve.audit import note_caller
 from tailor.serve.console.formats import GLOBALS
 from tailor.serve.console.i18n import LANG_COOKIE, LANGUAGE_NAMES, LANGUAGES, catalog, pick_language
 from tailor.serve.deps import SESSION_COOKIE, Services
@@ -116,17 +117,22 @@ async def any_page(request: Request) -> Page:
 
 
 async def signed_in_page(request: Request) -> Page:
-    """A page of a signed-in user.
+    """A page of a signed-in user, counted against its key's and tenant's request rates.
 
     Raises:
         AuthenticationError: no session cookie; SessionError: the session ended or its key was revoked (the
             console answers both with the sign-in page and the reason).
+        QuotaExceededError: the key's or the tenant's requests per minute are used up (a 429 page).
     """
     services = request.app.state.services
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         raise AuthenticationError("sign in with an API key")
-    return Page(request, services, services.sessions.get(token), pick_language(request))
+    session = services.sessions.get(token)
+    note_caller(request, session.principal, console=True)
+    if services.limits is not None:
+        services.limits.check_request(session.principal)
+    return Page(request, services, session, pick_language(request))
 
 
 AnyPage = Annotated[Page, Depends(any_page)]

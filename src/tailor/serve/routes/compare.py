@@ -30,8 +30,9 @@ def _classifier(services, tenant: str, ref: str, param: str) -> NamedModel:
     return named
 
 
-def _file_rows(services, tenant: str, file_id: str) -> tuple[TextDataset, str]:
-    """The uploaded file's rows, read with the columns its upload check found, and its name."""
+def _file_rows(services, tenant: str, file_id: str, keep_columns: tuple[str, ...] = ()) -> tuple[TextDataset, str]:
+    """The uploaded file's rows, read with the columns its upload check found (and ``keep_columns``: a missing
+    one is a 400 naming ``slice_column``), and its name."""
     from tailor.data.ingest import read_dataset
 
     try:
@@ -42,12 +43,14 @@ def _file_rows(services, tenant: str, file_id: str) -> tuple[TextDataset, str]:
     if stored.kind == CHAT:
         raise ApiError(400, f"file {file_id} holds chat data; compare needs text/label rows (CSV, TSV or JSONL)",
                        param="file", code="invalid_file")
-    path = services.files.path(stored)
-    try:
-        rows = read_dataset(path, stored.summary.get("text_column"), stored.summary.get("label_column"),
-                            max_bytes=services.settings.max_file_bytes)
-    except DataError as exc:  # the reader names the storage path, which the client must not see
-        raise ApiError(400, str(exc).replace(str(path), stored.filename), param="file", code="invalid_file") from None
+    with services.files.plaintext(stored) as path:
+        try:
+            rows = read_dataset(path, stored.summary.get("text_column"), stored.summary.get("label_column"),
+                                max_bytes=services.settings.max_file_bytes, keep_columns=keep_columns)
+        except DataError as exc:  # the reader names the storage path, which the client must not see
+            param = "slice_column" if exc.field is not None and exc.field in keep_columns else "file"
+            raise ApiError(400, str(exc).replace(str(path), stored.filename), param=param,
+                           code="invalid_file") from None
     return rows, stored.filename
 
 

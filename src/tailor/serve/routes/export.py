@@ -1,6 +1,7 @@
 """``GET /v1/models/{model_id}/export``: a fine-tuned version as a download, in a format of its task (a
 Hugging Face directory, a PEFT adapter, ONNX, or GGUF for chat), packed as a .zip or .tar.gz
-(see :mod:`tailor.models.export`). Built once per version, format and archive into the storage root's cache."""
+(see :mod:`tailor.models.export`), the hf and peft layouts with the version's model card as README.md. Built
+once per version, format and archive (and card) into the storage root's cache."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
-from tailor.models.export import ARCHIVES, export_archive, export_formats, exports_cache_dir
+from tailor.models.export import ARCHIVES, export_archive, export_card, export_formats, exports_cache_dir
 from tailor.serve.deps import Reader, ServicesDep
 from tailor.serve.errors import ApiError
 from tailor.serve.models import resolve_model
@@ -52,5 +53,6 @@ def export_model(model_id: str, principal: Reader, services: ServicesDep,
                        param="format", code="invalid_format")
     stem = download_name(version.ref, format)
     path = export_archive(services.registry.artifact_dir(version), format, archive,
-                          exports_cache_dir(services.settings.home) / version.artifact_path, stem)
+                          exports_cache_dir(services.settings.home) / version.artifact_path, stem,
+                          card=export_card(services.registry.store, version, format))
     return FileResponse(path, media_type=ARCHIVES[archive], filename=f"{stem}.{archive}")

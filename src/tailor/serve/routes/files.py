@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from tailor.errors import ConflictError, DataError, UsageError
 from tailor.serve.deps import Reader, ServicesDep, Trainer
@@ -27,10 +28,18 @@ _UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-da
 @router.post("", response_model=FileObject, responses=errors(413, 415), openapi_extra=_UPLOAD_BODY,
              summary="Upload a training or validation file")
 async def upload_file(request: Request, principal: Trainer, services: ServicesDep) -> dict:
-    """Stream the file to disk under the size limit, then check it as training will read it."""
+    """Stream the file to disk under the size limit, then check it as training will read it. An upload past the
+    room the tenant's storage quota leaves is stopped and refused with 429; nothing of it is kept."""
     store = services.files
     limit = services.settings.max_file_bytes
-    upload = await receive_upload(request, store.incoming_path(), limit)
+    room = await run_in_threadpool(services.limits.upload_room, principal.tenant, store)
+    try:
+        upload = await receive_upload(request, store.incoming_path(), limit if room is None else min(limit, room),
+                                      open_sink=lambda path: store.incoming_writer(principal.tenant, path))
+    except ApiError as exc:
+        if exc.code == "file_too_large" and room is not None and room < limit:
+            raise services.limits.storage_refusal(principal.tenant, store) from None
+        raise
     purpose = upload.fields.get("purpose")
     if not purpose:
         upload.path.unlink(missing_ok=True)
@@ -64,7 +73,23 @@ def get_file(file_id: str, principal: Reader, services: ServicesDep) -> dict:
 def get_file_content(file_id: str, principal: Reader, services: ServicesDep) -> FileResponse:
     stored = services.files.get(principal.tenant, file_id)
     media = "application/jsonl" if stored.filename.lower().endswith((".jsonl", ".json")) else "text/csv"
-    return FileResponse(services.files.path(stored), media_type=media, filename=stored.filename)
+    if services.files.keys is None:
+        return FileResponse(services.files.path(stored), media_type=media, filename=stored.filename)
+    stream = services.files.open(stored)  # decrypted chunk by chunk as the response is sent
+    return StreamingResponse(_chunks(stream), media_type=media,
+                             headers={"Content-Disposition": _attachment(stored.filename)})
+
+
+def _attachment(filename: str) -> str:
+    """A Content-Disposition for ``filename``, RFC 5987-encoded when it is not plain ASCII (as FileResponse)."""
+    quoted = quote(filename)
+    return f'attachment; filename="{filename}"' if quoted == filename else f"attachment; filename*=utf-8''{quoted}"
+
+
+def _chunks(stream, size: int = 1024 * 1024):
+    with stream:
+        while chunk := stream.read(size):
+            yield chunk
 
 
 @router.get("/{file_id}/report", response_model=dict, responses=errors(404),
@@ -74,14 +99,12 @@ def get_file_report(file_id: str, principal: Reader, services: ServicesDep) -> d
     ``length_histogram`` (kept rows per text length in characters) and ``blockers`` (why its rows cannot train a
     classifier, e.g. one class left after cleaning; empty when they can)."""
     stored = services.files.get(principal.tenant, file_id)
-    path = services.files.path(stored)
-    cached = path.with_name(path.name + ".report.json")
-    if cached.is_file():
-        return json.loads(cached.read_text(encoding="utf-8"))
-    report = _build_report(stored, path, services.settings)
-    tmp = cached.with_name(cached.name + ".tmp")
-    tmp.write_text(json.dumps(report, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(cached)
+    cached = services.files.read_note(stored, "report.json")
+    if cached is not None:
+        return json.loads(cached)
+    with services.files.plaintext(stored) as path:
+        report = _build_report(stored, path, services.settings)
+    services.files.write_note(stored, "report.json", json.dumps(report, ensure_ascii=False))
     return report
 
 

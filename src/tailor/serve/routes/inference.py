@@ -13,9 +13,11 @@ from tailor.data.fingerprint import text_features
 from tailor.errors import UsageError
 from tailor.eval.abstain import recorded_threshold
 from tailor.models.classifier import predictions_from_probs
+from tailor.models.explain import OcclusionPlan
 from tailor.monitor.records import new_id
 from tailor.serve.deps import Reader, ServicesDep
 from tailor.serve.errors import ApiError
+from tailor.serve.batching import Scored
 from tailor.serve.models import NamedModel
 from tailor.serve.recording import Recording
 from tailor.serve.release import VERSION_HEADER, RouteKey, check_room, route_model
@@ -23,6 +25,7 @@ from tailor.serve.routes.common import errors
 from tailor.serve.schemas import ClassificationRequest, ClassificationResponse, EmbeddingRequest, EmbeddingResponse
 
 router = APIRouter(prefix="/v1", tags=["inference"])
+MAX_EXPLAINED_TEXTS = 32  # an explained text costs one forward row per word (up to 65): 32 texts fill a batch
 
 
 def _texts(value: str | list[str], max_chars: int) -> list[str]:
@@ -49,13 +52,40 @@ def _abstain_threshold(body: ClassificationRequest, named) -> float | None:
         raise ApiError(400, f"abstain: {exc}", param="abstain") from None
 
 
-def _result(prediction_id: str, index: int, prediction, abstaining: bool) -> dict:
+def _explain_mode(body: ClassificationRequest, named: NamedModel, texts: int) -> bool | str:
+    """What the request asks to explain: False, True (the predicted label) or ``"all"`` (every label).
+
+    Raises:
+        ApiError: 400 for a model that is not a fine-tuned classifier, or too many texts.
+    """
+    if not body.explain:
+        return False
+    if named.base is not None or named.task != "classify":
+        what = f"a {named.task} model" if named.task != "classify" else "a base model without labels"
+        raise ApiError(400, f"explain: explanations exist for fine-tuned classifiers only; {named.id!r} is {what}",
+                       param="explain")
+    if texts > MAX_EXPLAINED_TEXTS:
+        raise ApiError(400, f"explain: at most {MAX_EXPLAINED_TEXTS} texts per request can be explained, not {texts}",
+                       param="explain")
+    return body.explain
+
+
+def _originals(scored: Scored, rows: list[int]) -> Scored:
+    """The rows of ``scored`` that are the request's own texts (the rest are their occlusion variants)."""
+    return Scored(scored.probs[rows], [scored.tokens[i] for i in rows], [scored.unknown[i] for i in rows])
+
+
+def _result(prediction_id: str, index: int, prediction, abstaining: bool, explanation=None) -> dict:
     row = {"id": prediction_id, "index": index, "label": prediction.label, "score": prediction.score,
            "scores": prediction.scores}
     if abstaining:  # only then: existing clients keep exactly the shape they know
         row["abstained"] = prediction.abstained
         if prediction.abstained:
             row["reason"] = prediction.reason
+    if explanation is not None:
+        row["explanation"] = explanation.tokens
+        if explanation.by_label is not None:
+            row["explanations"] = explanation.by_label
     return row
 
 
@@ -66,6 +96,11 @@ async def classify(body: ClassificationRequest, principal: Reader, services: Ser
     """Label each text. With ``"abstain": true`` (the version's suggested threshold, chosen on its validation
     rows for a target precision) or ``"abstain_threshold": t``, a text whose top probability is below the
     threshold gets ``"label": null``, ``"abstained": true`` and the ``reason``; its scores are still given.
+
+    With ``"explain": true`` each result also has ``explanation``: every word's weight for the most probable
+    label (its probability minus its probability with that word removed, offsets into the text), computed by
+    occlusion on the same runtime in the same batched pass; ``"explain": "all"`` adds ``explanations``, the
+    weights for every label (see :mod:`tailor.models.explain`). Only fine-tuned classifiers can be explained.
 
     Each answer has a prediction ``id`` (for feedback) and is recorded for monitoring; the text itself is kept
     only with ``"store": true`` (or, when the request leaves ``store`` out, the model's ``store_inputs``
@@ -78,15 +113,22 @@ async def classify(body: ClassificationRequest, principal: Reader, services: Ser
     named = routed.answering
     recording = Recording(services, principal.tenant, body.model, named, body, started)
     with recording.failures():
+        explain = _explain_mode(body, named, len(texts))
         runtime = await _classifier(services, named)
         threshold = _abstain_threshold(body, named)
-        scored = await services.batcher.score(named.cache_key, runtime, texts)
+        plan = OcclusionPlan(texts) if explain else None
+        scored = await services.batcher.score(named.cache_key, runtime, plan.texts if plan else texts)
+    explained = [None] * len(texts)
+    if plan is not None:
+        explained = plan.explain(runtime.labels, scored.probs, all_labels=explain == "all")
+        scored = _originals(scored, plan.originals)
     tokens = sum(scored.tokens)
     predictions = predictions_from_probs(runtime.labels, scored.probs, threshold)
     request_id = "clf-" + secrets.token_hex(12)
     ids = [new_id("classification") for _ in predictions]
     response = {"id": request_id, "object": "list", "model": body.model,
-                "data": [_result(ids[i], i, p, threshold is not None) for i, p in enumerate(predictions)],
+                "data": [_result(ids[i], i, p, threshold is not None, explained[i])
+                         for i, p in enumerate(predictions)],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
     if threshold is not None:
         response["abstain_threshold"] = threshold

@@ -7,6 +7,7 @@ A job's ``model`` is a base model of the catalog, or one of the tenant's fine-tu
 from __future__ import annotations
 
 import secrets
+from contextlib import ExitStack
 
 from fastapi import APIRouter
 
@@ -14,6 +15,7 @@ from tailor.catalog import CATALOG
 from tailor.data.files import CHAT as CHAT_FILE
 from tailor.errors import DataError, NotFoundError, TailorError
 from tailor.jobs.spec import CHAT, CLASSIFICATION, JobCreate, resolve_training
+from tailor.jobs.store import RESUMABLE
 from tailor.serve.deps import Reader, ServicesDep, Trainer
 from tailor.serve.errors import ApiError
 from tailor.serve.routes.common import After, Limit, errors
@@ -74,7 +76,8 @@ def _check_file(services, tenant: str, file_id: str, param: str, task: str) -> N
 
 @router.post("", response_model=JobObject, responses=errors(), summary="Create a fine-tuning job")
 def create_job(body: JobCreate, principal: Trainer, services: ServicesDep) -> dict:
-    """Check the model and files, then queue the job; a worker picks it up in order."""
+    """Check the model and files, then queue the job; a worker picks it up in order. Refused with 429 while the
+    tenant has its limit of jobs queued or running, or once its jobs used its training minutes of the day (UTC)."""
     parent = _retrain_parent(services, principal.tenant, body)
     task = CLASSIFICATION if parent else _task_of(body.model)
     options = body.tailor_options()
@@ -93,6 +96,7 @@ def create_job(body: JobCreate, principal: Trainer, services: ServicesDep) -> di
     if parent:
         request["retrain"] = {"parent": parent.ref, "base_model": parent.base_model, "feedback": False,
                               "new_labels": False, **options.retrain_options()}
+    services.limits.check_new_job(principal.tenant, services.jobs)
     job = services.jobs.create(principal.tenant, model=body.model, task=task, training_file=body.training_file,
                                validation_file=body.validation_file, suffix=body.suffix,
                                seed=body.seed if body.seed is not None else secrets.randbelow(2**31), request=request)
@@ -142,6 +146,9 @@ def pause_job(job_id: str, principal: Trainer, services: ServicesDep) -> dict:
 @router.post("/{job_id}/resume", response_model=JobObject, responses=errors(404, 409),
              summary="Resume a paused job from its last checkpoint")
 def resume_job(job_id: str, principal: Trainer, services: ServicesDep) -> dict:
+    """Refused with 429 as a new job is, when the tenant's job or training-minute quota has no room."""
+    if services.jobs.get(principal.tenant, job_id).status in RESUMABLE:  # else resume's own 409
+        services.limits.check_new_job(principal.tenant, services.jobs)
     return services.jobs.resume(principal.tenant, job_id).to_openai()
 
 
@@ -163,19 +170,25 @@ def estimate_job(body: JobCreate, principal: Trainer, services: ServicesDep) -> 
         _check_file(services, principal.tenant, body.validation_file, "validation_file", task)
     hyperparameters, overrides = resolve_training(body, task)
     files = services.files
-    train_path = files.path(files.get(principal.tenant, body.training_file))
-    eval_path = files.path(files.get(principal.tenant, body.validation_file)) if body.validation_file else None
     seed = {"seed": body.seed} if body.seed is not None else {}
+    with ExitStack() as plaintexts:  # sealed files: private plaintext copies, removed after the estimate
+        train_path = plaintexts.enter_context(files.plaintext(files.get(principal.tenant, body.training_file)))
+        eval_path = (plaintexts.enter_context(files.plaintext(files.get(principal.tenant, body.validation_file)))
+                     if body.validation_file else None)
+        return _estimate(body, task, train_path, eval_path, seed, services.settings, hyperparameters, overrides)
+
+
+def _estimate(body, task, train_path, eval_path, seed, settings, hyperparameters, overrides) -> dict:
     try:
         if task == CHAT:
             from tailor.train.chat_job import estimate_chat_job
 
-            found = estimate_chat_job(train_path, eval_file=eval_path, settings=services.settings, base=body.model,
+            found = estimate_chat_job(train_path, eval_file=eval_path, settings=settings, base=body.model,
                                       **seed, **overrides)
         else:
             from tailor.train.job import estimate_classification_job
 
-            found = estimate_classification_job(train_path, eval_file=eval_path, settings=services.settings,
+            found = estimate_classification_job(train_path, eval_file=eval_path, settings=settings,
                                                 base=body.model, **seed, **overrides)
     except DataError as exc:
         raise ApiError(400, f"training_file {body.training_file}: {exc}", param="training_file",

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
 from tailor.catalog import CATALOG
-from tailor.errors import NotFoundError, UsageError
+from tailor.errors import NotFoundError, PermissionDeniedError, UsageError
 from tailor.registry.entities import Alias, AliasEvent
+from tailor.registry.gate import GateRefused, GateStore, check_release
 from tailor.registry.refs import parse_ref, validate_alias
 from tailor.serve.deps import Deployer, Reader, ServicesDep
 from tailor.serve.errors import ApiError
@@ -163,13 +164,32 @@ def get_alias(model_id: str, alias: str, principal: Reader, services: ServicesDe
     return _alias_object(_at_param(lambda: services.registry.store.get_alias(principal.tenant, name, alias)))
 
 
-@router.put("/{model_id}/aliases/{alias}", response_model=AliasObject, responses=errors(404),
-            summary="Tailor: point an alias (e.g. production) at a version of a fine-tuned model, or move it")
+def _gated(principal, services, name: str, version: int | None, body, alias: str | None = None) -> str | None:
+    """The reason to record for a release change to ``version`` (None: the alias's candidate), after the tenant's
+    release gate (:mod:`tailor.registry.gate`): a failing version is a 409 naming each failing number; an
+    ``override`` needs the admin scope (403) and a reason (400), and is recorded with the failing numbers."""
+    if body.override and not principal.allows("admin"):
+        raise PermissionDeniedError("overriding the release gate needs the 'admin' scope "
+                                    f"(this API key has: {', '.join(principal.scopes)})")
+    try:
+        return check_release(GateStore(services.settings.registry_url), services.registry.store, principal.tenant,
+                             name, version, alias=alias, override=body.override, reason=body.reason)
+    except GateRefused as exc:
+        raise ApiError(409, str(exc), param="version", code="release_gate_failed") from None
+    except NotFoundError:  # a missing version or alias: _at_param names it
+        raise
+    except UsageError as exc:  # an override without a reason
+        raise ApiError(400, str(exc), param="reason") from None
+
+
+@router.put("/{model_id}/aliases/{alias}", response_model=AliasObject, responses=errors(404, 409),
+            summary="Tailor: point an alias (e.g. production) at a version of a fine-tuned model, or move it "
+                    "(checked against the tenant's release gate)")
 def set_alias(model_id: str, alias: str, body: AliasSet, principal: Deployer, services: ServicesDep) -> dict:
     name, alias = _target(model_id, alias, principal, services)
     store = services.registry.store
     _at_param(lambda: store.set_alias(principal.tenant, name, alias, body.version, actor=principal.actor,
-                                           reason=body.reason))
+                                      reason=_gated(principal, services, name, body.version, body)))
     return _alias_object(store.get_alias(principal.tenant, name, alias))
 
 
@@ -190,7 +210,7 @@ def start_canary(model_id: str, alias: str, body: CanarySet, principal: Deployer
     name, alias = _target(model_id, alias, principal, services)
     return _alias_object(_at_param(lambda: services.registry.store.set_candidate(
         principal.tenant, name, alias, body.version, "canary", body.share, actor=principal.actor,
-        reason=body.reason)))
+        reason=_gated(principal, services, name, body.version, body))))
 
 
 @router.post("/{model_id}/aliases/{alias}/shadow", response_model=AliasObject, responses=errors(404, 409),
@@ -209,7 +229,8 @@ def promote(model_id: str, alias: str, principal: Deployer, services: ServicesDe
     name, alias = _target(model_id, alias, principal, services)
     body = body or PromoteRequest()
     return _alias_object(_at_param(lambda: services.registry.store.promote(
-        principal.tenant, name, alias, body.version, actor=principal.actor, reason=body.reason)))
+        principal.tenant, name, alias, body.version, actor=principal.actor,
+        reason=_gated(principal, services, name, body.version, body, alias))))
 
 
 @router.post("/{model_id}/aliases/{alias}/rollback", response_model=AliasObject, responses=errors(404, 409),

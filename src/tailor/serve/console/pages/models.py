@@ -1,6 +1,6 @@
 """Console pages: the tenant's fine-tuned models; one model's versions, aliases and their history with the
-release actions; one version's evaluation report, calibration, lineage and export downloads; and two versions
-side by side.
+release actions; one version's evaluation report, calibration, lineage and export downloads, and its model
+card; and two versions side by side.
 
 Pages render on the server from the API's route functions (:mod:`tailor.serve.routes.models`) and the registry
 store they use; ``static/models.js`` sends the release buttons to the ``/v1`` alias routes and the paired
@@ -17,9 +17,11 @@ from fastapi.responses import Response
 
 from tailor.eval.metrics import HEADLINE_KEYS, compare
 from tailor.eval.report import confused_pairs
+from tailor.models.card import version_card
 from tailor.models.export import ARCHIVES, export_formats
 from tailor.registry.entities import ModelVersion
 from tailor.serve.console.formats import when
+from tailor.serve.console.markdown import markdown_html, split_front_matter
 from tailor.serve.console.render import SignedIn, language_param
 from tailor.serve.routes import files as files_api
 from tailor.serve.routes import models as models_api
@@ -112,6 +114,17 @@ async def version_page(name: str, version: int, page: SignedIn) -> Response:
                        abstain=found.metrics.get("abstain"), serving=(found.metrics.get("serving") or {}).get("runtime"),
                        evaluations=_evaluations(found), lineage=_lineage(found),
                        params=found.params, exports=export_formats(found.task, found.method), archives=list(ARCHIVES))
+
+
+@router.get("/models/{name}/{version}/card")
+async def card_page(name: str, version: int, page: SignedIn) -> Response:
+    """One version's model card (:mod:`tailor.models.card`): its metadata as YAML, its markdown rendered with
+    everything it quotes escaped (:mod:`tailor.serve.console.markdown`), and the card's raw text from the API."""
+    store = page.services.registry.store
+    found = await page.call(store.get_version, page.principal.tenant, name, version)
+    metadata, body = split_front_matter(await page.call(version_card, store, found))
+    return page.render("model_card.html", title=page.t("models.card_title", ref=found.ref), active="models",
+                       name=found.name, v=_version_row(found), metadata=metadata, card=markdown_html(body))
 
 
 def _classification_report(version: ModelVersion) -> dict:

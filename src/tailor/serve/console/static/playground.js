@@ -10,6 +10,27 @@
 
   /* ---- classification ---- */
 
+  /* The text with each explained word in a <mark>: green raised the predicted label, red lowered it, deeper
+     is stronger; the weight is its title. The API's offsets count code points (Python strings), not UTF-16
+     units, so the pieces are cut from the text's code points (an emoji before a word would shift it). */
+  function explainedText(text, tokens) {
+    const chars = Array.from(text);
+    const strongest = Math.max(1e-9, ...tokens.map(function (t) { return Math.abs(t.weight); }));
+    const parts = [];
+    let at = 0;
+    for (const token of tokens) {
+      parts.push(chars.slice(at, token.start).join(""));
+      const mark = Tailor.el("mark", { class: token.weight >= 0 ? "pg-up" : "pg-down",
+                                       title: (token.weight >= 0 ? "+" : "") + token.weight.toFixed(4) },
+                             chars.slice(token.start, token.end).join(""));
+      mark.style.setProperty("--pg-strength", (0.15 + 0.6 * Math.abs(token.weight) / strongest).toFixed(2));
+      parts.push(mark);
+      at = token.end;
+    }
+    parts.push(chars.slice(at).join(""));
+    return Tailor.el("p", { class: "pg-text pg-explained", "aria-label": Tailor.t("js.playground.explained") }, parts);
+  }
+
   function resultOf(text, row) {
     const items = Object.entries(row.scores)
       .map(function (pair) { return { label: pair[0], value: pair[1] }; })
@@ -17,7 +38,7 @@
     const bars = Tailor.el("div", { class: "pg-bars", role: "group", "aria-label": Tailor.t("js.playground.probabilities") });
     TailorChart.bars(bars, items, { max: 1, format: percent });
     return Tailor.el("li", { class: "pg-result" },
-      Tailor.el("p", { class: "pg-text" }, text),
+      row.explanation ? explainedText(text, row.explanation) : Tailor.el("p", { class: "pg-text" }, text),
       Tailor.el("p", {}, Tailor.t("js.playground.predicted"), " ", Tailor.el("strong", { class: "pg-label" }, row.label),
                 " ", Tailor.el("span", { class: "muted" }, Tailor.t("js.playground.confidence", { p: percent(row.score) }))),
       bars);
@@ -42,7 +63,8 @@
       try {
         // Nothing but blank lines: send them as they are, so the API says what is wrong with them.
         const response = await Tailor.api("POST", "/v1/classifications",
-                                          { model: section.dataset.model, input: texts.length ? texts : input.value },
+                                          { model: section.dataset.model, input: texts.length ? texts : input.value,
+                                            explain: form.elements.explain.checked },
                                           { raw: true });
         const body = await response.json();
         const ms = Math.round(performance.now() - started);
