@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from fastapi.testclient import TestClient
-
 from tailor.jobs.runner import StopSignal, run_job
 from tailor.jobs.store import JobStore
 from tailor.registry.service import open_registry
@@ -21,21 +18,6 @@ JOBS = "/v1/fine_tuning/jobs"
 PII_ROWS = [("Bank customer ann.lee@corp.com says shares fell sharply", "bearish"),
             ("Call +1 415 555 2671 now: stock rallies to a record", "bullish"),
             ("Card 4111 1111 1111 1111 holders see no change today", "neutral")]
-
-
-@pytest.fixture
-def settings(fresh_home, db_url):
-    from tailor.settings import Settings
-
-    return Settings(home=fresh_home, database_url=db_url)
-
-
-@pytest.fixture
-def api(settings):
-    from tailor.serve.app import create_app
-
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield client
 
 
 def _create(api, headers, **tailor) -> dict:

@@ -4,7 +4,6 @@ in-process, registered as the model's next version; its request validation."""
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
 from samples import SAMPLE_TEST, sample_rows, write_csv
 from tailor.jobs.runner import StopSignal, run_job
@@ -19,14 +18,6 @@ def settings(fresh_home):
     from tailor.settings import Settings
 
     return Settings(home=fresh_home)
-
-
-@pytest.fixture
-def api(settings):
-    from tailor.serve.app import create_app
-
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield client
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ stopped before it starts; a job whose file vanished; checkpoints of a full fine-
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
 from tailor.jobs.runner import StopSignal, run_job
 from tailor.jobs.store import JobStore
@@ -13,21 +12,6 @@ from tailor.registry.service import open_registry
 from samples import sample_rows, write_csv
 
 JOBS = "/v1/fine_tuning/jobs"
-
-
-@pytest.fixture
-def settings(fresh_home, db_url):
-    from tailor.settings import Settings
-
-    return Settings(home=fresh_home, database_url=db_url)
-
-
-@pytest.fixture
-def api(settings):
-    from tailor.serve.app import create_app
-
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield client
 
 
 @pytest.fixture
