@@ -1,4 +1,5 @@
-"""What several routers share: documented error responses and list paging arguments."""
+"""What several routers share: documented error responses, list paging arguments, and an uploaded labelled
+file's rows."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ from typing import Annotated
 
 from fastapi import Query
 
+from tailor.data.dataset import TextDataset
+from tailor.data.files import CHAT
+from tailor.errors import DataError, NotFoundError
+from tailor.serve.errors import ApiError
 from tailor.serve.schemas import ErrorResponse
 
 _TEXTS = {400: "invalid request (the message names the field)", 401: "missing, unknown or revoked API key",
@@ -27,3 +32,29 @@ def errors(*statuses: int) -> dict:
 Limit = Annotated[int, Query(ge=1, le=100, description="how many objects to return")]
 After = Annotated[str | None, Query(min_length=1, max_length=64,
                                     description="return objects after (older than) this id")]
+
+
+def labelled_file_rows(services, tenant: str, file_id: str, *, needed_by: str,
+                       keep_columns: tuple[str, ...] = ()) -> tuple[TextDataset, str]:
+    """The uploaded file's rows, read with the columns its upload check found (and ``keep_columns``: a missing
+    one is a 400 naming ``slice_column``), and its name; ``needed_by`` (``"compare"``) names, in the refusal of a
+    chat file, what needs text/label rows."""
+    from tailor.data.ingest import read_dataset
+
+    try:
+        stored = services.files.get(tenant, file_id)
+    except NotFoundError:
+        raise ApiError(400, f"file {file_id!r} not found; upload it with POST /v1/files", param="file",
+                       code="file_not_found") from None
+    if stored.kind == CHAT:
+        raise ApiError(400, f"file {file_id} holds chat data; {needed_by} needs text/label rows (CSV, TSV or JSONL)",
+                       param="file", code="invalid_file")
+    with services.files.plaintext(stored) as path:
+        try:
+            rows = read_dataset(path, stored.summary.get("text_column"), stored.summary.get("label_column"),
+                                max_bytes=services.settings.max_file_bytes, keep_columns=keep_columns)
+        except DataError as exc:  # the reader names the storage path, which the client must not see
+            param = "slice_column" if exc.field is not None and exc.field in keep_columns else "file"
+            raise ApiError(400, str(exc).replace(str(path), stored.filename), param=param,
+                           code="invalid_file") from None
+    return rows, stored.filename

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tailor.data.dataset import TextDataset
-from tailor.data.files import CHAT
-from tailor.errors import DataError, NotFoundError
 from tailor.eval.compare import Contender, check_classifier, compare_versions, model_names
 from tailor.serve.deps import Reader, ServicesDep
 from tailor.serve.errors import ApiError
 from tailor.serve.models import NamedModel, resolve_model
 from tailor.serve.recording import written_records
-from tailor.serve.routes.common import errors
+from tailor.serve.routes.common import errors, labelled_file_rows
 from tailor.serve.schemas import ComparisonReport, CompareRequest
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -30,30 +27,6 @@ def _classifier(services, tenant: str, ref: str, param: str) -> NamedModel:
     return named
 
 
-def _file_rows(services, tenant: str, file_id: str, keep_columns: tuple[str, ...] = ()) -> tuple[TextDataset, str]:
-    """The uploaded file's rows, read with the columns its upload check found (and ``keep_columns``: a missing
-    one is a 400 naming ``slice_column``), and its name."""
-    from tailor.data.ingest import read_dataset
-
-    try:
-        stored = services.files.get(tenant, file_id)
-    except NotFoundError:
-        raise ApiError(400, f"file {file_id!r} not found; upload it with POST /v1/files", param="file",
-                       code="file_not_found") from None
-    if stored.kind == CHAT:
-        raise ApiError(400, f"file {file_id} holds chat data; compare needs text/label rows (CSV, TSV or JSONL)",
-                       param="file", code="invalid_file")
-    with services.files.plaintext(stored) as path:
-        try:
-            rows = read_dataset(path, stored.summary.get("text_column"), stored.summary.get("label_column"),
-                                max_bytes=services.settings.max_file_bytes, keep_columns=keep_columns)
-        except DataError as exc:  # the reader names the storage path, which the client must not see
-            param = "slice_column" if exc.field is not None and exc.field in keep_columns else "file"
-            raise ApiError(400, str(exc).replace(str(path), stored.filename), param=param,
-                           code="invalid_file") from None
-    return rows, stored.filename
-
-
 @router.post("/compare", response_model=ComparisonReport, responses=errors(404, 503),
              summary="Tailor: compare two classifier versions on the same rows before promoting one")
 def compare_models(body: CompareRequest, principal: Reader, services: ServicesDep) -> dict:
@@ -65,7 +38,8 @@ def compare_models(body: CompareRequest, principal: Reader, services: ServicesDe
     classifier, versions with different labels, a file with labels they do not know, or no rows at all a 400.
     A feedback source without rows is an empty section (``rows`` 0)."""
     named = [_classifier(services, principal.tenant, ref, param) for ref, param in ((body.a, "a"), (body.b, "b"))]
-    rows, name = _file_rows(services, principal.tenant, body.file) if body.file else (None, None)
+    rows, name = (labelled_file_rows(services, principal.tenant, body.file, needed_by="compare")
+                  if body.file else (None, None))
     a, b = (Contender(n.id, n.version, services.models.classifier(n)) for n in named)
     feedback = None
     if body.feedback:

@@ -13,8 +13,7 @@ from tailor.eval.fairness import evaluate_fairness, keeps_evidence
 from tailor.serve.deps import Deployer, ServicesDep
 from tailor.serve.errors import ApiError
 from tailor.serve.models import resolve_model
-from tailor.serve.routes.common import errors
-from tailor.serve.routes.compare import _file_rows
+from tailor.serve.routes.common import errors, labelled_file_rows
 from tailor.serve.schemas import EvaluationRequest, FairnessReport
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -38,7 +37,7 @@ def evaluate(model_id: str, body: EvaluationRequest, principal: Deployer, servic
                        param="model_id")
     check_classifier(model_id, named.version)
     keep = (body.slice_column,) if body.slice_column else ()
-    rows, _ = _file_rows(services, principal.tenant, body.file, keep)
+    rows, _ = labelled_file_rows(services, principal.tenant, body.file, needed_by="a bias report", keep_columns=keep)
     contender = Contender(model_id, named.version, services.models.classifier(named))
     swapper = build_swapper(shipped_terms()) if body.counterfactual else None
     try:
