@@ -27,6 +27,7 @@ from tailor.monitor.config import ConfigStore
 from tailor.monitor.recorder import Recorder
 from tailor.monitor.records import PredictionStore
 from tailor.registry.service import open_registry
+from tailor.registry.gate import GateStore
 from tailor.security.keys import TenantStore
 from tailor.security.quotas import QuotaStore
 from tailor.security.sessions import SessionStore
@@ -90,7 +91,7 @@ def build_services(settings: Settings, executor: Executor | None = None) -> Serv
                         feedback=FeedbackStore(url, settings),
                         recorder=recorder, monitor_configs=configs, alerts=alerts, alert_loop=alert_loop,
                         shadow=ShadowRunner(on_outcome=metrics.record_shadow), audit=AuditLog(url),
-                        limits=ServerLimits(quotas, settings, metrics.registry))
+                        gates=GateStore(url), limits=ServerLimits(quotas, settings, metrics.registry))
     metrics.add_state(services)
     metrics.registry.register(services.limits.collector(services))
     return services

@@ -19,6 +19,7 @@ from tailor.monitor.drift import EmbeddingCache
 from tailor.monitor.feedback import FeedbackStore
 from tailor.monitor.recorder import Recorder
 from tailor.monitor.records import PredictionStore
+from tailor.registry.gate import GateStore
 from tailor.registry.service import Registry
 from tailor.security.keys import Principal, TenantStore
 from tailor.security.sessions import SessionStore, csrf_matches
@@ -55,6 +56,7 @@ class Services:
     shadow: ShadowRunner = field(default_factory=ShadowRunner)  # shadow copies of requests, off their path
     audit: AuditLog | None = None  # the audit log (tailor.serve.audit records every state change in it)
     limits: ServerLimits | None = None  # quotas and rate limits (tailor.serve.limits)
+    gates: GateStore | None = None  # the tenants' release gates (tailor.registry.gate)
 
 
 # The dependencies below are ``async def`` although they do not await: FastAPI runs a plain ``def`` dependency

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tailor.registry.gate import GatePolicy, GateStore
+from tailor.registry.gate import GatePolicy
 from tailor.serve.deps import Admin, Reader, ServicesDep
 from tailor.serve.routes.common import errors
 from tailor.serve.schemas import ReleaseGateObject, ReleaseGateSet
@@ -20,12 +20,12 @@ def _gate_object(tenant: str, policy: GatePolicy) -> dict:
 @router.get("", response_model=ReleaseGateObject, responses=errors(),
             summary="Tailor: the tenant's release gate (thresholds not set are not checked)")
 def get_gate(principal: Reader, services: ServicesDep) -> dict:
-    return _gate_object(principal.tenant, GateStore(services.settings.registry_url).get(principal.tenant))
+    return _gate_object(principal.tenant, services.gates.get(principal.tenant))
 
 
 @router.put("", response_model=ReleaseGateObject, responses=errors(),
             summary="Tailor: replace the tenant's release gate (admin); an empty body removes it")
 def set_gate(body: ReleaseGateSet, principal: Admin, services: ServicesDep) -> dict:
     policy = GatePolicy(**body.model_dump())
-    GateStore(services.settings.registry_url).set(principal.tenant, policy, actor=principal.actor)
+    services.gates.set(principal.tenant, policy, actor=principal.actor)
     return _gate_object(principal.tenant, policy)

@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from tailor.catalog import CATALOG
 from tailor.errors import NotFoundError, PermissionDeniedError, UsageError
 from tailor.registry.entities import Alias, AliasEvent
-from tailor.registry.gate import GateRefused, GateStore, check_release
+from tailor.registry.gate import GateRefused, check_release
 from tailor.registry.refs import parse_ref, validate_alias
 from tailor.serve.deps import Deployer, Reader, ServicesDep
 from tailor.serve.errors import ApiError
@@ -172,7 +172,7 @@ def _gated(principal, services, name: str, version: int | None, body, alias: str
         raise PermissionDeniedError("overriding the release gate needs the 'admin' scope "
                                     f"(this API key has: {', '.join(principal.scopes)})")
     try:
-        return check_release(GateStore(services.settings.registry_url), services.registry.store, principal.tenant,
+        return check_release(services.gates, services.registry.store, principal.tenant,
                              name, version, alias=alias, override=body.override, reason=body.reason)
     except GateRefused as exc:
         raise ApiError(409, str(exc), param="version", code="release_gate_failed") from None
