@@ -95,7 +95,8 @@ def cmd_train(args) -> int:
     result = run_classification_job(
         args.file, eval_file=args.eval_file, text_col=args.text_col, label_col=args.label_col, name=args.name,
         tenant=args.tenant, preset=args.preset, search=args.search, resume=args.resume, new_labels=args.new_labels,
-        redact_pii=args.redact_pii, reporter=ConsoleReporter(), **{k: v for k, v in overrides.items() if v is not None})
+        redact_pii=args.redact_pii, reporter=ConsoleReporter(), actor=_cli_actor(),
+        **{k: v for k, v in overrides.items() if v is not None})
     summary = result.summary()
     note_audit(args, model=summary["model"])
     if args.json:
@@ -119,7 +120,8 @@ def cmd_retrain(args) -> int:
     result = run_retrain(args.ref, file=args.file, feedback=not args.no_feedback,
                          tenant=args.tenant, name=args.name, new_labels=args.new_labels, text_col=args.text_col,
                          label_col=args.label_col, eval_file=args.eval_file, preset=args.preset,
-                         reporter=ConsoleReporter(), **{k: v for k, v in overrides.items() if v is not None})
+                         reporter=ConsoleReporter(), actor=_cli_actor(),
+                         **{k: v for k, v in overrides.items() if v is not None})
     summary = {**result.summary(), "parent": result.version.lineage["parent"],
                "rows_from": result.version.lineage["retrain"]["rows"]}
     note_audit(args, model=summary["model"])
@@ -145,7 +147,7 @@ def cmd_train_chat(args) -> int:
                  "device": args.device, "strict": args.strict or None}
     result = run_chat_job(args.file, eval_file=args.eval_file, name=args.name, tenant=args.tenant,
                           preset=args.preset, resume=args.resume, redact_pii=args.redact_pii,
-                          reporter=ConsoleReporter(),
+                          reporter=ConsoleReporter(), actor=_cli_actor(),
                           **{k: v for k, v in overrides.items() if v is not None})
     summary = result.summary()
     note_audit(args, model=summary["model"])
@@ -280,7 +282,7 @@ def cmd_models_show(args) -> int:
         else:
             print(card, end="")
         return 0
-    info = version.to_dict() | {"artifact_dir": str(registry.artifact_dir(version))}
+    info = version.to_dict() | {"artifact_dir": str(registry.artifact_location(version))}
     if args.json:
         _emit_json(info)
         return 0

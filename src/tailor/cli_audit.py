@@ -53,6 +53,7 @@ AUDITED = {
     ("gate", "set"): (("tenant", "min_accuracy", "min_macro_f1", "max_slice_gap", "max_flip_rate",
                        "require_fairness"), _changes),
     ("jobs", "cancel"): (("job_id",), _changes),
+    ("eval", None): (("ref", "file", "slice_col"), _changes),  # it stores the version's bias report, which the gate reads
     ("feedback", None): (("file",), _changes),
     ("alerts", None): (("name",), _sets_alerts),
 }

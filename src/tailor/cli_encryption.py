@@ -41,6 +41,7 @@ def cmd_keys_new_master(args) -> int:
 
 def cmd_keys_rotate_master(args) -> int:
     from tailor.cli import _show
+    from tailor.cli_audit import note_audit
     from tailor.security.crypto import load_master_key, master_key_from_file, parse_master_key, rotate_master
     from tailor.settings import get_settings
 
@@ -58,6 +59,7 @@ def cmd_keys_rotate_master(args) -> int:
     if new.fingerprint == old.fingerprint:
         raise UsageError("the new master key is the current one; nothing to rotate")
     tenants = rotate_master(settings.registry_url, old, new)
+    note_audit(args, old_fingerprint=old.fingerprint, new_fingerprint=new.fingerprint, tenants=len(tenants))
     return _show(args, {"tenants": tenants, "old_fingerprint": old.fingerprint, "new_fingerprint": new.fingerprint},
                  f"re-wrapped the data keys of {len(tenants)} tenant(s) under the master key {new.fingerprint}"
                  f"{': ' + ', '.join(tenants) if tenants else ''}\n"

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
                                            "without TLS or a proxy, or with CORS open to every origin")
     master_key: SecretStr | None = Field(default=None, description="the master key (32 random bytes, URL-safe base64)")
     master_key_file: Path | None = Field(default=None, description="a file holding the master key")
+    plaintext_dir: Path | None = Field(
+        default=None, description="where decrypted copies (models in use, a job's files) are kept while needed: "
+                                  "default /dev/shm, memory, so plaintext never reaches a disk; set it where /dev/shm "
+                                  "is small (a container's 64 MB) to a directory on an encrypted or memory filesystem")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="browser origins allowed to call the API (comma-separated; empty: no CORS)")
     forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(

@@ -2,8 +2,9 @@
 
 The walk a new user takes (sign in, upload the sample CSV, read its report, start a head-method job, watch it
 finish, promote the version, keep its inputs, classify in the playground, label an answer in the review queue
-with the keyboard, retrain and compare the two versions (or cancel the retrain), sign out) in English and in
-Chinese; a tenant that cannot see another's pages; no request leaving the server; no error in the browser's
+with the keyboard, retrain and compare the two versions (or cancel the retrain), in English the trust pages
+(verify the audit chain, run a bias report, a promotion refused by the release gate then overridden), sign out)
+in English and in Chinese; a tenant that cannot see another's pages; no request leaving the server; no error in the browser's
 console; a label for every control. Every page is screenshotted into ``screenshots/console/``
 (``TAILOR_SCREENSHOTS`` to change; not committed), with each page's weight and server time in ``pages.json``.
 
@@ -250,6 +251,49 @@ def compare_with_the_retrain(tab: Tab, name: str) -> None:
     tab.shot("model-compare")
 
 
+def trust(tab: Tab, name: str) -> None:
+    """Verify the audit chain; run version 1's bias report (the slice finder and the counterfactual check); set
+    a release gate version 2 fails (it has no slice report), see its promotion from a shadow refused with the
+    reason, then override it with a reason (an admin's)."""
+    tab.go("/console/audit")
+    tab.page.locator('#audit-verify button[name="verify"]').click()
+    tab.page.locator("#chain-result .status-succeeded").wait_for()
+    tab.shot("audit")
+    tab.go(f"/console/models/{name}/1/bias")
+    tab.page.locator("#bias-counterfactual").check()
+    tab.page.locator("#bias-form button[type=submit]").click()
+    tab.page.locator("#worst-h").wait_for(timeout=120_000)  # the page reloads with the stored report
+    assert tab.page.locator("#flip-rate").count() == 1
+    tab.shot("bias")
+    tab.go("/console/gate")
+    tab.page.locator("#gate-min_accuracy").fill("1")
+    tab.page.locator("#gate-require_fairness").check()  # version 2 has no slice report: refused whatever it scores
+    tab.page.locator("#gate-form button[type=submit]").click()
+    tab.page.locator('#gate tr[data-threshold="min_accuracy"] td:text("1")').wait_for()
+    tab.shot("gate")
+    tab.go(f"/console/models/{name}")
+    form = tab.page.locator('form.release[data-alias="production"]')
+    form.locator('select[name="version"]').select_option("2")
+    with tab.page.expect_navigation():  # the page reloads with the shadow, its scripts ready for the promote
+        form.locator('button[value="shadow"]').click()
+    promote_button = tab.page.locator('form.release[data-alias="production"] button[value="promote"]')
+    promote_button.click()
+    refusal = tab.page.locator('form.release[data-alias="production"] [data-error-for="version"]')
+    refusal.wait_for()
+    message = refusal.inner_text()  # the API's refusal, with the failing number against the threshold
+    assert message.startswith(f"release gate: {name}:2 fails: ")
+    assert f"no slice report: run tailor eval {name}:2 FILE --slice-col COL" in message
+    assert message.endswith("(an admin may override with a reason)")
+    tab.errors.remove("Failed to load resource: the server responded with a status of 409 (Conflict)")  # expected
+    tab.shot("gate-refused")
+    form = tab.page.locator('form.release[data-alias="production"]')
+    form.locator('input[name="override"]').check()
+    form.locator('input[name="reason"]').fill("accepted by the risk board")
+    promote_button.click()
+    tab.page.locator("#history").get_by_text("accepted by the risk board", exact=False).wait_for()
+    assert tab.page.locator('#aliases tr[data-alias="production"] td.num').inner_text() == "2"
+
+
 def visit_the_other_pages(tab: Tab, name: str) -> None:
     for page, path in (("monitoring", f"/console/monitoring/{name}"), ("monitoring-index", "/console/monitoring"),
                        ("review-index", "/console/review"), ("keys", "/console/keys")):
@@ -281,6 +325,7 @@ def walk(tab: Tab, key: str, *, retrain: bool) -> dict:
     review_and_retrain(tab, name)
     if retrain:
         compare_with_the_retrain(tab, name)
+        trust(tab, name)
     else:
         cancel(tab)
     sign_out(tab)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import secrets
+from pathlib import Path
 
 import pytest
 
@@ -244,3 +246,16 @@ def test_shredding_a_tenants_key_makes_its_data_unreadable_for_good(db_url):
         _open(keyring, "acme", sealed)
     with pytest.raises(DecryptionError, match=gone):
         keyring.open_text("acme", value)
+
+
+def test_plaintext_workspaces_go_where_tailor_plaintext_dir_says(tmp_path, monkeypatch):
+    from tailor.security.crypto import private_workspace_path
+
+    monkeypatch.setenv("TAILOR_PLAINTEXT_DIR", str(tmp_path / "plain"))
+    workspace = private_workspace_path()
+    assert workspace.parent == tmp_path / "plain" and workspace.name.startswith(f"tailor-plain-{os.getpid()}-")
+    assert (workspace.stat().st_mode & 0o777, (tmp_path / "plain").stat().st_mode & 0o777) == (0o700, 0o700)
+    monkeypatch.delenv("TAILOR_PLAINTEXT_DIR")
+    default = private_workspace_path()
+    default.rmdir()
+    assert default.parent == Path("/dev/shm")  # the default: memory

@@ -68,7 +68,11 @@ def _files_holding(root: Path, needles: list[bytes]) -> list[str]:
 
 
 def _plaintext_workspaces() -> list[Path]:
-    return sorted(Path("/dev/shm").glob(f"tailor-plain-{os.getpid()}-*"))
+    """This process's private plaintext directories, but for the plaintext views of the sealed models it loaded
+    (kept while the process runs: tailor.registry.artifacts)."""
+    from tailor.registry.artifacts import view_dirs
+
+    return sorted(set(Path("/dev/shm").glob(f"tailor-plain-{os.getpid()}-*")) - set(view_dirs()))
 
 
 def _classify_and_store(client, settings, tenant: Tenant, head_artifact) -> str:

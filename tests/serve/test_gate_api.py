@@ -149,3 +149,9 @@ def test_evaluation_refusals_name_the_field(client, acme, settings, head_artifac
                         json={"file": file_id, "positive_label": "bullish"})
     assert error_of(wrong, 400)["param"] == "positive_label"
     assert "fairness" not in open_registry(settings).store.get_version("acme", "tweets", 1).metrics  # none stored
+    open_registry(settings).store.create_version("acme", "helper", task="chat", base_model="smollm2-135m",
+                                                 method="lora", artifact_path="acme/helper/x", params={}, metrics={},
+                                                 lineage={})
+    chat = client.post("/v1/models/helper:1/evaluations", headers=acme.headers, json={"file": file_id})
+    assert error_of(chat, 400)["message"] == ("'helper:1' is helper:1, a chat model: a bias report needs a fine-tuned "
+                                              "classifier")

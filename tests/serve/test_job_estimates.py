@@ -45,8 +45,9 @@ def test_an_estimate_gives_every_method_and_auto_s_choice_and_caches_the_base_s_
         assert found["method"] == method and found["trials"] == 1
         assert found["total_s"] == pytest.approx(sum(found["stages"].values()), abs=0.11)
         assert found["total_s"] > 0 and found["stages"]["train"] > 0
-    assert list(body["estimates"]["full"]["stages"]) == ["data", "train", "validation", "test", "gate", "save"]
-    assert list(body["estimates"]["head"]["stages"]) == ["data", "train", "test", "gate", "save"]
+    assert list(body["estimates"]["full"]["stages"]) == ["data", "train", "validation", "test", "explain", "gate",
+                                                             "save"]
+    assert list(body["estimates"]["head"]["stages"]) == ["data", "train", "test", "explain", "gate", "save"]
     assert (body["estimates"]["full"]["epochs"], body["estimates"]["head"]["epochs"]) == (2, 300)
     speeds = json.loads((settings.home / "cache" / "speed.json").read_text())["entries"]
     assert [key.split("|")[0] for key in speeds] == ["minilm-l6"] and "|batch=8|" in next(iter(speeds))

@@ -28,12 +28,15 @@ def test_full_estimate_sums_every_stage_from_the_measured_speed():
                                   num_labels=3, batch_size=16, epochs=3, seed=0, head_epochs=300, elapsed_s=4.0)
     # train: 3 epochs x 320 tokens x 1 ms + 3 x 2 steps x 50 ms; validation: 3 x 640 tokens x 0.1 ms;
     # test: 128 + 64 rows x 10 tokens x 0.2 ms; gate: build (5.2 + 0.167 x 20) x machine (0.05 / 20 / 0.0095 =
-    # 0.263) + sessions 0.03 x 20 x 0.263 + scoring (3.5 x 64 + 198) x 10 tokens x 0.2 ms; save 0.5 + 0.015 x 20
-    assert est.stages == {"data": 4.0, "train": 1.3, "validation": 0.2, "test": 0.4, "gate": 3.2, "save": 0.8}
-    assert est.total_s == 9.9
+    # 0.263) + sessions 0.03 x 20 x 0.263 + scoring (3.5 x 64 + 198) x 10 tokens x 0.2 ms; save 0.5 + 0.015 x 20;
+    # explain: 32 sampled + 5 mistakes x (10 words + 1) + 32 x (1 + 3 draws) = 535 rows x 10 tokens x 0.2 ms
+    assert est.stages == {"data": 4.0, "train": 1.3, "validation": 0.2, "test": 0.4, "explain": 1.1, "gate": 3.2,
+                          "save": 0.8}
+    assert est.total_s == 11.0
     assert (est.training_s, est.per_epoch_s, est.epochs, est.trials) == (1.5, 0.5, 3, 1)
-    assert est.describe() == "10s (data 4s (done), train 1s over 3 epochs, validation 0s, test 0s, gate 3s, save 1s)"
-    assert est.as_dict() == {"method": "full", "total_s": 9.9, "stages": est.stages, "epochs": 3, "trials": 1}
+    assert est.describe() == ("11s (data 4s (done), train 1s over 3 epochs, validation 0s, test 0s, explain 1s, "
+                              "gate 3s, save 1s)")
+    assert est.as_dict() == {"method": "full", "total_s": 11.0, "stages": est.stages, "epochs": 3, "trials": 1}
 
 
 def test_lora_head_and_search_estimates():
@@ -50,8 +53,8 @@ def test_lora_head_and_search_estimates():
     # one fp32 pass over 384 rows (3840 tokens x 0.2 ms) + 300 steps x 320 rows x 100 x 4 classes x 3 MACs
     assert head.stages["train"] == round(0.768 + 300 * 320 * 100 * 4 * 3 / 1e9, 1) == 0.9
     assert "validation" not in head.stages and head.epochs == 300
-    assert head.describe() == ("2s (data 0s (done), train 1s (embedding 1s, 300 head steps), test 0s, gate 1s, "
-                               "save 0s)")
+    assert head.describe() == ("2s (data 0s (done), train 1s (embedding 1s, 300 head steps), test 0s, explain 0s, "
+                               "gate 1s, save 0s)")
     search = estimate_classification("full", SPEED, trials=3, **common)
     full = estimate_classification("full", SPEED, **common)
     assert search.stages["train"] == pytest.approx(3 * full.stages["train"], abs=0.1)

@@ -24,9 +24,10 @@ from typing import BinaryIO, Iterator
 
 from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, delete, func, insert, select
 
-from tailor.db import JsonText, UtcDateTime, listed_after, now, open_engine
+from tailor.db import UtcDateTime, listed_after, now, open_engine
 from tailor.errors import DataError, NotFoundError, UsageError
-from tailor.security.crypto import is_sealed_file, open_keyring, open_value, private_workspace_path
+from tailor.security.crypto import DecryptionError, is_sealed_file, open_keyring, open_value, private_workspace_path
+from tailor.security.sealing import SealableJson, open_json, open_str, open_str_or_placeholder, seal_json, seal_str
 
 PURPOSES = ("fine-tune",)
 TEXT_LABEL = "text-label"
@@ -38,7 +39,7 @@ _files = Table(
     "files", _metadata,
     Column("id", String(40), primary_key=True), Column("tenant", String(64)), Column("filename", Text),
     Column("purpose", String(32)), Column("bytes", BigInteger), Column("sha256", String(64)),
-    Column("kind", String(32)), Column("summary", JsonText), Column("relpath", Text), Column("created_at", UtcDateTime),
+    Column("kind", String(32)), Column("summary", SealableJson), Column("relpath", Text), Column("created_at", UtcDateTime),
 )
 
 
@@ -107,8 +108,18 @@ def _inspect(path: Path, suffix: str, max_bytes: int) -> tuple[str, dict]:
                         "labels": dataset.label_counts()}
 
 
-def _to_file(row) -> StoredFile:
-    return StoredFile(row.id, row.tenant, row.filename, row.purpose, row.bytes, row.sha256, row.kind, row.summary,
+def _to_file(row, keys, *, erased_ok: bool = False) -> StoredFile:
+    """A ``files`` row as a :class:`StoredFile`, its sealed name and summary opened (call it outside transactions).
+
+    With ``erased_ok`` (the tenant's data key may already be destroyed) unreadable values become placeholders.
+    """
+    try:
+        filename, summary = open_str(keys, row.tenant, row.filename), open_json(keys, row.tenant, row.summary)
+    except DecryptionError:
+        if not erased_ok:
+            raise
+        filename, summary = open_str_or_placeholder(keys, row.tenant, row.filename), {}
+    return StoredFile(row.id, row.tenant, filename, row.purpose, row.bytes, row.sha256, row.kind, summary,
                       row.relpath, row.created_at)
 
 
@@ -179,9 +190,11 @@ class FileStore:
         finally:
             upload.unlink(missing_ok=True)
         try:
+            # the file's name and summary (column names, label counts) are client data: sealed like its bytes
+            sealed_name, sealed_summary = seal_str(self.keys, tenant, filename), seal_json(self.keys, tenant, summary)
             with self._engine.begin() as conn:
-                conn.execute(insert(_files).values(id=file_id, tenant=tenant, filename=filename, purpose=purpose,
-                                                   bytes=size, sha256=sha256, kind=kind, summary=summary,
+                conn.execute(insert(_files).values(id=file_id, tenant=tenant, filename=sealed_name, purpose=purpose,
+                                                   bytes=size, sha256=sha256, kind=kind, summary=sealed_summary,
                                                    relpath=relpath, created_at=now()))
         except BaseException:
             target.unlink(missing_ok=True)
@@ -194,7 +207,7 @@ class FileStore:
             row = conn.execute(select(_files).where(_files.c.id == file_id, _files.c.tenant == tenant)).one_or_none()
         if row is None:
             raise NotFoundError(f"file {file_id!r} not found")
-        return _to_file(row)
+        return _to_file(row, self.keys)
 
     def list(self, tenant: str, *, purpose: str | None = None, after: str | None = None,
              limit: int = 100) -> tuple[list[StoredFile], bool]:
@@ -207,7 +220,7 @@ class FileStore:
             query = query.where(listed_after(_files, anchor.created_at, anchor.id))
         with self._engine.begin() as conn:
             rows = conn.execute(query.order_by(_files.c.created_at.desc(), _files.c.id.desc()).limit(limit + 1)).all()
-        return [_to_file(r) for r in rows[:limit]], len(rows) > limit
+        return [_to_file(r, self.keys) for r in rows[:limit]], len(rows) > limit
 
     def totals(self, tenant: str) -> tuple[int, int]:
         """How many files the tenant keeps, and their bytes (one query)."""
@@ -306,7 +319,7 @@ class FileStore:
         with self._engine.begin() as conn:
             rows = conn.execute(select(_files).where(_files.c.tenant == tenant)).all()
             conn.execute(delete(_files).where(_files.c.tenant == tenant))
-        removed = [_to_file(row) for row in rows]
+        removed = [_to_file(row, self.keys, erased_ok=True) for row in rows]
         for stored in removed:
             self._remove_bytes(stored)
         shutil.rmtree(self.root / tenant, ignore_errors=True)

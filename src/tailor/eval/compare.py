@@ -172,11 +172,12 @@ class Contender:
         return {"ref": self.ref, "model": self.version.ref, "runtime": self.runtime.name}
 
 
-def check_classifier(ref: str, version: ModelVersion) -> None:
-    """Raises UsageError unless ``version`` (what ``ref`` resolved to) is a classifier."""
+def check_classifier(ref: str, version: ModelVersion, needed_by: str = "compare needs two fine-tuned classifiers"
+                     ) -> None:
+    """Raises UsageError unless ``version`` (what ``ref`` resolved to) is a classifier; ``needed_by`` ends the
+    message (what needs one)."""
     if version.task != "classify":
-        raise UsageError(f"{ref!r} is {version.ref}, a {version.task} model: compare needs two fine-tuned "
-                         "classifiers")
+        raise UsageError(f"{ref!r} is {version.ref}, a {version.task} model: {needed_by}")
 
 
 def check_same_labels(a: Contender, b: Contender) -> None:

@@ -3,8 +3,9 @@ object it owns.
 
 Order matters: the data key goes first, so whatever a crash or a backup leaves behind of the tenant's sealed
 bytes can never be read again. Then its files (bytes, cached reports), model artifacts and the caches built
-from them (export archives, generation engines), its jobs' run folders, and its rows in every table that has
-a ``tenant`` column (found by reflecting the database, so a table added later is covered), with the rows that
+from them (export archives, generation engines, and this process's plaintext views of them in memory), its
+jobs' run folders and its command-line runs' (found by their ``tenant`` file), and its rows in every table
+that has a ``tenant`` column (found by reflecting the database, so a table added later is covered), with the rows that
 hang off them (model versions, aliases and their history, job events and checkpoints, console sessions).
 The audit log is kept: it is append-only and hash-chained, and who did what stays answerable after the
 tenant is gone. On SQLite the database file is then compacted (``VACUUM``) so deleted rows do not linger in
@@ -28,7 +29,9 @@ from sqlalchemy.engine import make_url
 from tailor.db import open_engine
 from tailor.errors import ConflictError
 from tailor.jobs.store import JobStore
+from tailor.registry.artifacts import drop_views
 from tailor.security.keys import TenantStore
+from tailor.train.checkpoint import runs_of_tenant
 
 # tables whose rows belong to a tenant through another table: (table, column, parent table, parent column)
 _CHILDREN = (
@@ -101,6 +104,8 @@ def delete_tenant(settings, tenant: str) -> TenantErasure:
 
 
 def _remove_model_files(settings, metadata: MetaData, engine, tenant: str, erasure: TenantErasure) -> None:
+    from tailor.models.genai import drop_engine_views  # lazy: it imports the model stack
+
     models, versions, jobs = (metadata.tables[name] for name in ("models", "model_versions", "jobs"))
     with engine.connect() as conn:
         rows = conn.execute(select(models.c.name, versions.c.version, versions.c.artifact_path)
@@ -111,7 +116,11 @@ def _remove_model_files(settings, metadata: MetaData, engine, tenant: str, erasu
     home = Path(settings.home)
     doomed = [settings.artifacts_dir / tenant, home / "cache" / "exports" / tenant]
     doomed += [home / "runs" / job_id for job_id in erasure.jobs]
-    doomed += [engine_dir for row in rows for engine_dir in _engine_dirs(home, row.artifact_path)]
+    doomed += [run for run in runs_of_tenant(home / "runs", tenant) if run not in doomed]  # CLI runs
+    engines = [engine_dir for row in rows for engine_dir in _engine_dirs(home, row.artifact_path)]
+    doomed += engines
+    drop_views(settings.artifacts_dir / tenant)  # this process's plaintext copies in memory
+    drop_engine_views(engines)
     for path in doomed:
         if path.exists():
             shutil.rmtree(path, ignore_errors=True)

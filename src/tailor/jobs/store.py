@@ -7,6 +7,12 @@ was killed) is queued again and resumes from its last checkpoint.
 
 Status changes a user asks for (cancel, pause) are written at once; the worker sees them at its next
 heartbeat and stops.
+
+With a master key configured, what a job holds of the tenant's data is sealed under the tenant's data key
+(:mod:`tailor.security.sealing`): its request (metadata, column names, label lists, options), result and error (a
+data error quotes a row), and every event's message and data. Ids, numbers, statuses and checkpoint metrics stay
+plain (the queue and the quotas query them). Keys are loaded before a write transaction and values opened after
+the connection is closed; rows written before encryption read as they are.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, Text, func, ins
 
 from tailor.db import JsonText, UtcDateTime, listed_after, now, open_engine
 from tailor.errors import ConflictError, NotFoundError
+from tailor.security.crypto import open_keyring
+from tailor.security.sealing import SealableJson, open_json, open_str, preload, seal_json, seal_str
 
 VALIDATING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, PAUSED = (
     "validating_files", "queued", "running", "succeeded", "failed", "cancelled", "paused")
@@ -32,15 +40,16 @@ _jobs = Table(
     "jobs", _metadata,
     Column("id", String(40), primary_key=True), Column("tenant", String(64)), Column("model", Text),
     Column("task", String(32)), Column("training_file", String(40)), Column("validation_file", String(40)),
-    Column("suffix", String(64)), Column("seed", Integer), Column("request", JsonText), Column("status", String(32)),
-    Column("fine_tuned_model", Text), Column("error", JsonText), Column("result", JsonText),
+    Column("suffix", String(64)), Column("seed", Integer), Column("request", SealableJson),
+    Column("status", String(32)),
+    Column("fine_tuned_model", Text), Column("error", SealableJson), Column("result", SealableJson),
     Column("attempts", Integer), Column("worker_id", String(64)), Column("heartbeat_at", UtcDateTime),
     Column("created_at", UtcDateTime), Column("started_at", UtcDateTime), Column("finished_at", UtcDateTime),
 )
 _events = Table(
     "job_events", _metadata,
     Column("id", Integer, primary_key=True), Column("job_id", String(40)), Column("created_at", UtcDateTime),
-    Column("level", String(16)), Column("type", String(16)), Column("message", Text), Column("data", JsonText),
+    Column("level", String(16)), Column("type", String(16)), Column("message", Text), Column("data", SealableJson),
 )
 _checkpoints = Table(
     "job_checkpoints", _metadata,
@@ -127,10 +136,6 @@ class JobCheckpoint:
                 "step_number": self.step, "metrics": self.metrics}
 
 
-def _to_job(row) -> Job:
-    return Job(row.id, row.tenant, row.model, row.task, row.training_file or None, row.validation_file, row.suffix,
-               row.seed, row.request, row.status, row.fine_tuned_model, row.error, row.result, row.attempts,
-               row.worker_id, row.created_at, row.started_at, row.finished_at)
 
 
 def _after_id(prefix: str, after: str | None) -> int | None:
@@ -143,10 +148,35 @@ def _after_id(prefix: str, after: str | None) -> int | None:
 
 
 class JobStore:
-    """Jobs of every tenant in the database at ``url``. Tenant-facing methods take the tenant first."""
+    """Jobs of every tenant in the database at ``url``. Tenant-facing methods take the tenant first.
 
-    def __init__(self, url: str):
+    Args:
+        settings: where the master key comes from (default: the environment's); without one nothing is sealed.
+    """
+
+    def __init__(self, url: str, settings=None):
         self._engine = open_engine(url)
+        self.keys = open_keyring(url, settings)
+        self._tenants: dict[str, str] = {}  # job id -> tenant, which never changes
+
+    def _to_job(self, row) -> Job:
+        """The job of a row, its sealed fields opened (call it once the connection is closed)."""
+        keys, tenant = self.keys, row.tenant
+        return Job(row.id, tenant, row.model, row.task, row.training_file or None, row.validation_file, row.suffix,
+                   row.seed, open_json(keys, tenant, row.request), row.status, row.fine_tuned_model,
+                   open_json(keys, tenant, row.error), open_json(keys, tenant, row.result), row.attempts,
+                   row.worker_id, row.created_at, row.started_at, row.finished_at)
+
+    def _tenant_of(self, job_id: str) -> str | None:
+        """The tenant of job ``job_id`` (None: no such job), with its data key loaded for what follows."""
+        tenant = self._tenants.get(job_id)
+        if tenant is None:
+            with self._engine.connect() as conn:
+                tenant = conn.scalar(select(_jobs.c.tenant).where(_jobs.c.id == job_id))
+            if tenant is not None:
+                self._tenants[job_id] = tenant
+        preload(self.keys, tenant)
+        return tenant
 
     # --- what the API does -------------------------------------------------------------------------------
 
@@ -155,15 +185,16 @@ class JobStore:
         """Record a new job as queued, with its first events."""
         job_id = "ftjob-" + secrets.token_hex(12)
         moment = now()
+        preload(self.keys, tenant)
         with self._engine.begin() as conn:
             conn.execute(insert(_jobs).values(
                 # the column predates file-less retrains and is NOT NULL: "" stands for none
                 id=job_id, tenant=tenant, model=model, task=task, training_file=training_file or "",
-                validation_file=validation_file, suffix=suffix, seed=seed, request=request, status=QUEUED,
-                attempts=0, created_at=moment))
-            self._event(conn, job_id, f"Validated training file: {training_file}" if training_file
+                validation_file=validation_file, suffix=suffix, seed=seed,
+                request=seal_json(self.keys, tenant, request), status=QUEUED, attempts=0, created_at=moment))
+            self._event(conn, tenant, job_id, f"Validated training file: {training_file}" if training_file
                         else "No training file: training on feedback labels")
-            self._event(conn, job_id, "Job queued")
+            self._event(conn, tenant, job_id, "Job queued")
         return self.get(tenant, job_id)
 
     def get(self, tenant: str, job_id: str) -> Job:
@@ -172,7 +203,7 @@ class JobStore:
             row = conn.execute(select(_jobs).where(_jobs.c.id == job_id, _jobs.c.tenant == tenant)).one_or_none()
         if row is None:
             raise NotFoundError(f"fine-tuning job {job_id!r} not found")
-        return _to_job(row)
+        return self._to_job(row)
 
     def list(self, tenant: str | None, *, after: str | None = None, limit: int = 20) -> tuple[list[Job], bool]:
         """Jobs newest first (``tenant=None``: every tenant's, for the operator); ``(jobs, has_more)``."""
@@ -184,7 +215,7 @@ class JobStore:
             query = query.where(listed_after(_jobs, anchor.created_at, anchor.id))
         with self._engine.begin() as conn:
             rows = conn.execute(query.order_by(_jobs.c.created_at.desc(), _jobs.c.id.desc()).limit(limit + 1)).all()
-        return [_to_job(r) for r in rows[:limit]], len(rows) > limit
+        return [self._to_job(r) for r in rows[:limit]], len(rows) > limit
 
     def uses_file(self, tenant: str, file_id: str) -> list[str]:
         """Ids of the tenant's unfinished jobs that read ``file_id``."""
@@ -216,11 +247,12 @@ class JobStore:
         if job.status not in allowed:
             verb = {CANCELLED: "cancel", PAUSED: "pause", QUEUED: "resume"}[status]
             raise ConflictError(f"cannot {verb} job {job_id}: its status is {job.status}")
+        preload(self.keys, tenant)
         with self._engine.begin() as conn:
             done = conn.execute(update(_jobs).where(_jobs.c.id == job_id, _jobs.c.status == job.status).values(
                 status=status, finished_at=now() if final else None)).rowcount
             if done:
-                self._event(conn, job_id, message)
+                self._event(conn, tenant, job_id, message)
         return self.get(tenant, job_id) if done else self._user_transition(tenant, job_id, status, allowed,
                                                                              message, final)
 
@@ -228,7 +260,8 @@ class JobStore:
                limit: int = 20) -> tuple[list[JobEvent], bool]:
         """The job's events newest first, older than event ``after``; ``(events, has_more)``."""
         rows, has_more = self._newest_first(tenant, job_id, _events, "ftevent-", after, limit)
-        return [JobEvent(r.id, r.job_id, r.created_at, r.level, r.type, r.message, r.data) for r in rows], has_more
+        return [JobEvent(r.id, r.job_id, r.created_at, r.level, r.type, open_str(self.keys, tenant, r.message),
+                         open_json(self.keys, tenant, r.data)) for r in rows], has_more
 
     def checkpoints(self, tenant: str, job_id: str, *, after: str | None = None,
                     limit: int = 10) -> tuple[list[JobCheckpoint], bool]:
@@ -297,9 +330,9 @@ class JobStore:
                                                        _jobs.c.worker_id.is_(None)).values(
                     status=RUNNING, worker_id=worker_id, heartbeat_at=moment, attempts=_jobs.c.attempts + 1,
                     started_at=func.coalesce(_jobs.c.started_at, moment))).rowcount
-                if won:
-                    row = conn.execute(select(_jobs).where(_jobs.c.id == job_id)).one()
-                    return _to_job(row)
+                row = conn.execute(select(_jobs).where(_jobs.c.id == job_id)).one() if won else None
+            if row is not None:
+                return self._to_job(row)
 
     def heartbeat(self, job_id: str, worker_id: str) -> bool:
         """Record that the worker is alive; False when it should stop (cancelled, paused, or taken away)."""
@@ -316,11 +349,12 @@ class JobStore:
 
     def requeue(self, job_id: str, worker_id: str, reason: str) -> None:
         """Put a running job of ``worker_id`` back in the queue (the server is stopping)."""
+        tenant = self._tenant_of(job_id)
         with self._engine.begin() as conn:
             if conn.execute(update(_jobs).where(_jobs.c.id == job_id, _jobs.c.worker_id == worker_id,
                                                 _jobs.c.status == RUNNING)
                             .values(status=QUEUED, worker_id=None, attempts=_jobs.c.attempts - 1)).rowcount:
-                self._event(conn, job_id, reason)
+                self._event(conn, tenant, job_id, reason)
             else:
                 conn.execute(update(_jobs).where(_jobs.c.id == job_id, _jobs.c.worker_id == worker_id)
                              .values(worker_id=None))
@@ -328,13 +362,16 @@ class JobStore:
     def finish(self, job_id: str, worker_id: str, status: str, *, fine_tuned_model: str | None = None,
                result: dict | None = None, error: dict | None = None, message: str) -> bool:
         """Record the end of a running job (unless it was cancelled or paused meanwhile); True if recorded."""
+        tenant = self._tenant_of(job_id)
+        if tenant is None:
+            return False
         with self._engine.begin() as conn:
             done = conn.execute(update(_jobs).where(
                 _jobs.c.id == job_id, _jobs.c.worker_id == worker_id, _jobs.c.status == RUNNING).values(
-                status=status, fine_tuned_model=fine_tuned_model, result=result, error=error, worker_id=None,
-                finished_at=now())).rowcount
+                status=status, fine_tuned_model=fine_tuned_model, result=seal_json(self.keys, tenant, result),
+                error=seal_json(self.keys, tenant, error), worker_id=None, finished_at=now())).rowcount
             if done:
-                self._event(conn, job_id, message, level="error" if status == FAILED else "info")
+                self._event(conn, tenant, job_id, message, level="error" if status == FAILED else "info")
             else:
                 conn.execute(update(_jobs).where(_jobs.c.id == job_id, _jobs.c.worker_id == worker_id)
                              .values(worker_id=None))
@@ -344,36 +381,49 @@ class JobStore:
         """Queue again the running jobs whose worker is gone: one of ``worker_ids`` (known dead) or
         silent for ``stale_after_s``. A job that lost its worker ``MAX_ATTEMPTS`` times fails instead."""
         cutoff = now() - timedelta(seconds=stale_after_s)
-        lost_worker = _jobs.c.heartbeat_at < cutoff
+        lost = [_jobs.c.status == RUNNING, _jobs.c.heartbeat_at < cutoff]
         if worker_ids:
-            lost_worker = or_(lost_worker, _jobs.c.worker_id.in_(worker_ids))
+            lost[1] = or_(lost[1], _jobs.c.worker_id.in_(worker_ids))
+        # the data keys of the tenants concerned are loaded first; a job lost meanwhile by another tenant waits for
+        # the next sweep
+        with self._engine.connect() as conn:
+            tenants = set(conn.scalars(select(_jobs.c.tenant).where(*lost).distinct()))
+        if not tenants:
+            return []
+        preload(self.keys, *tenants)
         recovered = []
         with self._engine.begin() as conn:
-            for row in conn.execute(select(_jobs).where(_jobs.c.status == RUNNING, lost_worker)).all():
+            for row in conn.execute(select(_jobs).where(*lost, _jobs.c.tenant.in_(tenants))).all():
                 if row.attempts >= MAX_ATTEMPTS:
+                    error = {"code": "worker_lost", "param": None,
+                             "message": f"the job's worker stopped {row.attempts} times; giving up"}
                     conn.execute(update(_jobs).where(_jobs.c.id == row.id).values(
                         status=FAILED, worker_id=None, finished_at=now(),
-                        error={"code": "worker_lost", "param": None,
-                               "message": f"the job's worker stopped {row.attempts} times; giving up"}))
-                    self._event(conn, row.id, f"Worker lost for the {row.attempts}th time; job failed", level="error")
+                        error=seal_json(self.keys, row.tenant, error)))
+                    self._event(conn, row.tenant, row.id, f"Worker lost for the {row.attempts}th time; job failed",
+                                level="error")
                 else:
                     conn.execute(update(_jobs).where(_jobs.c.id == row.id).values(status=QUEUED, worker_id=None))
-                    self._event(conn, row.id, "Worker lost; job queued again and will resume from its last "
-                                              "checkpoint", level="warn", data={"worker_id": row.worker_id})
+                    self._event(conn, row.tenant, row.id, "Worker lost; job queued again and will resume from its "
+                                "last checkpoint", level="warn", data={"worker_id": row.worker_id})
                 recovered.append(row.id)
         return recovered
 
     def add_event(self, job_id: str, message: str, *, level: str = "info", type: str = "message",
                   data: dict | None = None) -> None:
+        tenant = self._tenant_of(job_id)
+        if tenant is None:
+            raise NotFoundError(f"fine-tuning job {job_id!r} not found")
         with self._engine.begin() as conn:
-            self._event(conn, job_id, message, level=level, type=type, data=data)
+            self._event(conn, tenant, job_id, message, level=level, type=type, data=data)
 
     def add_checkpoint(self, job_id: str, step: int, metrics: dict) -> None:
         with self._engine.begin() as conn:
             conn.execute(insert(_checkpoints).values(job_id=job_id, step=step, metrics=metrics, created_at=now()))
 
-    @staticmethod
-    def _event(conn, job_id: str, message: str, *, level: str = "info", type: str = "message",
+    def _event(self, conn, tenant: str, job_id: str, message: str, *, level: str = "info", type: str = "message",
                data: dict | None = None) -> None:
+        """Insert an event, its message and data sealed (the tenant's key must be loaded: see :func:`preload`)."""
         conn.execute(insert(_events).values(job_id=job_id, created_at=now(), level=level, type=type,
-                                            message=message, data=data))
+                                            message=seal_str(self.keys, tenant, message),
+                                            data=seal_json(self.keys, tenant, data)))

@@ -250,16 +250,44 @@ def export_archive(artifact: Path, fmt: str, archive: str, cache_dir: Path, fold
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{fmt}.", dir=target.parent))
     try:
-        export_artifact(artifact, fmt, work / folder, card=card)
-        packed = work / target.name
-        _pack(work / folder, packed, archive)
-        os.replace(packed, target)
+        os.replace(_build_archive(artifact, fmt, archive, work, folder, card), target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for stale in (*target.parent.glob(f"{fmt}-*.{archive}"), target.parent / f"{fmt}.{archive}"):
         if stale != target:
             stale.unlink(missing_ok=True)  # an archive with an older card (or none, from before cards)
     return target
+
+
+def private_export_archive(artifact: Path, fmt: str, archive: str, folder: str, card: str | None = None) -> Path:
+    """The export of ``artifact`` packed as :func:`export_archive` packs it, but built in a new private
+    memory-backed workspace and not cached: what a sealed version's download serves (its plaintext never
+    reaches the disk). The caller removes the archive's folder (``path.parent``) once it is sent.
+
+    Raises:
+        UsageError: as :func:`export_archive` (the workspace is removed then).
+    """
+    from tailor.models.card import CARD_FORMATS
+    from tailor.security.crypto import private_workspace_path
+
+    if archive not in ARCHIVES:
+        raise UsageError(f"unknown archive {archive!r}; archives are: {', '.join(ARCHIVES)}")
+    work = private_workspace_path()
+    try:
+        return _build_archive(artifact, fmt, archive, work, folder, card if fmt in CARD_FORMATS else None)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _build_archive(artifact: Path, fmt: str, archive: str, work: Path, folder: str, card: str | None) -> Path:
+    """Export ``artifact`` into ``work/folder``, pack it as ``work/<fmt>.<archive>`` and remove the folder;
+    returns the archive."""
+    export_artifact(artifact, fmt, work / folder, card=card)
+    packed = work / f"{fmt}.{archive}"
+    _pack(work / folder, packed, archive)
+    shutil.rmtree(work / folder)
+    return packed
 
 
 def _pack(directory: Path, out: Path, archive: str) -> None:

@@ -18,17 +18,27 @@ the next-token loop runs on onnxruntime-genai (about 8x faster than PyTorch on a
 
 The builder runs in a child process: it prints progress bars, and importing it calls ``logging.basicConfig``
 (``onnxruntime.quantization``), which would turn on INFO logging in the server's process.
+
+A sealed registry version (a master key is configured, :mod:`tailor.registry.artifacts`) gets a sealed engine:
+the merge and the build run in a private memory-backed workspace, every file is encrypted under the tenant's data
+key into the cache (named and marked as above, the marker listing the ciphertexts), and a process that loads it
+decrypts it once into a private ``/dev/shm`` directory that it keeps while it runs (removed at exit, or when the
+tenant is deleted: :func:`drop_engine_views`). The plaintext engine thus lives in memory only.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
+import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Iterator
@@ -92,12 +102,21 @@ def source_seal(directory: Path) -> Path:
 def engine_dir_for(directory: Path, cache_root: Path, precision: str) -> Path:
     """Where the engine of ``directory`` at ``precision`` is cached: named after the directory (a registry
     version's after its model, ``<name>-<id[:8]>``), keyed by its resolved path and its seal's sha256."""
-    directory = Path(directory).resolve()
+    directory = _on_disk(Path(directory).resolve())
     seal = source_seal(directory)
     digest = hashlib.sha256(f"{directory}\n{conversion.sha256_file(seal)}".encode()).hexdigest()
     name = f"{directory.parent.name}-{directory.name[:8]}" if seal.name == SEALS[0] else directory.name
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip(".-") or "model"
     return Path(cache_root).expanduser().resolve() / f"{slug}-{precision}-{digest[:16]}"
+
+
+def _on_disk(directory: Path) -> Path:
+    """A sealed version's on-disk artifact for its plaintext view (so the engine's name and key stay the same in
+    every process), any other directory as it is."""
+    from tailor.registry.artifacts import sealed_view_of
+
+    view = sealed_view_of(directory)
+    return view.origin if view is not None else directory
 
 
 def check_engine(engine_dir: Path, source: Path, precision: str, *, full: bool = False) -> str | None:
@@ -217,14 +236,20 @@ def ensure_engine(source: str | Path, cache_root: Path, precision: str = DEFAULT
     progress = progress or RecordingReporter()
     directory = Path(resolve_base(source, progress=progress).path if str(source) in CATALOG else source)
     directory = directory.expanduser().resolve()
+    from tailor.registry.artifacts import sealed_view_of
+
+    sealed = sealed_view_of(directory)
+    source_dir = sealed.origin if sealed is not None else directory
     out_dir = engine_dir_for(directory, cache_root, precision)
-    if conversion.reuse_conversion(out_dir, lambda d: check_engine(d, directory, precision), progress, out_dir.name):
-        return out_dir
+    if conversion.reuse_conversion(out_dir, lambda d: check_engine(d, source_dir, precision), progress, out_dir.name):
+        return _engine_view(out_dir, sealed) if sealed is not None else out_dir
     import_genai()
     progress.message(f"building the {precision} onnxruntime-genai engine of {directory.name} into {out_dir} (once)",
                      source=str(directory))
     started = time.monotonic()
-    if (directory / SPEC_FILE).is_file():
+    if sealed is not None:
+        built = _build_sealed(directory, out_dir, precision, sealed)
+    elif (directory / SPEC_FILE).is_file():
         built = _build_merged(directory, out_dir, precision)
     else:
         built = build_engine(directory, out_dir, precision)
@@ -232,15 +257,99 @@ def ensure_engine(source: str | Path, cache_root: Path, precision: str = DEFAULT
     return built
 
 
-def _build_merged(artifact: Path, out_dir: Path, precision: str) -> Path:
-    """Merge a chat version's LoRA into its base in a temporary directory beside ``out_dir``, and build that."""
+def _build_merged(artifact: Path, out_dir: Path, precision: str, *, work_dir: Path | None = None,
+                  source: Path | None = None) -> Path:
+    """Merge a chat version's LoRA into its base in a temporary directory (beside ``out_dir``, or in
+    ``work_dir``), and build that (its marker checked against ``source``, default ``artifact``)."""
     from tailor.models.causal import export_chat_merged
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # named like publish_dir's temporaries, so remove_stale_builds also clears one a crash left behind
-    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.merge.", dir=out_dir.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.merge.", dir=work_dir or out_dir.parent) as tmp:
         export_chat_merged(artifact, Path(tmp) / "merged")
-        return build_engine(Path(tmp) / "merged", out_dir, precision, source=artifact)
+        return build_engine(Path(tmp) / "merged", out_dir, precision, source=source or artifact)
+
+
+# ----------------------------------------------------------------------------------------------- sealed engines
+
+_engine_views: dict[Path, Path] = {}  # sealed engine in the cache -> its plaintext copy in this process
+_engine_views_lock = threading.Lock()
+_engine_views_pid = os.getpid()  # a forked child must not remove its parent's copies at exit
+
+
+def _build_sealed(view: Path, out_dir: Path, precision: str, sealed) -> Path:
+    """Build a sealed version's engine in a private workspace (the merged weights and the engine never reach the
+    disk), publish it encrypted as ``out_dir``, and keep the plaintext build as this process's copy."""
+    from tailor.security.crypto import private_workspace_path, seal_tree
+
+    sealed.keyring.data_key(sealed.tenant)
+    workspace = private_workspace_path()
+    try:
+        plain = _build_merged(view, workspace / "engine", precision, work_dir=workspace, source=sealed.origin)
+        marker = json.loads((plain / conversion.MARKER).read_text(encoding="utf-8"))
+
+        def seal(tmp: Path) -> None:
+            seal_tree(sealed.keyring, sealed.tenant, plain, tmp, marker["files"])
+            conversion.write_marker(tmp, source_seal(sealed.origin), marker["converter"], marker["files"])
+
+        conversion.publish_dir(out_dir, seal)
+    except BaseException:
+        shutil.rmtree(workspace, ignore_errors=True)
+        raise
+    with _engine_views_lock:
+        old = _engine_views.pop(out_dir, None)
+        _engine_views[out_dir] = plain
+    if old is not None:
+        shutil.rmtree(old.parent, ignore_errors=True)
+    return plain
+
+
+def _engine_view(out_dir: Path, sealed) -> Path:
+    """This process's plaintext copy of the sealed engine ``out_dir``, decrypted on first use."""
+    from tailor.security.crypto import open_tree, private_workspace_path
+
+    with _engine_views_lock:
+        known = _engine_views.get(out_dir)
+        if known is not None and (known / conversion.MARKER).is_file():
+            return known
+        workspace = private_workspace_path()
+        plain = workspace / "engine"
+        plain.mkdir()
+        try:
+            open_tree(sealed.keyring, sealed.tenant, out_dir, plain,
+                      json.loads((out_dir / conversion.MARKER).read_text(encoding="utf-8"))["files"],
+                      f"engine {out_dir.name}")
+            shutil.copyfile(out_dir / conversion.MARKER, plain / conversion.MARKER)
+        except BaseException:
+            shutil.rmtree(workspace, ignore_errors=True)
+            raise
+        _engine_views[out_dir] = plain
+        return plain
+
+
+def release_engine(engine_dir: Path) -> None:
+    """Remove this process's plaintext copy of a sealed engine that ``engine_dir`` (from :func:`ensure_engine`)
+    names, when it is one: a process that only built the engine need not keep it in memory."""
+    engine_dir = Path(engine_dir)
+    with _engine_views_lock:
+        doomed = [d for d, plain in _engine_views.items() if plain == engine_dir]
+    drop_engine_views(doomed)
+
+
+def drop_engine_views(engine_dirs) -> int:
+    """Remove this process's plaintext copies of the sealed engines ``engine_dirs``; returns how many there were."""
+    wanted = {Path(d).resolve() for d in engine_dirs}
+    with _engine_views_lock:
+        doomed = [d for d in _engine_views if d in wanted]
+        for engine_dir in doomed:
+            shutil.rmtree(_engine_views.pop(engine_dir).parent, ignore_errors=True)
+    return len(doomed)
+
+
+@atexit.register
+def _drop_all_engine_views() -> None:
+    if os.getpid() == _engine_views_pid:
+        drop_engine_views(list(_engine_views))
 
 
 # ----------------------------------------------------------------------------------------------- decoding

@@ -11,8 +11,10 @@ when the request says ``"store": true``; statistics need none of it.
 
 Rows are written off the request path in batches (:mod:`tailor.monitor.recorder`) and pruned per tenant
 by age and count (:meth:`PredictionStore.prune`), oldest first. With a master key configured, the client's
-text in a row (the stored ``input`` and a completion's ``output``) is sealed under the tenant's data key
-(:mod:`tailor.security.crypto`); rows written before encryption was switched on are read as they are.
+text in a row (the stored ``input``, a completion's ``output``, the client's ``metadata`` tags and the ``details``,
+whose error message may quote the input) is sealed under the tenant's data key (:mod:`tailor.security.crypto`);
+rows written before encryption was switched on are read as they are. Labels, scores and the text features stay
+plain: the monitoring reports aggregate them over many rows.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, de
 from tailor.db import JsonText, UtcDateTime, now, open_engine
 from tailor.errors import NotFoundError
 from tailor.security.crypto import Keyring, open_keyring, open_value
+from tailor.security.sealing import SealableJson, open_json, preload, seal_json
 
 KINDS = ("classification", "embedding", "chat.completion", "text_completion", "error")
 ID_PREFIXES = {"classification": "pred-", "embedding": "emb-", "chat.completion": "chatcmpl-",
@@ -40,7 +43,7 @@ _predictions = Table(
     Column("version", Integer), Column("created_at", UtcDateTime), Column("latency_ms", Float),
     Column("prompt_tokens", Integer), Column("completion_tokens", Integer), Column("label", Text),
     Column("score", Float), Column("scores", JsonText), Column("output", Text), Column("input", JsonText),
-    Column("stored", Integer), Column("metadata", JsonText), Column("details", JsonText),
+    Column("stored", Integer), Column("metadata", SealableJson), Column("details", SealableJson),
     Column("features", JsonText),
 )
 
@@ -126,7 +129,8 @@ def _row(record: PredictionRecord, keys: Keyring | None) -> dict:
             "completion_tokens": record.completion_tokens, "label": record.label, "score": record.score,
             "scores": record.scores, "output": seal(keys, record.tenant, record.output),
             "input": seal_input(keys, record.tenant, record.input),
-            "stored": int(record.stored), "metadata": record.metadata, "details": record.details,
+            "stored": int(record.stored), "metadata": seal_json(keys, record.tenant, record.metadata),
+            "details": seal_json(keys, record.tenant, record.details),
             "features": record.features}
 
 
@@ -136,8 +140,8 @@ def _record(row, keys: Keyring | None) -> PredictionRecord:
         version=row.version, request_id=row.request_id, created_at=row.created_at, latency_ms=row.latency_ms,
         prompt_tokens=row.prompt_tokens, completion_tokens=row.completion_tokens, label=row.label,
         score=row.score, scores=row.scores, output=unseal(keys, row.tenant, row.output),
-        input=unseal_input(keys, row.tenant, row.input), metadata=row.metadata,
-        details=row.details, features=row.features)
+        input=unseal_input(keys, row.tenant, row.input), metadata=open_json(keys, row.tenant, row.metadata),
+        details=open_json(keys, row.tenant, row.details), features=row.features)
 
 
 class PredictionStore:
@@ -199,10 +203,13 @@ class PredictionStore:
                                     | ((table.created_at == cursor.created_at) & (table.id > cursor.id)))
         wanted = dict(metadata or {})
         rows = []
+        if wanted:
+            preload(self.keys, tenant)  # the metadata is opened while the connection is open
         with self._engine.connect() as conn:
-            # metadata is JSON text: filtered here rather than in SQL, so every database behaves alike
+            # metadata is JSON text, sealed or not: filtered here rather than in SQL, so every database behaves alike
             for row in conn.execute(query.order_by(*order)):
-                if all((row.metadata or {}).get(k) == v for k, v in wanted.items()):
+                tags = open_json(self.keys, tenant, row.metadata) if wanted else None
+                if all((tags or {}).get(k) == v for k, v in wanted.items()):
                     rows.append(row)
                     if len(rows) > limit:
                         break
@@ -216,8 +223,9 @@ class PredictionStore:
             NotFoundError: no such stored record for this tenant.
         """
         record = self.get(tenant, record_id, kind, stored=True)
+        sealed = seal_json(self.keys, tenant, metadata)  # before the transaction, like every seal
         with self._engine.begin() as conn:
-            conn.execute(update(_predictions).where(_predictions.c.id == record.id).values(metadata=metadata))
+            conn.execute(update(_predictions).where(_predictions.c.id == record.id).values(metadata=sealed))
         return replace(record, metadata=metadata)
 
     def delete(self, tenant: str, record_id: str, kind: str) -> None:

@@ -68,8 +68,14 @@ class Registry:
             raise
 
     def artifact_dir(self, version: ModelVersion) -> Path:
-        """The absolute directory of a version's files. Raises TailorError if it is incomplete."""
+        """A directory of a version's plaintext files (a sealed artifact's private view, see
+        :meth:`ArtifactStore.path_for`). Raises TailorError if it is incomplete or does not decrypt."""
         return self.artifacts.path_for(version.artifact_path)
+
+    def artifact_location(self, version: ModelVersion) -> Path:
+        """The absolute on-disk directory of a version's files (ciphertext when sealed); nothing is decrypted.
+        Raises TailorError if it is incomplete."""
+        return self.artifacts.location(version.artifact_path)
 
     def delete_version(self, tenant: str, name: str, version: int) -> ModelVersion:
         """Delete a version's row (and aliases), then its files; return the deleted version."""
@@ -128,9 +134,13 @@ def check_same_labels(store: RegistryStore, tenant: str, name: str, labels: list
 
 
 def open_registry(settings: Settings | None = None) -> Registry:
-    """Open the registry at ``settings.registry_url`` with artifacts under ``settings.artifacts_dir``."""
+    """Open the registry at ``settings.registry_url`` with artifacts under ``settings.artifacts_dir`` (sealed per
+    tenant when a master key is configured)."""
+    from tailor.security.crypto import open_keyring
+
     settings = settings or get_settings()
-    return Registry(SqlRegistryStore(settings.registry_url), ArtifactStore(settings.artifacts_dir))
+    return Registry(SqlRegistryStore(settings.registry_url, settings),
+                    ArtifactStore(settings.artifacts_dir, keyring=open_keyring(settings.registry_url, settings)))
 
 
 def load_classifier(ref: str, tenant: str = DEFAULT_TENANT, settings: Settings | None = None,

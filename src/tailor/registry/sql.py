@@ -2,12 +2,19 @@
 
 Only portable SQL is used: JSON is kept as sorted-key text, timestamps as timezone-aware UTC, and no
 ``RETURNING``. Rows are turned into entities before they leave this module.
+
+With a master key configured, a version's ``metrics`` and ``lineage`` (its data report with example rows, the
+fingerprint's sample texts, explanation examples, misclassified rows) are sealed under the tenant's data key
+(:mod:`tailor.security.sealing`); callers see dicts either way, and rows written before encryption read as they
+are. Values are sealed before a write transaction begins and opened after the connection is closed (a data key
+is loaded on a connection of its own); nothing queries inside those columns in SQL.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any, Callable, TypeVar
 
 from sqlalchemy import (
@@ -36,6 +43,8 @@ from tailor.registry.refs import parse_ref, validate_alias, validate_name
 from tailor.registry.release import (check_candidate, check_candidate_version, check_reason, same_candidate,
                                      version_before_last_move)
 from tailor.registry.store import RegistryStore
+from tailor.security.crypto import open_keyring
+from tailor.security.sealing import SealableJson, open_json, preload, seal_json
 
 T = TypeVar("T")
 _CONFLICT_ATTEMPTS = 5
@@ -65,8 +74,8 @@ _versions = Table(
     Column("method", String(50)),
     Column("artifact_path", Text),
     Column("params", JsonText),
-    Column("metrics", JsonText),
-    Column("lineage", JsonText),
+    Column("metrics", SealableJson),
+    Column("lineage", SealableJson),
     Column("created_at", UtcDateTime),
 )
 _aliases = Table(
@@ -198,6 +207,8 @@ def _select_models(conn: Connection, *where: Any) -> list[RegisteredModel]:
 
 
 def _select_versions(conn: Connection, *where: Any) -> list[ModelVersion]:
+    """The versions ``where`` selects, their ``metrics`` and ``lineage`` as stored (open them with
+    :meth:`SqlRegistryStore._opened` once the connection is closed)."""
     rows = conn.execute(
         select(_versions, _models.c.tenant, _models.c.name)
         .join(_models, _models.c.id == _versions.c.model_id)
@@ -246,10 +257,12 @@ class SqlRegistryStore(RegistryStore):
     Args:
         url: a SQLAlchemy URL, e.g. ``sqlite:////home/me/.tailor/tailor.db`` (the parent directory is
             created) or ``postgresql+psycopg://user@host/tailor`` (needs that driver installed).
+        settings: where the master key comes from (default: the environment's); without one nothing is sealed.
     """
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, settings=None):
         self._engine = open_engine(url)
+        self.keys = open_keyring(url, settings)
         self._resolved: dict[tuple, ModelVersion | Route] = {}
         self._resolved_at: int | None = None  # the change count the cached refs were resolved at
         self._resolved_lock = threading.Lock()
@@ -257,6 +270,21 @@ class SqlRegistryStore(RegistryStore):
     def close(self) -> None:
         """Release the database connections."""
         self._engine.dispose()
+
+    def _opened(self, version: ModelVersion) -> ModelVersion:
+        """``version`` with its sealed ``metrics`` and ``lineage`` opened (call it outside any transaction).
+
+        Raises:
+            DecryptionError: a sealed value that does not open (altered, or its tenant's key destroyed).
+        """
+        if self.keys is None and isinstance(version.metrics, dict) and isinstance(version.lineage, dict):
+            return version
+        return replace(version, metrics=open_json(self.keys, version.tenant, version.metrics),
+                       lineage=open_json(self.keys, version.tenant, version.lineage))
+
+    def _opened_route(self, route: Route) -> Route:
+        candidate = route.candidate and self._opened(route.candidate)
+        return replace(route, version=self._opened(route.version), candidate=candidate)
 
     def _transaction(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one transaction, again if a concurrent writer took a unique key first."""
@@ -292,6 +320,7 @@ class SqlRegistryStore(RegistryStore):
         description: str = "",
     ) -> ModelVersion:
         validate_name(name)
+        sealed_metrics, sealed_lineage = seal_json(self.keys, tenant, metrics), seal_json(self.keys, tenant, lineage)
 
         def work(conn: Connection) -> ModelVersion:
             model_id = conn.scalar(select(_models.c.id).where(_models.c.tenant == tenant, _models.c.name == name))
@@ -315,30 +344,31 @@ class SqlRegistryStore(RegistryStore):
                     method=method,
                     artifact_path=artifact_path,
                     params=params,
-                    metrics=metrics,
-                    lineage=lineage,
+                    metrics=sealed_metrics,
+                    lineage=sealed_lineage,
                     created_at=now(),
                 )
             )
             _count_change(conn)
             return _require_version(conn, model_id, name, number)
 
-        return self._transaction(work)
+        return self._opened(self._transaction(work))
 
     def resolve(self, tenant: str, ref: str) -> ModelVersion:
         """As :meth:`RegistryStore.resolve`. The API resolves a model on every inference request, so a ref
         resolved once is kept in this process until the registry's change count moves (any process's
         write moves it in its own transaction): one small query when nothing changed, instead of four."""
-        return self._cached(("version", tenant, ref), lambda conn: self._resolve(conn, tenant, ref))
+        return self._cached(("version", tenant, ref), lambda conn: self._resolve(conn, tenant, ref), self._opened)
 
     def route(self, tenant: str, ref: str) -> Route:
         """As :meth:`RegistryStore.route`, kept like :meth:`resolve` until the change count moves (every alias
         change moves it), so each replica sees a canary, a promotion or a rollback on its next request."""
-        return self._cached(("route", tenant, ref), lambda conn: self._route(conn, tenant, ref))
+        return self._cached(("route", tenant, ref), lambda conn: self._route(conn, tenant, ref), self._opened_route)
 
-    def _cached(self, key: tuple, find: Callable[[Connection], T]) -> T:
-        """``find(conn)``'s answer, kept under ``key`` until the registry's change count moves. The count is
-        read before the answer, so a cached answer is never older than the count it is kept under."""
+    def _cached(self, key: tuple, find: Callable[[Connection], T], opened: Callable[[T], T]) -> T:
+        """``opened(find(conn))``, kept under ``key`` until the registry's change count moves. The count is
+        read before the answer, so a cached answer is never older than the count it is kept under; sealed
+        values are opened once per answer, after the connection is closed."""
         with self._engine.connect() as conn:
             changes = conn.scalar(select(_changes.c.changes).where(_changes.c.id == 1))
             with self._resolved_lock:
@@ -348,6 +378,7 @@ class SqlRegistryStore(RegistryStore):
             if found is not None:
                 return found
             found = find(conn)
+        found = opened(found)
         with self._resolved_lock:
             if self._resolved_at == changes and len(self._resolved) < _RESOLVED_CACHE_SIZE:
                 self._resolved[key] = found
@@ -385,11 +416,13 @@ class SqlRegistryStore(RegistryStore):
 
     def get_version(self, tenant: str, name: str, version: int) -> ModelVersion:
         with self._engine.connect() as conn:
-            return _require_version(conn, _find_model_id(conn, tenant, name), name, version)
+            found = _require_version(conn, _find_model_id(conn, tenant, name), name, version)
+        return self._opened(found)
 
     def list_versions(self, tenant: str, name: str) -> list[ModelVersion]:
         with self._engine.connect() as conn:
-            return _select_versions(conn, _versions.c.model_id == _find_model_id(conn, tenant, name))
+            found = _select_versions(conn, _versions.c.model_id == _find_model_id(conn, tenant, name))
+        return [self._opened(version) for version in found]
 
     def set_alias(self, tenant: str, name: str, alias: str, version: int, *, actor: str | None = None,
                   reason: str | None = None) -> None:
@@ -514,6 +547,10 @@ class SqlRegistryStore(RegistryStore):
                            reason=row.reason) for row in rows]
 
     def update_metrics(self, tenant: str, name: str, version: int, metrics: dict) -> ModelVersion:
+        # Read once first: that loads the key its row was sealed with; and the tenant's current key, which seals
+        # the merge. Both are then in memory, so the transaction never waits on a connection of its own.
+        self.get_version(tenant, name, version)
+        preload(self.keys, tenant)
         with self._engine.begin() as conn:
             model_id = _find_model_id(conn, tenant, name)
             where = (_versions.c.model_id == model_id, _versions.c.version == version)
@@ -522,9 +559,11 @@ class SqlRegistryStore(RegistryStore):
             current = conn.scalar(select(_versions.c.metrics).where(*where).with_for_update())
             if current is None:
                 raise _version_not_found(name, version)
-            conn.execute(update(_versions).where(*where).values(metrics={**current, **metrics}))
+            merged = {**open_json(self.keys, tenant, current), **metrics}
+            conn.execute(update(_versions).where(*where).values(metrics=seal_json(self.keys, tenant, merged)))
             _count_change(conn)
-            return _require_version(conn, model_id, name, version)
+            updated = _require_version(conn, model_id, name, version)
+        return self._opened(updated)
 
     def delete_version(self, tenant: str, name: str, version: int) -> ModelVersion:
         with self._engine.begin() as conn:
@@ -536,7 +575,7 @@ class SqlRegistryStore(RegistryStore):
             conn.execute(delete(_aliases).where(_aliases.c.model_id == model_id, _aliases.c.version == version))
             conn.execute(delete(_versions).where(_versions.c.model_id == model_id, _versions.c.version == version))
             _count_change(conn)
-            return deleted
+        return self._opened(deleted)
 
     def delete_model(self, tenant: str, name: str) -> list[ModelVersion]:
         with self._engine.begin() as conn:
@@ -547,4 +586,4 @@ class SqlRegistryStore(RegistryStore):
             conn.execute(delete(_versions).where(_versions.c.model_id == model_id))
             conn.execute(delete(_models).where(_models.c.id == model_id))
             _count_change(conn)
-            return deleted
+        return [self._opened(version) for version in deleted]

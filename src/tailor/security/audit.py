@@ -15,6 +15,13 @@ over one PostgreSQL) queue on that lock and stay one line (SQLite serializes the
 every transaction takes when it begins, see :func:`tailor.db.create_db_engine`). Rows cut off the end of the
 chain are found by comparing it with the head; to catch an attacker who rewrites the head too, keep the head
 hash that ``tailor audit verify`` prints somewhere else and compare.
+
+With a master key configured, a row's ``error`` (a refusal's message may quote the client's data) is sealed under
+its tenant's data key (``tenc1:...``; a row without a tenant, or naming none that exists, keeps it plain). The
+hash covers the row as stored, the sealed text included: the chain is verified without any key, so it still
+verifies after the master key is rotated (the data keys, hence the sealed texts, do not change) and after a tenant
+is deleted and its key destroyed, while changing the sealed text breaks it like any edit. :meth:`AuditLog.list`
+shows the error opened, or :data:`tailor.security.sealing.ERASED` once its tenant's key is gone.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, Text, insert, select, update
 
 from tailor.db import JsonText, UtcDateTime, now, open_engine
+from tailor.security.crypto import open_keyring
+from tailor.security.sealing import open_str_or_placeholder, seal_str
 from tailor.settings import get_settings
 
 GENESIS = "0" * 64  # the prev_hash of the first row
@@ -46,11 +55,14 @@ _log = Table(
 )
 _head = Table("audit_head", _metadata, Column("id", Integer, primary_key=True), Column("seq", BigInteger),
               Column("hash", String(64)))
+_tenants = Table("tenants", _metadata, Column("name", String(64), primary_key=True))
+_tenant_keys = Table("tenant_keys", _metadata, Column("id", String(40), primary_key=True), Column("tenant", String(64)))
 
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One row of the audit log."""
+    """One row of the audit log (``error`` as stored, sealed or not, in what :meth:`AuditLog.record` returns and
+    what the hash covers; opened for reading in what :meth:`AuditLog.list` returns)."""
 
     seq: int
     tenant: str | None
@@ -129,10 +141,12 @@ def _to_entry(row) -> AuditEntry:
 
 
 class AuditLog:
-    """The audit log in the database at ``url`` (shared by every process of the service)."""
+    """The audit log in the database at ``url`` (shared by every process of the service); ``settings`` say where
+    the master key comes from (default: the environment's)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, settings=None):
         self._engine = open_engine(url)
+        self.keys = open_keyring(url, settings)
 
     def record(self, *, tenant: str | None, actor: str, action: str, result: str,
                target: dict[str, Any] | None = None, client: str | None = None, error: str | None = None) -> AuditEntry:
@@ -150,6 +164,9 @@ class AuditLog:
         values = {"tenant": tenant, "actor": _clip(actor, _MAX_FIELD_CHARS), "action": _clip(action, _MAX_FIELD_CHARS),
                   "target": dict(target or {}), "client": _clip(client, 64), "result": result,
                   "error": _clip(error, _MAX_ERROR_CHARS)}
+        if values["error"] is not None and self._holds_data(tenant):
+            # sealed before the transaction: loading the tenant's key needs a connection of its own
+            values["error"] = seal_str(self.keys, tenant, values["error"])
         with self._engine.begin() as conn:
             head = conn.execute(select(_head).where(_head.c.id == 1).with_for_update()).one()
             entry = AuditEntry(seq=head.seq + 1, at=now(), prev_hash=head.hash, hash="", **values)
@@ -158,9 +175,19 @@ class AuditLog:
             conn.execute(update(_head).where(_head.c.id == 1).values(seq=entry.seq, hash=entry.hash))
         return entry
 
+    def _holds_data(self, tenant: str | None) -> bool:
+        """Whether an error of ``tenant`` is sealed: encryption is on and the tenant exists or has a data key. A
+        name that is no tenant (a CLI verb refused for a typo, or for a deleted tenant) gets no key made for it."""
+        if self.keys is None or tenant is None:
+            return False
+        with self._engine.connect() as conn:
+            return conn.scalar(select(_tenants.c.name).where(_tenants.c.name == tenant)) is not None or \
+                conn.scalar(select(_tenant_keys.c.id).where(_tenant_keys.c.tenant == tenant).limit(1)) is not None
+
     def list(self, tenant: str | None = None, *, since: datetime | None = None, action: str | None = None,
              after: int | None = None, limit: int = 100) -> tuple[list[AuditEntry], bool]:
-        """Rows newest first, and whether older ones remain.
+        """Rows newest first, and whether older ones remain; each error opened (or shown as erased, see
+        :func:`tailor.security.sealing.open_str_or_placeholder`).
 
         Args:
             tenant: only this tenant's rows (None: every row, the operator's view).
@@ -180,7 +207,9 @@ class AuditLog:
             query = query.where(_log.c.seq < after)
         with self._engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [_to_entry(r) for r in rows[:limit]], len(rows) > limit
+        entries = [_to_entry(r) for r in rows[:limit]]
+        return [replace(e, error=open_str_or_placeholder(self.keys, e.tenant, e.error)) for e in entries], \
+            len(rows) > limit
 
     def verify(self, *, batch: int = 1000) -> ChainReport:
         """Walk the whole chain in order and check every link, then the head.

@@ -531,15 +531,54 @@ def rotate_master(url: str, old: MasterKey, new: MasterKey) -> list[str]:
     return [r.tenant for r in rows]
 
 
+# -- directories of sealed files (model artifacts, generation engines) ---------------------------------------------
+
+
+def seal_tree(keyring: Keyring, tenant: str, source: Path, target: Path, names) -> None:
+    """Encrypt the files ``names`` (POSIX paths relative to ``source``) under the tenant's key into ``target``,
+    under the same names."""
+    import shutil
+
+    for name in names:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        with (source / name).open("rb") as plain, keyring.writer(tenant, (target / name).open("wb")) as out:
+            shutil.copyfileobj(plain, out, CHUNK_SIZE)
+
+
+def open_tree(keyring: Keyring, tenant: str, source: Path, target: Path, names, what: str) -> None:
+    """Decrypt the sealed files ``names`` of ``source`` into ``target``, under the same names.
+
+    Raises:
+        DecryptionError: a file does not decrypt; the message names ``what`` (e.g. ``artifact acme/x/1``) and the file.
+    """
+    import shutil
+
+    for name in names:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with (source / name).open("rb") as raw, keyring.reader(tenant, raw) as plain, \
+                    (target / name).open("wb") as out:
+                shutil.copyfileobj(plain, out, CHUNK_SIZE)
+        except DecryptionError as exc:
+            raise DecryptionError(f"{what}: {name} cannot be decrypted: {exc}") from None
+
+
 # -- plaintext for readers that need a path ------------------------------------------------------------------------
 
 _WORKSPACE_PREFIX = "tailor-plain-"
 
 
 def _workspace_base() -> Path:
-    """Memory-backed ``/dev/shm`` where there is one (plaintext then never reaches a disk), else the temp dir."""
+    """``TAILOR_PLAINTEXT_DIR`` when set, else memory-backed ``/dev/shm`` where there is one (plaintext then never
+    reaches a disk), else the temp dir."""
     import tempfile
 
+    from tailor.settings import get_settings
+
+    chosen = get_settings().plaintext_dir
+    if chosen is not None:
+        chosen.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return chosen
     shm = Path("/dev/shm")
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
 

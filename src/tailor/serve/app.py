@@ -86,11 +86,12 @@ def build_services(settings: Settings, executor: Executor | None = None) -> Serv
                            every_s=settings.alert_every_s)
     sessions = SessionStore(url, tenants, timedelta(hours=settings.console_session_hours))
     services = Services(settings=settings, tenants=tenants, sessions=sessions,
-                        files=FileStore(url, settings.files_dir, settings), jobs=JobStore(url), registry=registry,
+                        files=FileStore(url, settings.files_dir, settings), jobs=JobStore(url, settings),
+                        registry=registry,
                         models=models, batcher=batcher, executor=executor, metrics=metrics, predictions=predictions,
                         feedback=FeedbackStore(url, settings),
                         recorder=recorder, monitor_configs=configs, alerts=alerts, alert_loop=alert_loop,
-                        shadow=ShadowRunner(on_outcome=metrics.record_shadow), audit=AuditLog(url),
+                        shadow=ShadowRunner(on_outcome=metrics.record_shadow), audit=AuditLog(url, settings),
                         gates=GateStore(url), limits=ServerLimits(quotas, settings, metrics.registry))
     metrics.add_state(services)
     metrics.registry.register(services.limits.collector(services))

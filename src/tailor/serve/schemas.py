@@ -713,7 +713,7 @@ class MethodEstimate(BaseModel):
     method: str = Field(description="full, lora, head, or chat-lora")
     total_s: float = Field(description="estimated seconds for the whole job")
     stages: dict[str, float] = Field(description="seconds per stage, in the job's order (data, train, validation, "
-                                                 "test, gate, save)")
+                                                 "test, explain, gate, save)")
     epochs: int = Field(description="epochs (full, lora, chat) or head steps (head) the train stage counts")
     trials: int
 

@@ -65,7 +65,7 @@ def _model_usage(registry, tenant: str) -> dict:
         for version in registry.store.list_versions(tenant, model.name):
             versions += 1
             try:
-                directory = registry.artifact_dir(version)
+                directory = registry.artifact_location(version)
             except TailorError:  # its files are missing: they take no room
                 continue
             size += sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())

@@ -208,7 +208,7 @@ def estimate_chat_job(data, *, eval_file=None, preset: str = "default", settings
 def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str = "default",
                  preset: str = "default", resume: bool = False, run_dir: str | Path | None = None,
                  reporter: Reporter | None = None, settings: Settings | None = None, build_engine: bool = True,
-                 redact_pii: bool = False, **overrides) -> ChatTrainResult:
+                 redact_pii: bool = False, actor: str | None = None, **overrides) -> ChatTrainResult:
     """Fine-tune a chat model with LoRA on ``data`` and register it.
 
     Args:
@@ -224,6 +224,7 @@ def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str =
             ``tailor chat`` and the API answer its first request without a build.
         redact_pii: replace e-mails, phones, card, ID and IBAN numbers in every message (training and
             evaluation) by ``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[ID]``, ``[IBAN]`` before anything else sees them.
+        actor: who registers the version (``cli:<os user>`` from the CLI), recorded as ``lineage["actor"]``.
 
     Conversations longer than ``max_length`` (capped by the base model's context) are truncated, or dropped
     when no assistant token would remain; an event and the data report's ``over_limit`` name their lines.
@@ -243,6 +244,7 @@ def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str =
     from tailor.registry.service import open_registry
     from tailor.runtime import pick_device, setup_torch, supports_bf16
     from tailor.train.checkpoint import Checkpointer, run_id_for
+    from tailor.security.crypto import open_keyring
     from tailor.train.estimate import chat_job_estimate, took_message
     from tailor.train.job import job_name
     from tailor.train.sft import build_lora_model, fit_lora, load_chat_preset, measure_tokens_per_s, median_batch
@@ -290,7 +292,7 @@ def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str =
     sources = [raw.source.sha256 if raw.source else None, eval_raw.source.sha256 if eval_raw and eval_raw.source else None]
     run_dir = Path(run_dir) if run_dir is not None else \
         settings.home / "runs" / run_id_for(sources, cfg.model_dump(), "chat-lora", tenant, name)
-    checkpointer = Checkpointer(run_dir)
+    checkpointer = Checkpointer(run_dir, keyring=open_keyring(settings.registry_url, settings), tenant=tenant)
     t_fit = time.monotonic()
     outcome = fit_lora(model, train_enc, val_enc, cfg, pad_id=tokenizer.pad_token_id, device=device, bf16=bf16,
                        reporter=reporter, checkpointer=checkpointer, resume=resume, deadline=deadline)
@@ -320,6 +322,8 @@ def run_chat_job(data, *, eval_file=None, name: str | None = None, tenant: str =
                "base_model": base.name, "method": "lora", "tailor_version": tailor.__version__, "timings": timings,
                "stop_reason": outcome.stop_reason, "resumed_from_step": outcome.resumed_from_step,
                "device": device, "precision": "bf16" if bf16 else "fp32", "tokens_per_s": outcome.tokens_per_s}
+    if actor:
+        lineage["actor"] = actor
     with registry.artifacts.stage() as staged:
         write_chat_artifacts(staged, model, tokenizer, base.name, system_prompt, cfg, metrics, report, evaluation,
                              outcome)
@@ -351,13 +355,13 @@ def build_serving_engine(version: ModelVersion, settings: Settings, reporter: Re
     Returns:
         The seconds the build took, or None when it failed.
     """
-    from tailor.models.genai import DEFAULT_PRECISION, EngineUnavailable, ensure_engine
+    from tailor.models.genai import DEFAULT_PRECISION, EngineUnavailable, ensure_engine, release_engine
     from tailor.registry.service import open_registry
 
     started = time.monotonic()
     try:
         artifact = open_registry(settings).artifact_dir(version)
-        ensure_engine(artifact, settings.home / "cache" / "genai", DEFAULT_PRECISION)
+        release_engine(ensure_engine(artifact, settings.home / "cache" / "genai", DEFAULT_PRECISION))
     except Exception as exc:  # noqa: BLE001 - the model is registered; serving builds or falls back later
         log.warning("the serving engine of %s was not built: %s", version.ref, exc)
         # an event is shown to the tenant: say why only when the reason names no storage path

@@ -20,6 +20,8 @@ The estimate (:class:`Estimate`) sums the stages in the order the job runs them:
 - ``validation``: one bf16 forward pass over the validation rows per epoch (full/LoRA).
 - ``test``: one fp32 forward pass over the test rows, and one over the validation rows (the suggested
   abstain threshold).
+- ``explain``: the evaluation's explanations: a sample of test rows and the most confident mistakes, each
+  predicted again once per word left out (occlusion), and the sample once per faithfulness draw.
 - ``gate``: the ONNX graphs and the accuracy gate (:mod:`tailor.models.optimize`): a full version exports,
   checks and quantizes its own graph (cost in proportion to its parameters); head and LoRA versions use
   their base's graphs, built once per storage root. Then every runtime scores the validation rows and is
@@ -228,12 +230,28 @@ def estimate_classification(method: str, speed: Speed, *, train_lengths: Sequenc
         counted = epochs
     test = (n_test + len(val_lengths)) * mean_val * speed.forward_per_token("fp32")  # + the abstain threshold
     stages = {"data": elapsed_s, "train": train, "validation": validation, "test": test,
+              "explain": explain_seconds(speed, n_test, mean_val),
               "gate": gate_seconds(method, speed, len(val_lengths), mean_val, gate_graphs_built),
               "save": SAVE_FIXED_S + (SAVE_S_PER_MPARAM * mparams if method == "full" else 0.0)}
     if method == "head":
         del stages["validation"]
     return Estimate(method, {k: round(v, 1) for k, v in stages.items()}, counted, trials if method != "head" else 1,
                     notes)
+
+
+def explain_seconds(speed: Speed, n_test: int, mean_tokens: float) -> float:
+    """The evaluation's explanations (:func:`tailor.eval.explanations.explain_evaluation`): each explained test row
+    (a sample, plus the most confident mistakes) is predicted once per word left out, and each sampled row once
+    more per faithfulness draw; a row's words are taken as its tokens (an upper bound: words split into pieces)."""
+    from tailor.eval.explanations import MAX_ROWS, MISTAKES
+    from tailor.eval.faithfulness import DEFAULT_DRAWS
+    from tailor.models.explain import MAX_UNITS
+
+    sampled = min(MAX_ROWS, n_test)
+    explained = min(n_test, sampled + MISTAKES)
+    units = min(MAX_UNITS, mean_tokens)
+    rows = explained * (units + 1) + sampled * (1 + DEFAULT_DRAWS)
+    return rows * mean_tokens * speed.forward_per_token("fp32")
 
 
 def gate_seconds(method: str, speed: Speed, val_rows: int, mean_val_tokens: float, graphs_built: bool) -> float:

@@ -238,7 +238,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                            search: int = 0, resume: bool = False, run_dir: Path | None = None,
                            reporter: Reporter | None = None, settings: Settings | None = None,
                            new_labels: bool = False, parent: Parent | None = None, retrain: dict | None = None,
-                           redact_pii: bool = False, **overrides) -> TrainResult:
+                           redact_pii: bool = False, actor: str | None = None, **overrides) -> TrainResult:
     """Fine-tune a text classifier on ``data`` and register it.
 
     Args:
@@ -256,6 +256,8 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
         redact_pii: replace e-mails, phones, card, ID and IBAN numbers in the training and evaluation texts by
             ``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[ID]``, ``[IBAN]`` before anything else sees them; the data
             report's ``redacted`` counts them.
+        actor: who registers the version (``cli:<os user>`` from the CLI), recorded as ``lineage["actor"]`` for
+            the model card.
         preset: the config preset; ``overrides`` (``method``, ``epochs``, ``lr``, ``batch_size``, ``base``,
             ``time_budget_s``, ``seed``, ...) replace its fields.
         search: run this many Optuna trials and keep the best.
@@ -281,6 +283,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     from tailor.train.auto import plan_method
     from tailor.train.estimate import took_message
     from tailor.train.checkpoint import Checkpointer, run_id_for
+    from tailor.security.crypto import open_keyring
 
     settings = settings or get_settings()
     reporter = reporter or RecordingReporter()
@@ -335,7 +338,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     if parent:
         sources += [parent.ref, _rows_digest(raw)]
     run_dir = run_dir or settings.home / "runs" / run_id_for(sources, cfg.model_dump(), method, tenant, name)
-    checkpointer = Checkpointer(run_dir)
+    checkpointer = Checkpointer(run_dir, keyring=open_keyring(settings.registry_url, settings), tenant=tenant)
 
     def fit(trial_cfg: TrainConfig, with_checkpoints: bool = False) -> tuple[object, FitOutcome]:
         from tailor.models.classifier import build_model
@@ -391,6 +394,8 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                "resumed_from_epoch": outcome.resumed_from, "device": device, "precision": "bf16" if bf16 else "fp32"}
     if parent:
         lineage.update(parent=parent.ref, retrain=retrain or {})
+    if actor:
+        lineage["actor"] = actor
     from tailor.eval.abstain import ABSTAIN_FILE, describe_abstain, labelled_probabilities, suggest_threshold
     from tailor.eval.calibration import calibrate, describe_calibration
     from tailor.data.fingerprint import FINGERPRINT_FILE, fingerprint

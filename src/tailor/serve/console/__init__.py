@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.responses import RedirectResponse
 
 PAGES = ("auth", "pages.data", "pages.finetune", "pages.jobs", "pages.models", "pages.playground",
-         "pages.monitoring", "pages.review", "pages.keys")
+         "pages.monitoring", "pages.review", "pages.keys", "pages.trust")
 STATIC = Path(__file__).parent / "static"
 
 

@@ -40,7 +40,8 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-NAV = ("data", "finetune", "jobs", "models", "playground", "monitoring", "review", "keys")
+NAV = ("data", "finetune", "jobs", "models", "playground", "monitoring", "review", "gate", "keys", "audit")
+NAV_SCOPES = {"audit": "admin"}  # pages listed only for keys with this scope (the others refuse them too)
 
 
 @dataclass
@@ -60,6 +61,11 @@ class Page:
 
     def allows(self, scope: str) -> bool:
         return self.session is not None and self.session.principal.allows(scope)
+
+    @property
+    def nav(self) -> list[str]:
+        """The pages this user's side navigation lists."""
+        return [name for name in NAV if name not in NAV_SCOPES or self.allows(NAV_SCOPES[name])]
 
     def t(self, key: str, **fields) -> str:
         return catalog().text(self.lang, key, **fields)
@@ -82,7 +88,7 @@ class Page:
         """The page ``templates/<template>`` in this request's language, with the console's security headers."""
         html = _ENV.get_template(template).render(
             page=self, t=self.t, lang=self.lang, languages=LANGUAGES, language_names=LANGUAGE_NAMES,
-            title=title, active=active, nav=NAV, session=self.session, version=tailor.__version__,
+            title=title, active=active, nav=self.nav, session=self.session, version=tailor.__version__,
             strings=catalog().table(self.lang), **context)
         response = HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
         response.headers["Server-Timing"] = f"page;dur={(time.perf_counter() - self.started) * 1000:.1f}"

@@ -35,7 +35,7 @@ def evaluate(model_id: str, body: EvaluationRequest, principal: Deployer, servic
     if named.version is None:
         raise ApiError(400, f"{model_id!r} is a base model without labels; evaluate a fine-tuned classifier",
                        param="model_id")
-    check_classifier(model_id, named.version)
+    check_classifier(model_id, named.version, "a bias report needs a fine-tuned classifier")
     keep = (body.slice_column,) if body.slice_column else ()
     rows, _ = labelled_file_rows(services, principal.tenant, body.file, needed_by="a bias report", keep_columns=keep)
     contender = Contender(model_id, named.version, services.models.classifier(named))

@@ -1,17 +1,21 @@
 """``GET /v1/models/{model_id}/export``: a fine-tuned version as a download, in a format of its task (a
 Hugging Face directory, a PEFT adapter, ONNX, or GGUF for chat), packed as a .zip or .tar.gz
 (see :mod:`tailor.models.export`), the hf and peft layouts with the version's model card as README.md. Built
-once per version, format and archive (and card) into the storage root's cache."""
+once per version, format and archive (and card) into the storage root's cache; with a master key configured
+(encryption at rest) built for each download in a private memory-backed workspace instead, never cached."""
 
 from __future__ import annotations
 
 import re
+import shutil
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
 
-from tailor.models.export import ARCHIVES, export_archive, export_card, export_formats, exports_cache_dir
+from tailor.models.export import (ARCHIVES, export_archive, export_card, export_formats, exports_cache_dir,
+                                  private_export_archive)
 from tailor.serve.deps import Reader, ServicesDep
 from tailor.serve.errors import ApiError
 from tailor.serve.models import resolve_model
@@ -52,7 +56,12 @@ def export_model(model_id: str, principal: Reader, services: ServicesDep,
                             f"trained with method {version.method}); formats: {', '.join(formats)}",
                        param="format", code="invalid_format")
     stem = download_name(version.ref, format)
-    path = export_archive(services.registry.artifact_dir(version), format, archive,
-                          exports_cache_dir(services.settings.home) / version.artifact_path, stem,
-                          card=export_card(services.registry.store, version, format))
+    artifact = services.registry.artifact_dir(version)
+    card = export_card(services.registry.store, version, format)
+    if services.registry.artifacts.keyring is not None:  # encryption at rest: built in memory, sent, removed
+        path = private_export_archive(artifact, format, archive, stem, card=card)
+        return FileResponse(path, media_type=ARCHIVES[archive], filename=f"{stem}.{archive}",
+                            background=BackgroundTask(shutil.rmtree, path.parent, ignore_errors=True))
+    path = export_archive(artifact, format, archive, exports_cache_dir(services.settings.home) / version.artifact_path,
+                          stem, card=card)
     return FileResponse(path, media_type=ARCHIVES[archive], filename=f"{stem}.{archive}")

@@ -22,6 +22,7 @@ from tailor.models.export import ARCHIVES, export_formats
 from tailor.registry.entities import ModelVersion
 from tailor.serve.console.formats import when
 from tailor.serve.console.markdown import markdown_html, split_front_matter
+from tailor.serve.console.pages.trust import gate_standing
 from tailor.serve.console.render import SignedIn, language_param
 from tailor.serve.routes import files as files_api
 from tailor.serve.routes import models as models_api
@@ -74,7 +75,8 @@ async def model_page(name: str, page: SignedIn) -> Response:
     return page.render("model.html", title=page.t("models.model_title", name=aliases["model"]), active="models",
                        name=aliases["model"], task=task, versions=[_version_row(v) for v in versions],
                        summary_keys=SUMMARY.get(task, ()), aliases=aliases["data"], history=history,
-                       can_deploy=page.allows("deploy"), lower_is_better=LOWER_IS_BETTER)
+                       can_deploy=page.allows("deploy"), can_override=page.allows("admin"),
+                       lower_is_better=LOWER_IS_BETTER)
 
 
 @router.get("/models/{name}/compare")
@@ -101,9 +103,11 @@ async def compare_page(name: str, page: SignedIn, a: Annotated[int, Query(ge=1, 
 @router.get("/models/{name}/{version}")
 async def version_page(name: str, version: int, page: SignedIn) -> Response:
     """One version: its evaluation report (headline numbers against the majority baseline, confusion matrix,
-    per-class scores, most confused pairs), calibration and abstain threshold, other evaluations, its lineage
-    and its export downloads."""
+    per-class scores, most confused pairs), calibration and abstain threshold, other evaluations, its standing
+    against the tenant's release gate and its latest bias report's figures, its lineage and its export
+    downloads."""
     found = await page.call(page.services.registry.store.get_version, page.principal.tenant, name, version)
+    gate = await page.call(gate_standing, page, found)
     test = _test(found)
     report = _classification_report(found) if found.task == "classify" and "per_class" in test else None
     chat = [{"key": key, "tuned": test.get(key), "base": test.get(base) if base else None}
@@ -112,7 +116,8 @@ async def version_page(name: str, version: int, page: SignedIn) -> Response:
                        name=found.name, v=_version_row(found), task=found.task, report=report, chat=chat,
                        chat_examples=test.get("examples"), calibration=found.metrics.get("calibration"),
                        abstain=found.metrics.get("abstain"), serving=(found.metrics.get("serving") or {}).get("runtime"),
-                       evaluations=_evaluations(found), lineage=_lineage(found),
+                       evaluations=_evaluations(found), lineage=_lineage(found), gate=gate,
+                       fairness=found.metrics.get("fairness"), can_override=page.allows("admin"),
                        params=found.params, exports=export_formats(found.task, found.method), archives=list(ARCHIVES))
 
 

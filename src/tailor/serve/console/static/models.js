@@ -8,14 +8,17 @@
   function releaseCall(action, form) {
     const reason = form.elements.reason.value.trim() || null;
     const version = form.elements.version ? Number(form.elements.version.value) : null;
+    /* an admin's override of the release gate, on the changes the gate checks */
+    const override = Boolean(form.elements.override && form.elements.override.checked);
     switch (action) {
-      case "set": return ["PUT", "", { version, reason }];
+      case "set": return ["PUT", "", { version, reason, override }];
       case "canary": {
         const percent = form.elements.share.value.trim();
-        return ["POST", "/canary", { version, share: percent === "" ? null : Number(percent) / 100, reason }];
+        return ["POST", "/canary", { version, share: percent === "" ? null : Number(percent) / 100, reason,
+                                     override }];
       }
       case "shadow": return ["POST", "/shadow", { version, reason }];
-      case "promote": return ["POST", "/promote", { reason }];
+      case "promote": return ["POST", "/promote", { reason, override }];
       case "rollback": return ["POST", "/rollback", { reason }];
       case "abort": return ["POST", "/abort", { reason }];
       case "unset": return ["DELETE", reason ? "?reason=" + encodeURIComponent(reason) : "", undefined];
@@ -44,6 +47,8 @@
           location.reload();
         } catch (failure) {
           showError(form, failure);
+          const override = form.querySelector(".override");  // present for an admin only
+          if (override && failure.code === "release_gate_failed") override.hidden = false;
           buttons.forEach(function (b) { b.disabled = false; });
         }
       });
