@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
+import secrets
 from dataclasses import dataclass
 
-from samples import sample_rows
+from samples import SAMPLE_TEST, sample_rows
 
 
 @dataclass
@@ -28,6 +30,18 @@ def csv_bytes(rows, header=("text", "label")) -> bytes:
 
 
 SMALL_CSV = csv_bytes(sample_rows(per_label=12))
+
+
+def region_csv() -> bytes:
+    """80 labelled tweets with a region (north/south alternating); every fourth starts with "He says"."""
+    rows = sample_rows(SAMPLE_TEST)[:80]
+    return csv_bytes([(("He says " if i % 4 == 0 else "") + text, label, "north" if i % 2 else "south")
+                      for i, (text, label) in enumerate(rows)], header=("text", "label", "region"))
+
+
+def new_master_key() -> str:
+    """A fresh master key as TAILOR_MASTER_KEY takes it (32 random bytes, URL-safe base64)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 
 
 def upload(client, tenant: Tenant, content: bytes = SMALL_CSV, filename: str = "train.csv",

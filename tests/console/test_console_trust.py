@@ -17,9 +17,9 @@ from tailor.security.keys import TenantStore
 from tailor.security.quotas import QuotaStore
 from tailor.serve.console.formats import size
 
-from api_helpers import csv_bytes, publish_copy
+from api_helpers import csv_bytes, new_master_key, publish_copy, region_csv
 from console.conftest import sign_in
-from samples import SAMPLE_TEST, sample_rows
+from samples import sample_rows
 
 GOOD = {"data": "ab12cd34ef56" + "0" * 52, "created_at": "2026-11-30T08:00:00+00:00", "metric": "accuracy",
         "positive_label": None, "positive_label_from": None,
@@ -126,12 +126,6 @@ def test_an_admin_is_offered_the_override_and_a_deployer_is_not(console, deploye
     assert ("<td>release gate overridden (largest slice gap 0.31 &gt; 0.10 (region)): board approved</td>"
             in history)
 
-
-def region_csv() -> bytes:
-    """80 labelled tweets with a region (north/south alternating); every fourth starts with "He says"."""
-    rows = sample_rows(SAMPLE_TEST)[:80]
-    return csv_bytes([(("He says " if i % 4 == 0 else "") + text, label, "north" if i % 2 else "south")
-                      for i, (text, label) in enumerate(rows)], header=("text", "label", "region"))
 
 
 def test_a_bias_report_runs_on_an_uploaded_file_and_shows_its_numbers(console, csrf, settings, head_artifact):
@@ -260,9 +254,7 @@ def test_the_keys_page_shows_the_quotas_and_their_use(app, settings, acme):
 
 
 def test_the_slice_columns_are_read_from_sealed_csv_and_jsonl_uploads(fresh_home, acme, monkeypatch):
-    import base64
     import json
-    import secrets
 
     from pydantic import SecretStr
 
@@ -270,7 +262,7 @@ def test_the_slice_columns_are_read_from_sealed_csv_and_jsonl_uploads(fresh_home
     from tailor.serve.app import create_app
     from tailor.settings import Settings
 
-    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    key = new_master_key()
     monkeypatch.setenv("TAILOR_MASTER_KEY", key)
     sealed = Settings(home=fresh_home, master_key=SecretStr(key))
     open_registry(sealed).store.create_version("acme", "loans", task="classify", base_model="minilm-l6",

@@ -5,10 +5,8 @@ nothing; deleting a tenant leaves nothing of it. Without a master key everything
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import secrets
 from pathlib import Path
 
 import pytest
@@ -23,22 +21,13 @@ from tailor.monitor.records import PredictionRecord, PredictionStore, new_id
 from tailor.security.crypto import MasterKeyError, stored_keys
 from tailor.settings import Settings
 
-from api_helpers import Tenant, csv_bytes, publish_copy, upload
+from api_helpers import Tenant, csv_bytes, new_master_key, publish_copy, upload
 from samples import sample_rows
 
 MARKER = "QuokkaMarker7731"
 ROWS = [(f"{text} {MARKER}", label) for text, label in sample_rows(per_label=6)]
 CONTENT = csv_bytes(ROWS)
 REQUEST_TEXT = f"wire the refund to ann@corp.com {MARKER} please"
-
-
-def _new_key() -> str:
-    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-
-
-@pytest.fixture
-def master_key() -> str:
-    return _new_key()
 
 
 @pytest.fixture
@@ -168,7 +157,7 @@ def test_rows_written_before_encryption_still_read(db_url, fresh_home, tmp_path)
                               model_name="m", version=1, label="pos", input={"text": "written in the clear"})
     plain.add([record])
     encrypted = PredictionStore(db_url, Settings(home=fresh_home, database_url=db_url,
-                                                 master_key=SecretStr(_new_key())))
+                                                 master_key=SecretStr(new_master_key())))
     assert encrypted.get("acme", record.id).input == {"text": "written in the clear"}
 
 
@@ -180,7 +169,7 @@ def test_a_wrong_or_missing_master_key_refuses_to_start_and_changes_nothing(sett
         for _ in range(count):
             assert upload(client, tenant, CONTENT).status_code == 200
     before = stored_keys(db_url)
-    wrong = Settings(home=fresh_home, database_url=db_url, master_key=SecretStr(_new_key()))
+    wrong = Settings(home=fresh_home, database_url=db_url, master_key=SecretStr(new_master_key()))
     fingerprint = _fingerprint(wrong.master_key.get_secret_value())
     with pytest.raises(MasterKeyError) as caught:
         create_app(wrong)
@@ -195,7 +184,7 @@ def test_a_wrong_or_missing_master_key_refuses_to_start_and_changes_nothing(sett
 
 def test_serve_with_a_wrong_master_key_prints_the_refusal(settings, client, acme, monkeypatch, capsys):
     assert upload(client, acme, CONTENT).status_code == 200
-    monkeypatch.setenv("TAILOR_MASTER_KEY", _new_key())
+    monkeypatch.setenv("TAILOR_MASTER_KEY", new_master_key())
     assert main(["serve", "--no-workers", "--port", "1"]) == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: the master key (fingerprint ") and "acme (1 file)." in last

@@ -7,9 +7,7 @@ erased)."""
 
 from __future__ import annotations
 
-import base64
 import json
-import secrets
 import time
 
 import pytest
@@ -33,15 +31,6 @@ METRICS = {"accuracy": 0.875, "macro_f1": 0.8625,
            "explanations": {"mistakes": [{"text": f"not good at all {MARKER}", "label": "pos", "predicted": "neg",
                                           "explanation": [{"token": MARKER, "start": 16, "end": 32,
                                                            "weight": 0.41}]}]}}
-
-
-def _new_key() -> str:
-    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
-
-
-@pytest.fixture
-def master_key() -> str:
-    return _new_key()
 
 
 @pytest.fixture

@@ -5,11 +5,9 @@ deleting the tenant leaves neither files nor plaintext views of it. Without a ma
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
-import secrets
 import shutil
 import zipfile
 from pathlib import Path
@@ -29,7 +27,7 @@ from tailor.settings import Settings
 from tailor.train.checkpoint import TENANT_FILE, Checkpointer
 from tailor.train.progress import RecordingReporter
 
-from api_helpers import csv_bytes, publish_copy
+from api_helpers import csv_bytes, new_master_key, publish_copy
 from samples import sample_rows
 
 WORD = "ZanzibarQuill5512"
@@ -81,7 +79,7 @@ def sealed(tmp_path_factory):
     from tailor.security.keys import TenantStore
 
     home = tmp_path_factory.mktemp("sealed-home")
-    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    key = new_master_key()
     settings = Settings(home=home, database_url=f"sqlite:///{home / 'tailor.db'}", master_key=SecretStr(key))
     _, secret = TenantStore(settings.registry_url).create_tenant("acme")
     data = tmp_path_factory.mktemp("sealed-data") / "loans.csv"  # outside the storage root
@@ -223,7 +221,7 @@ def test_a_sealed_chat_versions_engine_is_ciphertext_in_the_cache(tmp_path, monk
     from tailor.models.genai import EngineChatModel, drop_engine_views, load_fast_chat_model
     from tailor.train.chat_job import run_chat_job
 
-    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    key = new_master_key()
     settings = Settings(home=tmp_path / "home", database_url=f"sqlite:///{tmp_path / 'tailor.db'}",
                         master_key=SecretStr(key))
     tiny = build_tiny_chat_model(tmp_path / "tiny-llama")
@@ -278,7 +276,7 @@ def test_without_a_master_key_artifacts_and_checkpoints_stay_plaintext(tmp_path)
 
 
 def test_a_sealed_artifact_and_checkpoint_need_their_key(tmp_path, db_url):
-    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    key = new_master_key()
     settings = Settings(home=tmp_path / "home", database_url=db_url, master_key=SecretStr(key))
     keyring = open_keyring(db_url, settings)
     sealed_store = ArtifactStore(tmp_path / "artifacts", keyring=keyring)

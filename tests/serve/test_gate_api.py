@@ -9,8 +9,7 @@ import pytest
 from tailor.registry.service import open_registry
 from tailor.security.keys import TenantStore
 
-from api_helpers import Tenant, csv_bytes, error_of, publish_copy, upload
-from samples import SAMPLE_TEST, sample_rows
+from api_helpers import Tenant, error_of, publish_copy, region_csv, upload
 
 GOOD = {"slice_column": "region", "largest_gap": 0.04, "min_rows": 30,
         "counterfactual": {"checked": 50, "flipped": 1, "flip_rate": 0.02}}
@@ -105,11 +104,6 @@ def test_another_tenants_gate_does_not_apply(client, acme, globex, settings):
     put_gate(client, acme, max_slice_gap=0.1)
     assert client.put("/v1/models/loans/aliases/prod", headers=globex.headers, json={"version": 1}).status_code == 200
 
-
-def region_csv() -> bytes:
-    rows = sample_rows(SAMPLE_TEST)[:80]
-    return csv_bytes([(("He says " if i % 4 == 0 else "") + text, label, "north" if i % 2 else "south")
-                      for i, (text, label) in enumerate(rows)], header=("text", "label", "region"))
 
 
 def test_an_evaluation_stores_the_bias_report_the_gate_reads(client, acme, settings, head_artifact):
