@@ -297,3 +297,22 @@ def test_monitor_reports_a_versions_recorded_answers(trained, session_home):
     assert first == f"{version.name}:{version.version}: last 1 h, 3 requests, 6 answers (0 abstained)"
     bad = run_cli("monitor", version.name, "--hours", "0")
     assert (bad.returncode, bad.stderr) == (2, "error: hours must be above 0, got 0\n")
+
+
+def test_train_with_an_unlabelled_file(tmp_path, small_train_csv):
+    home = tmp_path / "home"
+    out = run_cli("train", SAMPLE_TEST, "--task", "chat", "--unlabeled", small_train_csv, home=home)
+    assert (out.returncode, out.stderr.strip()) == (2, "error: --unlabeled applies to classification "
+                                                       "(self-training); a chat model learns from its conversations "
+                                                       "only")
+    missing = tmp_path / "missing.txt"
+    out = run_cli("train", small_train_csv, "--name", "tweets", "--unlabeled", missing, home=home)
+    assert (out.returncode, out.stderr.strip()) == (2, f"error: unlabelled file missing.txt: file not found: {missing}")
+    # the training file itself as the pool: the job goes on without self-training and says why
+    out = run_cli("train", small_train_csv, "--name", "tweets", "--method", "head", "--unlabeled", small_train_csv,
+                  home=home)
+    assert out.returncode == 0, out.stderr
+    assert ("unlabelled file not used: it is the training file itself (same bytes); give texts without labels that "
+            "are not in the training file") in out.stdout
+    shown = json.loads(run_cli("models", "show", "tweets:1", "--json", home=home).stdout)
+    assert shown["lineage"]["self_training"]["skipped"].startswith("it is the training file itself")

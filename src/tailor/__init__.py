@@ -5,6 +5,8 @@ The Python API mirrors the CLI::
     import tailor
     ds = tailor.load_dataset("loans.csv")                  # ingest + validate
     result = tailor.fine_tune("loans.csv", name="credit-risk")  # clean, split, fine-tune, evaluate, register
+    tailor.fine_tune("few.csv", unlabeled="pool.txt")      # ... learning from unlabelled texts too
+    tailor.zero_shot(["billing", "cancellation"], name="triage")  # a first model from label names alone
     model = tailor.load_model("credit-risk@latest")
     model.predict(["late payment on my card"])
 
@@ -24,7 +26,7 @@ __version__ = "0.1.0"
 # tailor.cores). It must be set before PyTorch loads its OpenMP runtime, so here; a user's setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__all__ = ["__version__", "load_dataset", "fine_tune", "load_model", "evaluate"]
+__all__ = ["__version__", "load_dataset", "fine_tune", "zero_shot", "adapt", "load_model", "evaluate"]
 
 
 def load_dataset(path, text_col=None, label_col=None, **kwargs):
@@ -48,6 +50,22 @@ def fine_tune(data, task: str = "classify", **kwargs):
     from tailor.train.job import run_classification_job
 
     return run_classification_job(data, **kwargs)
+
+
+def zero_shot(labels, **kwargs):
+    """Register a classifier from label names (and optional one-line descriptions) alone, nothing trained; see
+    :func:`tailor.train.zero_shot.run_zero_shot_job`."""
+    from tailor.train.zero_shot import run_zero_shot_job
+
+    return run_zero_shot_job(labels, **kwargs)
+
+
+def adapt(corpus, **kwargs):
+    """Adapt a base encoder to a domain's unlabelled texts and store it as the tenant's base; see
+    :func:`tailor.train.adapt.run_adaptation`."""
+    from tailor.train.adapt import run_adaptation
+
+    return run_adaptation(corpus, **kwargs)
 
 
 def load_model(ref: str, runtime: str | None = "served"):

@@ -135,6 +135,8 @@ def resolve_base(name: str | None, progress=None) -> ResolvedBase:
     name = name or DEFAULT_BASE
     if name == AUTO:
         raise UsageError("base 'auto' is chosen from the training texts: call choose_base(texts) first")
+    if name.startswith(ADAPTED_PREFIX):
+        return _resolve_adapted(name)
     if name in CATALOG:
         entry = CATALOG[name]
         return ResolvedBase(name, entry.locate(progress=progress), entry.pooling, entry.max_length)
@@ -148,3 +150,49 @@ def resolve_base(name: str | None, progress=None) -> ResolvedBase:
             f"unknown base model {name!r}: use a catalog id ({', '.join(CATALOG)}) or a local model directory"
         )
     return ResolvedBase(name, name, "mean", 128)
+
+
+# --- adapted bases (tailor adapt: tailor.train.adapt) ---------------------------------------------------------
+ADAPTED_PREFIX = "adapted:"
+ADAPTED_RECORD = "adapted_base.json"  # beside an adapted base's weights: its parent, corpus, steps and losses
+
+
+def adapted_name(tenant: str, name: str) -> str:
+    """The recorded name of a tenant's adapted base: ``adapted:<tenant>/<name>``."""
+    return f"{ADAPTED_PREFIX}{tenant}/{name}"
+
+
+def adapted_bases(settings=None):
+    """The artifact store of adapted bases (``<home>/bases/<tenant>/<name>``), sealing them with the master key
+    when one is set, like model artifacts."""
+    from tailor.registry.artifacts import ArtifactStore
+    from tailor.security.crypto import open_keyring
+    from tailor.settings import get_settings
+
+    settings = settings or get_settings()
+    return ArtifactStore(settings.home / "bases", open_keyring(settings.registry_url, settings))
+
+
+def tenant_base(name: str, tenant: str, settings) -> str:
+    """``name`` as a job's base: the tenant's adapted base of that name (``adapted:<tenant>/<name>``) when it has
+    one and ``name`` is not a catalog id, else ``name`` unchanged."""
+    if name in CATALOG or name.startswith(ADAPTED_PREFIX) or "/" in name or name.startswith("."):
+        return name
+    return adapted_name(tenant, name) if (settings.home / "bases" / tenant / name).is_dir() else name
+
+
+def _resolve_adapted(name: str) -> ResolvedBase:
+    """An adapted base's plaintext directory (a private view when sealed).
+
+    Raises:
+        UsageError: no such adapted base in this storage root.
+    """
+    import json
+
+    relpath = name[len(ADAPTED_PREFIX):]
+    store = adapted_bases()
+    if not (store.root / relpath).is_dir():
+        raise UsageError(f"adapted base {relpath!r} not found in this storage root (tailor adapt makes one)")
+    path = store.path_for(relpath)
+    record = json.loads((path / ADAPTED_RECORD).read_text(encoding="utf-8"))
+    return ResolvedBase(name, str(path), "mean", record.get("max_length", 128))

@@ -83,6 +83,11 @@ def cmd_train(args) -> int:
     from tailor.train.progress import ConsoleReporter
 
     if args.task == "chat":
+        if args.unlabeled:
+            from tailor.errors import UsageError
+
+            raise UsageError("--unlabeled applies to classification (self-training); a chat model learns from its "
+                             "conversations only")
         return cmd_train_chat(args)
     if args.strict:
         from tailor.errors import UsageError
@@ -95,8 +100,8 @@ def cmd_train(args) -> int:
     result = run_classification_job(
         args.file, eval_file=args.eval_file, text_col=args.text_col, label_col=args.label_col, name=args.name,
         tenant=args.tenant, preset=args.preset, search=args.search, resume=args.resume, new_labels=args.new_labels,
-        redact_pii=args.redact_pii, reporter=ConsoleReporter(), actor=_cli_actor(),
-        **{k: v for k, v in overrides.items() if v is not None})
+        redact_pii=args.redact_pii, reporter=ConsoleReporter(), actor=_cli_actor(), unlabeled=args.unlabeled,
+        unlabeled_text_col=args.unlabeled_text_col, **{k: v for k, v in overrides.items() if v is not None})
     summary = result.summary()
     note_audit(args, model=summary["model"])
     if args.json:
@@ -107,8 +112,26 @@ def cmd_train(args) -> int:
         print(format_eval_text({"model": summary["model"], "data": args.eval_file or "test split",
                                 "metrics": result.metrics, "baseline": result.baseline,
                                 "base_model": summary["base_model"]}))
+        if result.self_training:
+            print("\n" + _self_training_line(result.self_training))
         print(f"\nregistered {summary['model']}  (method {summary['method']}, {summary['timings']['total_s']}s)")
     return 0
+
+
+def _self_training_line(record: dict) -> str:
+    """What self-training did, or why the unlabelled file was not used."""
+    from tailor.train.self_training import describe_self_training
+
+    if "skipped" in record:
+        return f"unlabelled file not used: {record['skipped']}"
+    return describe_self_training(record)
+
+
+def _add_unlabeled(parser) -> None:
+    parser.add_argument("--unlabeled", metavar="FILE", help="unlabelled texts to learn from by self-training (a .txt "
+                                                            "file, one per line, or CSV/TSV/JSONL with a text column)")
+    parser.add_argument("--unlabeled-text-col", metavar="COLUMN", help="the unlabelled file's text column (else "
+                                                                       "guessed)")
 
 
 def cmd_retrain(args) -> int:
@@ -120,7 +143,8 @@ def cmd_retrain(args) -> int:
     result = run_retrain(args.ref, file=args.file, feedback=not args.no_feedback,
                          tenant=args.tenant, name=args.name, new_labels=args.new_labels, text_col=args.text_col,
                          label_col=args.label_col, eval_file=args.eval_file, preset=args.preset,
-                         reporter=ConsoleReporter(), actor=_cli_actor(),
+                         reporter=ConsoleReporter(), actor=_cli_actor(), unlabeled=args.unlabeled,
+                         unlabeled_text_col=args.unlabeled_text_col,
                          **{k: v for k, v in overrides.items() if v is not None})
     summary = {**result.summary(), "parent": result.version.lineage["parent"],
                "rows_from": result.version.lineage["retrain"]["rows"]}
@@ -758,7 +782,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-file", help="held-out labelled file for the test metrics (else a test split)")
     train.add_argument("--base", help="base model: auto (default), a catalog id (minilm-l6, me5-small; with --task "
                                       "chat: smollm2-135m-instruct, the default) or a local Hugging Face directory")
-    train.add_argument("--method", choices=["auto", "full", "lora", "head"], help="default auto")
+    train.add_argument("--method", choices=["auto", "full", "lora", "head", "contrastive"],
+                       help="default auto (contrastive: the encoder tuned on pairs of the few labels, then a head)")
     train.add_argument("--name", help="registry name (default: from the file name)")
     train.add_argument("--preset", default="default", help="config preset: default, fast, quality (--task chat: "
                                                             "default, fast)")
@@ -780,6 +805,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "training (the data report counts them)")
     train.add_argument("--new-labels", action="store_true", help="register a new version even if its labels "
                                                                  "differ from the model's latest version's")
+    _add_unlabeled(train)
     common(train)
     train.set_defaults(func=cmd_train)
 
@@ -800,6 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--batch-size", type=int)
     rt.add_argument("--seed", type=int)
     rt.add_argument("--device", help="auto, cpu, cuda")
+    _add_unlabeled(rt)
     common(rt)
     rt.set_defaults(func=cmd_retrain)
 
@@ -832,6 +859,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(pr)
     pr.set_defaults(func=cmd_predict)
 
+    from tailor.cli_adapt import add_parsers as add_adapt_parsers
+    from tailor.cli_zero_shot import add_parsers as add_zero_shot_parsers
     from tailor.cli_gate import add_override, add_parsers as add_gate_parsers
     from tailor.cli_audit import add_parsers as add_audit_parsers
     from tailor.cli_monitor import add_parsers as add_monitor_parsers
@@ -840,6 +869,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_monitor_parsers(verbs, common)
     add_audit_parsers(verbs, common)
+    add_adapt_parsers(verbs, common)
+    add_zero_shot_parsers(verbs, common)
     add_gate_parsers(verbs, common)
 
     co = verbs.add_parser("compare", help="compare two classifier versions on the same labelled rows (a file and "

@@ -38,6 +38,8 @@ _QUOTA_ARGS = ("rpm", "key_rpm", "jobs", "storage_mb", "train_minutes")
 AUDITED = {
     ("train", None): (("file", "name"), _changes),
     ("retrain", None): (("ref", "file", "name"), _changes),
+    ("adapt", None): (("corpus", "base", "name"), _changes),
+    ("zero-shot", None): (("labels", "labels_file", "name"), _changes),
     ("models", "alias"): (("ref", "alias"), _changes),
     ("models", "delete"): (("ref",), _changes),
     **{("models", verb): (("ref", "version"), _changes) for verb in ("canary", "shadow", "promote", "rollback",

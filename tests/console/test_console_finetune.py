@@ -44,7 +44,7 @@ def test_the_form_preselects_the_file_and_offers_classifier_bases_and_every_meth
     assert re.findall(r'<option value="(\w+)">([^<]+)</option>', re.search(
         r'<select id="method".*?</select>', html, re.S).group(0)) == [
         ("auto", "auto (chosen from your data)"), ("full", "full fine-tuning"), ("lora", "LoRA"),
-        ("head", "linear head on the frozen encoder")]
+        ("head", "linear head on the frozen encoder"), ("contrastive", "contrastive few-shot (SetFit&#39;s recipe)")]
     assert 'placeholder="default: 4"' in html and 'placeholder="default: 16"' in html  # the default preset's
     assert "×1 is a learning rate of 0.0001 for full fine-tuning and 0.001 for LoRA" in html
     assert 'data-describes="model">all-MiniLM-L6-v2: 6-layer BERT encoder' in html
@@ -64,7 +64,8 @@ def test_a_chat_file_offers_chat_bases_and_lora_only(console):
     assert [b["id"] for b in catalog["classification"]["bases"]] == ["minilm-l6", "me5-small"]
     assert catalog["classification"]["defaults"] == {"n_epochs": 4, "batch_size": 16,
                                                      "learning_rate": {"auto": 0.0001, "full": 0.0001,
-                                                                       "lora": 0.001, "head": 0.0001}}
+                                                                       "lora": 0.001, "head": 0.0001,
+                                                                       "contrastive": 5e-05}}
 
 
 def test_every_field_the_api_names_has_its_error_place_and_control(console):
@@ -123,7 +124,7 @@ def test_the_estimate_the_page_asks_for(console, monkeypatch):
     strings = json.loads(re.search(r'<script type="application/json" id="tailor-strings">(.*?)</script>',
                                    console.get("/console/finetune").text, re.S).group(1))
     used = set(re.findall(r'"(js\.finetune\.[a-z_.]*[a-z_])"', script))
-    used |= {f"js.finetune.method.{m}" for m in ("auto", "full", "lora", "head")}
+    used |= {f"js.finetune.method.{m}" for m in ("auto", "full", "lora", "head", "contrastive")}
     used |= {f"js.finetune.{p}.{t}" for p in ("method_help", "lr_help") for t in ("classification", "chat")}
     assert used - set(strings) == set()
 

@@ -167,3 +167,32 @@ def test_step_events_follow_the_loops_own_count_so_a_resumed_runs_curve_goes_on(
     events, _ = store.events("acme", job.id, limit=10)
     assert [e.data for e in reversed(events) if e.type == "metrics"] == [
         {"step": 1, "train_loss": 1.0}, {"step": 41, "train_loss": 0.5}, {"step": 42, "train_loss": 0.25}]
+
+
+def test_head_job_self_trains_on_an_unlabelled_file(api, tenants, settings, small_csv):
+    acme = tenants["acme"]
+    pool_texts = [text for text, _ in sample_rows()[200:320]]
+    pool = api.post("/v1/files", headers=acme, files={"file": ("pool.txt", "\n".join(
+        " ".join(t.split()) for t in pool_texts).encode())}, data={"purpose": "fine-tune"}).json()
+    assert (pool["kind"], pool["summary"]) == ("texts", {"format": "txt", "rows": 120, "text_column": None,
+                                                         "empty_rows": 0})
+    job = create_job(api, acme, small_csv,
+                     method={"type": "supervised", "tailor": {"method": "head", "unlabeled_file": pool["id"]}})
+    assert job["method"]["tailor"] == {"method": "head", "preset": "default", "unlabeled_file": pool["id"]}
+    store = run_claimed(settings, job["id"])
+
+    done = store.get("acme", job["id"])
+    assert done.status == "succeeded", done.error
+    assert done.result["self_training"]["pool_used"] == 120
+    record = open_registry(settings).store.resolve("acme", done.fine_tuned_model).lineage["self_training"]
+    assert (record["pool"]["rows"], record["pool"]["used"], record["pool"]["sha256"]) == (120, 120, pool_sha(api, acme,
+                                                                                                             pool))
+    messages = [e.message for e in store.events("acme", job["id"], limit=200)[0]]
+    assert any(m.startswith("unlabelled file ") and m.endswith(": 120 texts to pseudo-label") for m in messages)
+    assert any(m.startswith("self-training: ") for m in messages)
+
+
+def pool_sha(api, headers, uploaded: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(api.get(f"/v1/files/{uploaded['id']}/content", headers=headers).content).hexdigest()

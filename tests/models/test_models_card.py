@@ -140,9 +140,31 @@ def test_the_card_states_the_training_data_and_evaluation_from_the_record(tweets
     assert "(0 rows with any)" in data
     evaluation = section(card, "Evaluation")
     test, baseline = tweets.metrics["test"], tweets.metrics["baseline"]
-    assert f"| accuracy | {test['accuracy']:.4f} | {baseline['accuracy']:.4f} |" in evaluation
-    assert f"| macro-F1 | {test['macro_f1']:.4f} | {baseline['macro_f1']:.4f} |" in evaluation
+    zero_shot = baseline["zero_shot"]
+    assert "| metric | this version | majority baseline | zero-shot baseline |" in evaluation
+    assert (f"| accuracy | {test['accuracy']:.4f} | {baseline['accuracy']:.4f} | {zero_shot['accuracy']:.4f} |"
+            in evaluation)
+    assert (f"| macro-F1 | {test['macro_f1']:.4f} | {baseline['macro_f1']:.4f} | {zero_shot['macro_f1']:.4f} |"
+            in evaluation)
     assert f"On the held-out test split ({test['n']} rows)" in evaluation
+
+
+def test_the_card_names_labels_from_no_labelled_row(settings, tweets):
+    pool = {"path": "pool.txt", "sha256": "ab12", "text_col": None, "rows": 500, "used": 480,
+            "left_out": {"training rows": 20}}
+    trained = dataclasses.replace(tweets, lineage={**tweets.lineage, "self_training": {
+        "pool": pool, "rounds": [], "pseudo_labels_used": 96, "valid_macro_f1_without": 0.5,
+        "valid_macro_f1_with": 0.625}})
+    assert ("- Self-training: 96 pseudo-labels from 480 unlabelled texts (SHA-256 `ab12`); validation macro-F1 "
+            "0.5000 without, 0.6250 with") in section(model_card(trained), "Training data")
+    skipped = dataclasses.replace(tweets, lineage={**tweets.lineage, "self_training": {
+        "pool": pool, "skipped": "it is the training file itself (same bytes)"}})
+    assert ("- Unlabelled file pool.txt: not used (it is the training file itself (same bytes))"
+            in section(model_card(skipped), "Training data"))
+    zero_shot = dataclasses.replace(tweets, lineage={**tweets.lineage, "zero_shot": {
+        "prompts": ["bearish", "bullish: prices up"], "scale": 15.0}})
+    assert ("- Zero-shot: no labelled row; each label is the embedding of its prompt (“bearish”; “bullish: prices "
+            "up”), scaled by 15.00") in section(model_card(zero_shot), "Training data")
 
 
 def test_slices_and_explanations_appear_once_recorded_and_say_so_while_not(settings, tweets):

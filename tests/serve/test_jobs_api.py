@@ -187,3 +187,42 @@ def test_unknown_event_cursor(client, acme, file_id):
     job_id = create(client, acme, model="minilm-l6", training_file=file_id).json()["id"]
     error = error_of(client.get(f"{JOBS}/{job_id}/events", headers=acme.headers, params={"after": "bogus"}), 404)
     assert error["message"] == "'bogus' not found"
+
+
+def test_unlabelled_files_upload_as_texts(client, acme):
+    txt = upload(client, acme, b"first text\nsecond text\n\nthird\n", filename="pool.txt").json()
+    assert (txt["kind"], txt["summary"]) == ("texts", {"format": "txt", "rows": 3, "text_column": None,
+                                                       "empty_rows": 1})
+    one_column = upload(client, acme, b"text\nfirst text\nsecond text\n", filename="pool.csv").json()
+    assert (one_column["kind"], one_column["summary"]) == ("texts", {"format": "csv", "rows": 2,
+                                                                     "text_column": "text", "empty_rows": 0})
+    error = error_of(upload(client, acme, b"id,score\n1,2\n", filename="numbers.csv"), 400)
+    assert error["message"] == ("numbers.csv: cannot tell which columns hold the text and the label (columns: id, "
+                                "score); pass --text-col and --label-col")
+
+
+def test_unlabeled_file_of_a_job_is_checked(client, acme, file_id):
+    texts_id = upload(client, acme, b"first text\nsecond text\n", filename="pool.txt").json()["id"]
+    chat_id = upload(client, acme, chat_jsonl(), filename="chat.jsonl").json()["id"]
+    param = "method.tailor.unlabeled_file"
+    cases = [({"training_file": file_id, "unlabeled": "file-nope"},
+              f"{param} 'file-nope' not found; upload it with POST /v1/files", param),
+             ({"training_file": file_id, "unlabeled": chat_id},
+              f"{param} {chat_id} holds chat data; self-training reads texts (a .txt file, or CSV, TSV or JSONL with a "
+              "text column)", param),
+             ({"training_file": texts_id, "unlabeled": None},
+              f"training_file {texts_id} holds unlabelled texts (no label column); a model trains on labelled rows: "
+              "give it as method.tailor.unlabeled_file to learn from it by self-training", "training_file")]
+    for case, message, where in cases:
+        tailor_options = {"unlabeled_file": case["unlabeled"]} if case["unlabeled"] else {}
+        error = error_of(create(client, acme, model="minilm-l6", training_file=case["training_file"],
+                                method={"tailor": tailor_options}), 400)
+        assert (error["message"], error["param"]) == (message, where)
+    chat_job = error_of(create(client, acme, model="smollm2-135m-instruct", training_file=chat_id,
+                               method={"tailor": {"unlabeled_file": texts_id}}), 400)
+    assert chat_job["message"] == ("unlabeled_file is for classification jobs (self-training on unlabelled texts); a "
+                                   "chat model learns from its conversations only")
+    assert client.get(JOBS, headers=acme.headers).json()["data"] == []
+    job = create(client, acme, model="minilm-l6", training_file=file_id, method={"tailor": {"unlabeled_file":
+                                                                                             texts_id}}).json()
+    assert job["method"]["tailor"]["unlabeled_file"] == texts_id

@@ -61,6 +61,38 @@ def test_lora_head_and_search_estimates():
     assert "over 2 epochs x 3 trials" in search.describe()
 
 
+def test_contrastive_estimate_adds_its_contrastive_steps_to_the_head_and_builds_its_own_graph():
+    common = dict(train_lengths=[10] * 320, val_lengths=[10] * 64, n_test=0, num_labels=4, batch_size=16,
+                  epochs=2, seed=0, head_epochs=300)
+    est = estimate_classification("contrastive", SPEED, contrastive_work=(40, 12_000), **common)
+    # 12,000 padded tokens x 1 ms forward + backward + 40 optimizer steps x 50 ms, then the head's 0.9 s
+    assert est.notes["contrastive_s"] == 14.0
+    assert est.stages["train"] == round(14.0 + 0.768 + 300 * 320 * 100 * 4 * 3 / 1e9, 1) == 14.9
+    machine = 0.05 / 20 / 0.0095
+    scoring = (3.5 * 64 + 198) * 10 * 0.0002
+    assert est.stages["gate"] == round((5.2 + 0.167 * 20 + 0.03 * 20) * machine + scoring, 1) == 3.2  # own graph
+    assert est.stages["save"] == 0.8 and "validation" not in est.stages and est.epochs == 40
+    assert est.describe() == ("19s (data 0s (done), train 15s (contrastive 14s over 40 steps, embedding 1s, "
+                              "300 head steps), test 0s, explain 0s, gate 3s, save 1s)")
+    searched = estimate_classification("contrastive", SPEED, contrastive_work=(40, 12_000), trials=2, **common)
+    assert searched.stages["train"] == round(2 * 14.8832, 1) and searched.trials == 2
+
+
+def test_contrastive_workload_counts_its_own_batches_padded_tokens():
+    from tailor.train.batching import Encoded
+    from tailor.train.config import load_preset
+    from tailor.train.contrastive import balanced_batches
+    from tailor.train.estimate import contrastive_workload
+
+    lengths = [3 + i % 7 for i in range(40)]
+    targets = [i % 5 for i in range(40)]
+    train = Encoded([[1] * n for n in lengths], targets)
+    cfg = load_preset("default", contrastive_steps=6, contrastive_batch_size=20, seed=3)
+    batches = balanced_batches(targets, 20, 6, 3)
+    assert contrastive_workload(train, cfg) == (6, sum(20 * max(lengths[i] for i in b) for b in batches))
+    assert contrastive_workload(train, cfg)[1] <= 6 * 20 * 9
+
+
 def test_a_budget_cuts_the_training_stages():
     est = Estimate("full", {"data": 2.0, "train": 80.0, "validation": 20.0, "test": 3.0}, epochs=4)
     cut = est.within(50)
@@ -100,6 +132,7 @@ def test_the_speed_is_cached_per_threads_and_methods_and_measured_again_when_sta
     again = measured_speed(base, ["head", "full"], threads=2, now=2000.0, **kwargs)
     assert calls == [(("full",), 2)] and again == first
     measured_speed(base, ["head"], threads=2, now=2000.0, **kwargs)  # the forward passes are in every probe
+    measured_speed(base, ["contrastive"], threads=2, now=2000.0, **kwargs)  # it steps like full fine-tuning
     measured_speed(base, ["full"], threads=1, now=2000.0, **kwargs)  # fewer usable cores: a new probe
     both = measured_speed(base, ["lora", "full"], threads=2, now=2000.0, **kwargs)  # only lora is new
     assert set(both.step_s) == {"full", "lora"}

@@ -7,11 +7,30 @@ ESTIMATES = {"full": Estimate("full", {"data": 5.0, "train": 270.0, "validation"
              "head": Estimate("head", {"data": 5.0, "train": 25.0, "test": 4.0, "gate": 3.0}, epochs=300)}
 
 
-def test_few_examples_per_class_choose_head():
+CONTRASTIVE = {**ESTIMATES, "contrastive": Estimate("contrastive", {"data": 5.0, "train": 40.0, "test": 4.0,
+                                                                     "gate": 12.0}, epochs=1)}
+
+
+def test_few_examples_per_class_choose_head_without_a_contrastive_estimate():
     choice = choose_method({f"c{i}": 8 for i in range(10)}, ESTIMATES, None)
     assert choice.method == "head"
-    assert choice.reason.startswith("few examples per class (median 8 < 30)")
+    assert choice.reason == ("few examples per class (median 8 < 30): a linear head on the frozen encoder "
+                             "generalises best")
     assert choice.estimates is ESTIMATES
+
+
+def test_few_examples_per_class_choose_contrastive_when_it_fits_the_budget():
+    counts = {f"c{i}": 8 for i in range(10)}
+    choice = choose_method(counts, CONTRASTIVE, None)
+    assert (choice.method, choice.reason) == (
+        "contrastive", "few examples per class (median 8 < 30): the encoder tuned contrastively on pairs of the "
+                       "labels, then a linear head (estimated 40s of training here; +2.6 to +3.5 macro-F1 over a "
+                       "frozen encoder's head at 8 per class)")
+    assert choose_method(counts, CONTRASTIVE, 40).method == "contrastive"
+    tight = choose_method(counts, CONTRASTIVE, 30)
+    assert (tight.method, tight.reason) == (
+        "head", "few examples per class (median 8 < 30): a linear head on the frozen encoder generalises best; "
+                "contrastive's 40s exceeds the 30s budget")
 
 
 def test_enough_data_and_no_budget_choose_full():

@@ -41,7 +41,7 @@ def test_gbk_file_trains_on_me5_small_and_beats_the_baseline(fresh_home, gbk_new
                               test_size=0.2)
     assert result.version.base_model == "me5-small"
     assert result.version.lineage["base_reason"].startswith("95% of letters are CJK: ")
-    assert result.method == "head"
+    assert result.method == "contrastive"
     assert result.metrics["n"] == 20
     assert result.metrics["macro_f1"] > result.baseline["macro_f1"] + 0.3
     prediction = tailor.load_model("news-zh").predict(["沪指收涨1.2% 券商股全线走强"])[0]

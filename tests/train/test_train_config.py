@@ -33,7 +33,7 @@ def test_unknown_key_is_rejected():
 def test_bad_value_is_rejected_with_field_name():
     with pytest.raises(UsageError, match=r"^invalid training config: batch_size: Input should be greater than or equal to 1$"):
         load_preset("default", batch_size=0)
-    with pytest.raises(UsageError, match="method: Input should be 'auto', 'full', 'lora' or 'head'"):
+    with pytest.raises(UsageError, match="method: Input should be 'auto', 'full', 'lora', 'head' or 'contrastive'"):
         load_preset("default", method="qlora")
 
 

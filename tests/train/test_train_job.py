@@ -73,9 +73,9 @@ def test_predictions_are_probabilities_in_input_order(trained):
         assert p.score == max(p.scores.values())
 
 
-def test_auto_chooses_head_for_few_rows_per_class(fresh_home, small_train_csv):
+def test_auto_chooses_contrastive_for_few_rows_per_class(fresh_home, small_train_csv):
     result = tailor.fine_tune(small_train_csv, name="auto-small", seed=0)
-    assert result.method == "head"
+    assert result.method == "contrastive"
     assert result.method_reason.startswith("few examples per class")
     assert result.version.lineage["rows"] == {"train": 48, "valid": 6, "test": 6}
 

@@ -32,6 +32,7 @@ from tailor.security.sealing import SealableJson, open_json, open_str, open_str_
 PURPOSES = ("fine-tune",)
 TEXT_LABEL = "text-label"
 CHAT = "chat"
+TEXTS = "texts"  # unlabelled texts: a fine-tuning job's unlabeled_file
 _SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".txt")
 
 _metadata = MetaData()
@@ -48,7 +49,9 @@ class StoredFile:
     """An uploaded file.
 
     Attributes:
-        kind: ``text-label`` (classification data) or ``chat`` (conversations or instructions).
+        kind: ``text-label`` (classification data), ``chat`` (conversations or instructions) or ``texts``
+            (unlabelled texts, for a job's ``unlabeled_file``: a ``.txt`` file, or a table with a text column
+            and no label column).
         summary: what the check found: format, rows, columns and label counts (text-label files), or
             examples (chat files).
     """
@@ -97,15 +100,34 @@ def _inspect(path: Path, suffix: str, max_bytes: int) -> tuple[str, dict]:
 
     if suffix in (".jsonl", ".json", "") and sniff_chat_format(path):
         return CHAT, validate_chat_file(path, max_bytes=max_bytes)
-    from tailor.data.ingest import read_dataset
+    from tailor.data.ingest import TEXT_NAMES, read_dataset, read_texts
     from tailor.data.validate import check_label_count
 
-    dataset = read_dataset(path, max_bytes=max_bytes)
+    if suffix == ".txt":
+        return TEXTS, _texts_summary(read_texts(path, max_bytes=max_bytes, fmt="txt"), "txt")
+    try:
+        dataset = read_dataset(path, max_bytes=max_bytes)
+    except DataError as exc:
+        if exc.line is not None or exc.field is not None:
+            raise
+        try:  # no label column to be found: a file of unlabelled texts, if it has a text column
+            texts = read_texts(path, max_bytes=max_bytes)
+        except DataError:
+            raise exc from None
+        if texts.text_col is None or texts.text_col.lower() not in TEXT_NAMES:
+            raise
+        return TEXTS, _texts_summary(texts, suffix.lstrip(".") or "csv")
     source = dataset.source
     check_label_count(dataset.label_counts(), what="the file", field=source.label_col)
     return TEXT_LABEL, {"format": source.format, "encoding": source.encoding, "rows": len(dataset),
                         "text_column": source.text_col, "label_column": source.label_col,
                         "labels": dataset.label_counts()}
+
+
+def _texts_summary(texts, fmt: str) -> dict:
+    """A ``texts`` file's summary: how many texts, from which column."""
+    return {"format": fmt, "rows": len(texts.texts),
+            "text_column": texts.text_col, "empty_rows": texts.empty}
 
 
 def _to_file(row, keys, *, erased_ok: bool = False) -> StoredFile:

@@ -15,6 +15,7 @@ import json
 import shutil
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
 from typing import Iterator
@@ -91,6 +92,80 @@ def read_dataset(path, text_col: str | None = None, label_col: str | None = None
     return TextDataset(texts=texts, labels=labels, lines=lines, source=source, columns=kept)
 
 
+@dataclass(frozen=True)
+class UnlabelledTexts:
+    """Texts without labels (an unlabelled pool, a domain corpus), with where they came from.
+
+    Attributes:
+        texts: the non-empty texts, stripped, in file order.
+        lines: the 1-based line of each text.
+        path / sha256: the file and the SHA-256 of its bytes (a pool that is the training file has the same).
+        text_col: the column or JSON key read (``None`` for a plain text file).
+        empty: rows whose text was empty or blank (left out).
+    """
+
+    texts: list[str]
+    lines: list[int]
+    path: str
+    sha256: str
+    text_col: str | None
+    empty: int
+
+
+def read_texts(path, text_col: str | None = None, *, max_bytes: int | None = None,
+               fmt: str | None = None) -> UnlabelledTexts:
+    """Read unlabelled texts: a CSV/TSV/JSONL file's text column (any label column is ignored), or a plain
+    ``.txt`` file with one text per line.
+
+    The text column is ``text_col``, else the first of the usual text names (``text``, ``sentence``, ...), else
+    the only column, else the column with the longest values in the first 200 rows. ``fmt`` (``txt``, ``csv``,
+    ``tsv``, ``jsonl``) overrides the format the file name and first bytes give.
+
+    Raises:
+        DataError: the file is missing, too large, binary, malformed (with the line), holds no text at all, or
+            ``text_col`` is not one of its columns.
+    """
+    path = Path(path)
+    limit = get_settings().max_file_bytes if max_bytes is None else max_bytes
+    with open_checked_text(path, limit) as (stream, encoding, head, meter):
+        if (fmt or path.suffix.lower().lstrip(".")) == "txt":
+            if text_col is not None:
+                raise DataError(f"{path.name} is a plain text file (one text per line): it has no column "
+                                f"{text_col!r}", field=text_col)
+            column, records = None, ((line, {None: raw.rstrip("\r\n")}) for line, raw in enumerate(stream, 1))
+        else:
+            fmt = fmt or _format_from_name(path) or _sniff_format(head, encoding)
+            columns, records = _jsonl_records(stream) if fmt == "jsonl" else _delimited_records(stream, fmt)
+            sample = list(islice(records, _COLUMN_SAMPLE_ROWS))
+            column = _text_column(columns or _keys_in_order(sample), sample, text_col)
+            records = chain(sample, records)
+        texts, lines, empty = [], [], 0
+        for line, record in records:
+            text = _cell_text(record.get(column), column or "text", line).strip()
+            if text:
+                texts.append(text)
+                lines.append(line)
+            else:
+                empty += 1
+        sha256 = meter.sha256.hexdigest()
+    if not texts:
+        raise DataError(f"{path.name} holds no text" + (f" in column {column!r}" if column else ""))
+    return UnlabelledTexts(texts, lines, str(path), sha256, column, empty)
+
+
+def _text_column(columns: list[str], sample: list[Record], text_col: str | None) -> str:
+    """The column of unlabelled texts (see :func:`read_texts`)."""
+    if text_col is not None:
+        if text_col not in columns:
+            raise DataError(f"column {text_col!r} not found; columns are: {', '.join(columns)}", field=text_col)
+        return text_col
+    known = _known_column(columns, TEXT_NAMES, exclude=None)
+    if known or len(columns) == 1:
+        return known or columns[0]
+
+    return max(columns, key=lambda col: _mean_length(col, sample))
+
+
 def _check_kept_columns(keep: tuple[str, ...], columns: list[str], path: Path) -> None:
     """Raises DataError naming the first column of ``keep`` the file lacks, with the columns it has."""
     for name in keep:
@@ -139,14 +214,15 @@ def _known_column(columns: list[str], names: tuple[str, ...], exclude: str | Non
 
 def _longer_column_first(columns: list[str], sample: list[Record]) -> tuple[str | None, str | None]:
     """Order two columns by average value length, longest first; ``(None, None)`` on a tie."""
-    def mean_length(col: str) -> float:
-        values = [str(r.get(col) or "") for _, r in sample]
-        return sum(map(len, values)) / max(1, len(values))
-
-    first, second = (mean_length(c) for c in columns)
+    first, second = (_mean_length(c, sample) for c in columns)
     if first == second:
         return None, None
     return (columns[0], columns[1]) if first > second else (columns[1], columns[0])
+
+
+def _mean_length(column: str, sample: list[Record]) -> float:
+    """The average length of ``column``'s values in ``sample``."""
+    return sum(len(str(r.get(column) or "")) for _, r in sample) / max(1, len(sample))
 
 
 def _keys_in_order(sample: list[Record]) -> list[str]:

@@ -6,7 +6,10 @@ file evaluated on), ``metrics`` (:func:`tailor.eval.metrics.classification_metri
 ``misclassified`` (:func:`tailor.eval.run.misclassified_rows`), ``abstain``
 (:func:`tailor.eval.run.abstain_on_rows`), ``fairness`` (:func:`tailor.eval.fairness.fairness_report`) and
 ``explanations`` (:func:`tailor.eval.explanations.explain_evaluation`); the sections for the optional ones are
-left out without them.
+left out without them. ``baseline`` may hold a ``zero_shot`` entry: the zero-shot classifier from the label names
+(:func:`tailor.eval.run.zero_shot_baseline`: ``{"label": "zero-shot", "accuracy", "macro_f1",
+"weighted_f1", "base_model", ...}``), or ``{"label": "zero-shot", "skipped": reason}`` when it could not be
+computed; it adds a column beside the majority baseline (or a note saying why not).
 """
 
 from __future__ import annotations
@@ -34,6 +37,36 @@ def headline_rows(evaluation: dict) -> list[tuple[str, float, float | None, floa
     rows += [(METRIC_NAMES[key], metrics[key], None, None)
              for key in ("roc_auc", "ece", "log_loss") if metrics.get(key) is not None]
     return rows
+
+
+def zero_shot_of(evaluation: dict) -> dict | None:
+    """The evaluation's zero-shot baseline with its numbers, or None (absent, or skipped)."""
+    found = (evaluation.get("baseline") or {}).get("zero_shot")
+    return found if found and "skipped" not in found else None
+
+
+def zero_shot_columns(evaluation: dict) -> list[tuple[float | None, float | None]]:
+    """``(zero-shot value, model minus it)`` beside each of :func:`headline_rows`, in the same order: numbers for
+    accuracy, macro-F1 and weighted-F1, ``(None, None)`` for the rest; empty without a zero-shot baseline."""
+    zero_shot = zero_shot_of(evaluation)
+    if zero_shot is None:
+        return []
+    delta = compare(evaluation["metrics"], zero_shot)
+    by_name = {METRIC_NAMES[key]: (zero_shot[key], delta[key]) for key in HEADLINE_KEYS}
+    return [by_name.get(name, (None, None)) for name, *_ in headline_rows(evaluation)]
+
+
+def zero_shot_note(evaluation: dict) -> str | None:
+    """One sentence on the zero-shot baseline: what it is, or why there is none; None when it was not asked
+    for."""
+    found = (evaluation.get("baseline") or {}).get("zero_shot")
+    if not found:
+        return None
+    if "skipped" in found:
+        return f"No zero-shot baseline: {found['skipped']}."
+    return (f"The zero-shot baseline gives each row the label whose name is nearest to the text in "
+            f"{found.get('base_model', evaluation['base_model'])} embeddings: what the label names alone reach, "
+            "without any training.")
 
 
 def classes_by_f1(metrics: dict) -> list[tuple[str, dict]]:
@@ -83,10 +116,18 @@ def render_eval_html(evaluation: dict) -> str:
     """
     metrics = evaluation["metrics"]
     matrix = metrics["confusion_matrix"]
-    headline = html.table(["metric", "model", "majority baseline", "delta"],
-                          [(name, value, _optional(base), _optional(delta, "{:+.4f}"))
-                           for name, value, base, delta in headline_rows(evaluation)])
+    rows = [(name, value, _optional(base), _optional(delta, "{:+.4f}"))
+            for name, value, base, delta in headline_rows(evaluation)]
+    columns = ["metric", "model", "majority baseline", "delta"]
+    zero_shot = zero_shot_columns(evaluation)
+    if zero_shot:
+        columns += ["zero-shot baseline", "delta"]
+        rows = [(*row, _optional(value), _optional(delta, "{:+.4f}")) for row, (value, delta) in zip(rows, zero_shot)]
+    headline = html.table(columns, rows)
     baseline_note = f"The majority baseline predicts {evaluation['baseline']['label']!r} for every row."
+    note = zero_shot_note(evaluation)
+    if note:
+        baseline_note += " " + note
     f1_bars = html.bar_chart([(label, s["f1"]) for label, s in classes_by_f1(metrics)], max_value=1.0)
     per_class = html.table(["label", "precision", "recall", "F1", "support"],
                            [(label, s["precision"], s["recall"], s["f1"], s["support"])
@@ -170,12 +211,21 @@ def format_eval_text(evaluation: dict) -> str:
     Returns:
         The summary, lines joined by newlines, no trailing newline.
     """
+    zero_shot = zero_shot_columns(evaluation)
     lines = [f"{evaluation['model']} on {evaluation['data']} ({evaluation['metrics']['n']} rows)",
-             f"{'metric':<22}{'model':>8}{'baseline':>10}{'delta':>9}"]
-    for name, value, base, delta in headline_rows(evaluation):
+             f"{'metric':<22}{'model':>8}{'baseline':>10}{'delta':>9}" + (f"{'zero-shot':>11}{'delta':>9}"
+                                                                           if zero_shot else "")]
+    for k, (name, value, base, delta) in enumerate(headline_rows(evaluation)):
         extra = "" if base is None else f"{base:>10.4f}{delta:>+9.4f}"
+        if zero_shot and zero_shot[k][0] is not None:
+            extra += f"{zero_shot[k][0]:>11.4f}{zero_shot[k][1]:>+9.4f}"
         lines.append(f"{name:<22}{value:>8.4f}{extra}")
     lines.append(f"baseline: always {evaluation['baseline']['label']!r}")
+    found = (evaluation.get("baseline") or {}).get("zero_shot")
+    if found:
+        lines.append(f"zero-shot: skipped ({found['skipped']})" if "skipped" in found else
+                     f"zero-shot: the nearest label name in {found.get('base_model', evaluation['base_model'])} "
+                     "embeddings, no training")
     if evaluation.get("abstain") and evaluation["abstain"].get("at_suggested"):
         at = evaluation["abstain"]["at_suggested"]
         accuracy = "" if at["accuracy"] is None else f" at {at['accuracy']:.1%} accuracy"

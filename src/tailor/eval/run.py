@@ -42,6 +42,65 @@ def score_probabilities(labels, proba, rows: TextDataset, train_labels) -> tuple
             majority_baseline(train_labels, rows.labels, labels))
 
 
+def zero_shot_baseline(base: ResolvedBase, labels: Sequence[str], texts: Sequence[str], targets: Sequence[str],
+                       *, device: str = "cpu") -> dict:
+    """How the zero-shot classifier from the label names alone does on labelled rows: the baseline a trained
+    model should beat by more than the majority class's.
+
+    Args:
+        base: the base encoder the trained model starts from.
+        labels: the model's labels (their names become the prompts).
+        texts / targets: the evaluation rows and their gold labels (each among ``labels``).
+
+    Returns:
+        ``{"label": "zero-shot", "accuracy", "macro_f1", "weighted_f1"}`` (the majority baseline's shape, with
+        ``label`` naming the baseline), plus ``"base_model"``, ``"scale"`` and ``"prompts"``.
+
+    Raises:
+        UsageError: a chat base (it has no sentence embeddings), or labels that cannot be prompts (see
+            :func:`label_prompts`).
+    """
+    from tailor.catalog import CATALOG
+    from tailor.eval.metrics import HEADLINE_KEYS, classification_metrics
+    from tailor.models.zero_shot import ZERO_SHOT_LABEL, build_zero_shot_model
+
+    if base.name in CATALOG and CATALOG[base.name].task != "classify":
+        raise UsageError(f"no zero-shot baseline on {base.name}: a {CATALOG[base.name].task} model has no "
+                         "sentence embeddings")
+    zero_shot = build_zero_shot_model(base, labels, device=device)
+    proba = zero_shot.classifier.predict_proba(list(texts))
+    predictions = [zero_shot.classifier.labels[i] for i in proba.argmax(1)]
+    scores = classification_metrics(list(targets), predictions, list(labels), proba)
+    return {"label": ZERO_SHOT_LABEL, **{key: scores[key] for key in HEADLINE_KEYS}, "base_model": base.name,
+            "scale": zero_shot.scale, "prompts": zero_shot.prompts}
+
+
+def zero_shot_on_rows(base_model: str, labels, rows: TextDataset, *, task: str = "classify",
+                      device: str = "cpu") -> dict:
+    """The zero-shot baseline over the base model ``base_model`` on ``rows`` (see
+    :func:`zero_shot_baseline`): one embedding pass over the rows' texts.
+
+    Args:
+        base_model: the catalog id or directory of the evaluated version's (or job's) base.
+        labels: the model's labels; rows: the scored rows (each label among them).
+        task: the evaluated model's task; only a classifier has a zero-shot baseline.
+
+    Returns:
+        The baseline's record, or ``{"label": "zero-shot", "skipped": reason}`` for a model that is not a
+        classifier, or labels or a base it cannot be computed for (the evaluation goes on without it).
+    """
+    from tailor.catalog import resolve_base
+    from tailor.errors import TailorError
+    from tailor.models.zero_shot import ZERO_SHOT_LABEL
+
+    if task != "classify":
+        return {"label": ZERO_SHOT_LABEL, "skipped": f"a {task} model is not a classifier"}
+    try:
+        return zero_shot_baseline(resolve_base(base_model), labels, rows.texts, rows.labels, device=device)
+    except TailorError as exc:
+        return {"label": ZERO_SHOT_LABEL, "skipped": str(exc)}
+
+
 def misclassified_rows(labels, proba, rows: TextDataset, limit: int = MAX_MISCLASSIFIED) -> dict:
     """The rows the model got wrong, the most confident mistakes first.
 
@@ -86,10 +145,11 @@ def evaluate_model(ref: str, data, *, text_col: str | None = None, label_col: st
     """Evaluate the version ``ref`` on labelled ``data`` (a path or a TextDataset).
 
     Rows with an empty text, or a label the model does not know, are left out and counted. The majority
-    baseline uses the training labels' most frequent class. The result is also stored in the version's
-    metrics under ``evaluations`` (keyed by the file's sha256 prefix), and its bias report under
-    ``fairness`` (:func:`tailor.eval.fairness.fairness_report`); a report of the slice finder alone (no
-    ``slice_col``, no ``counterfactual``) does not replace a stored slice table or counterfactual check.
+    baseline uses the training labels' most frequent class; beside it, ``baseline["zero_shot"]`` is the
+    zero-shot classifier from the label names over the version's base (:func:`zero_shot_on_rows`). The result
+    is also stored in the version's metrics under ``evaluations`` (keyed by the file's sha256 prefix), and its
+    bias report under ``fairness`` (:func:`tailor.eval.fairness.fairness_report`); a report of the slice finder
+    alone (no ``slice_col``, no ``counterfactual``) does not replace a stored slice table or counterfactual check.
 
     Args:
         slice_col: score the slices of this column of the file (it must exist).
@@ -135,6 +195,8 @@ def evaluate_model(ref: str, data, *, text_col: str | None = None, label_col: st
     train_labels = [label for label, n in train_counts.items() for _ in range(n)] or rows.labels
     proba = classifier.predict_proba(rows.texts)
     metrics, baseline = score_probabilities(classifier.labels, proba, rows, train_labels)
+    baseline["zero_shot"] = zero_shot_on_rows(version.base_model, classifier.labels, rows, task=version.task,
+                                              device=classifier.device)
     evaluation = {
         "model": version.ref, "data": str(ds.source.path if ds.source else "dataset"), "rows": len(rows),
         "skipped_rows": len(ds) - len(rows), "unknown_labels": unknown, "metrics": metrics, "baseline": baseline,

@@ -114,12 +114,13 @@ def _remove_model_files(settings, metadata: MetaData, engine, tenant: str, erasu
         erasure.jobs = list(conn.scalars(select(jobs.c.id).where(jobs.c.tenant == tenant).order_by(jobs.c.id)))
     erasure.models = [f"{row.name}:{row.version}" for row in rows]
     home = Path(settings.home)
-    doomed = [settings.artifacts_dir / tenant, home / "cache" / "exports" / tenant]
+    doomed = [settings.artifacts_dir / tenant, home / "cache" / "exports" / tenant, home / "bases" / tenant]
     doomed += [home / "runs" / job_id for job_id in erasure.jobs]
     doomed += [run for run in runs_of_tenant(home / "runs", tenant) if run not in doomed]  # CLI runs
     engines = [engine_dir for row in rows for engine_dir in _engine_dirs(home, row.artifact_path)]
     doomed += engines
     drop_views(settings.artifacts_dir / tenant)  # this process's plaintext copies in memory
+    drop_views(home / "bases" / tenant)  # and of the tenant's adapted bases (tailor adapt)
     drop_engine_views(engines)
     for path in doomed:
         if path.exists():

@@ -116,18 +116,24 @@ def run_job(job: Job, *, store: JobStore, settings, worker_id: str, signal: Stop
         files = FileStore(settings.registry_url, settings.files_dir, settings)
         train_file = files.get(job.tenant, job.training_file) if job.training_file else None
         eval_file = files.get(job.tenant, job.validation_file) if job.validation_file else None
-        for param, stored in (("training_file", train_file), ("validation_file", eval_file)):
+        unlabeled_id = job.request.get("method", {}).get("tailor", {}).get("unlabeled_file")
+        unlabeled_file = files.get(job.tenant, unlabeled_id) if unlabeled_id else None
+        for param, stored in (("training_file", train_file), ("validation_file", eval_file),
+                              ("unlabeled_file", unlabeled_file)):
             if stored is not None and not files.path(stored).is_file():  # say which file, never the storage path
                 raise DataError(f"{param} {stored.id} is missing from the file store; upload it again and create a "
                                 "new job")
         # sealed files are decrypted into a private temporary directory for the job's run, removed after it
         with ExitStack() as plaintexts:
-            train_path, eval_path = (None if stored is None else plaintexts.enter_context(files.plaintext(stored))
-                                     for stored in (train_file, eval_file))
+            train_path, eval_path, unlabeled_path = (
+                None if stored is None else plaintexts.enter_context(files.plaintext(stored))
+                for stored in (train_file, eval_file, unlabeled_file))
             name = fine_tuned_model_id(job)
             common = dict(eval_file=eval_path, name=name, tenant=job.tenant, resume=True,
                           run_dir=settings.home / "runs" / job.id, reporter=reporter, settings=settings,
                           seed=job.seed, **job.request["overrides"])
+            if unlabeled_path is not None:  # a classification job's or a retrain's (a chat job's is refused)
+                common["unlabeled"] = unlabeled_path
             # the tenant's switch, read at each start
             if QuotaStore(settings.registry_url).get(job.tenant).redact_pii:
                 common["redact_pii"] = True

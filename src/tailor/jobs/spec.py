@@ -3,13 +3,14 @@
 OpenAI's fields: ``model``, ``training_file``, ``validation_file``, ``suffix``, ``seed``, ``metadata``,
 ``method`` (``{"type": "supervised", "supervised": {"hyperparameters": {...}}}``) or the older top-level
 ``hyperparameters`` (``n_epochs``, ``batch_size``, ``learning_rate_multiplier``, each a value or ``"auto"``).
-Tailor's own options go in ``method.tailor``: the training ``method`` (auto, full, lora, head), the config
+Tailor's own options go in ``method.tailor``: the training ``method`` (auto, full, lora, head, contrastive), the config
 ``preset``, a ``time_budget_s``, the file's ``text_column``/``label_column`` and, for chat jobs, ``strict``
 (fail on conversations over the token limit instead of truncating or dropping them). A job whose ``model`` is
 one of the tenant's fine-tuned classifiers continues from its weights (a retrain, :mod:`tailor.train.retrain`):
 ``feedback`` adds its feedback labels, ``replay`` sets the share of its training rows mixed in, ``new_labels``
-accepts labels it lacks; ``training_file`` may then be left out when ``feedback`` is true. Unknown keys are
-refused.
+accepts labels it lacks; ``training_file`` may then be left out when ``feedback`` is true. A classification
+job's ``unlabeled_file`` is a file of unlabelled texts it learns from by self-training
+(:mod:`tailor.train.self_training`). Unknown keys are refused.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ class SupervisedMethod(_Strict):
 class TailorOptions(_Strict):
     """Tailor's extension: what OpenAI's API has no field for."""
 
-    method: Literal["auto", "full", "lora", "head"] = Field(
-        "auto", description="classification: full fine-tune, LoRA, frozen encoder + linear head, or auto")
+    method: Literal["auto", "full", "lora", "head", "contrastive"] = Field(
+        "auto", description="classification: full fine-tune, LoRA, frozen encoder + linear head, contrastive "
+                            "(few-shot: the encoder tuned on pairs of the labels, then a linear head), or auto")
     preset: str = Field("default", description="training config preset (default, fast, quality)")
     time_budget_s: float | None = Field(None, gt=0, le=7 * 24 * 3600, description="wall-clock budget in seconds")
     text_column: str | None = Field(None, max_length=200, description="text column of a text/label file")
@@ -79,6 +81,10 @@ class TailorOptions(_Strict):
     replay: float | None = Field(None, ge=0, le=100, description="retrain: old training rows mixed in, as a share "
                                                                  "of the new rows (default 4.0; 0: none)")
     new_labels: bool | None = Field(None, description="retrain: accept labels the model lacks, as new classes")
+    unlabeled_file: str | None = Field(None, min_length=1, max_length=64,
+                                       description="classification: id of an uploaded file of unlabelled texts "
+                                                   "(kind texts, or text-label with its labels ignored) to learn "
+                                                   "from by self-training")
     redact_pii: bool | None = Field(None, description="replace e-mails, phones, card, ID and IBAN numbers in the "
                                                       "training and validation texts by [EMAIL], [PHONE], [CARD], "
                                                       "[ID], [IBAN] before training (always on for a tenant whose "
@@ -147,12 +153,15 @@ def resolve_training(body: JobCreate, task: str, method: str | None = None) -> t
 
         if options.method not in ("auto", "lora"):
             raise UsageError(f"chat models are fine-tuned with LoRA; method {options.method!r} is not available")
+        if options.unlabeled_file:
+            raise UsageError("unlabeled_file is for classification jobs (self-training on unlabelled texts); a chat "
+                             "model learns from its conversations only")
         preset, lr_field, overrides = load_chat_preset(options.preset), "lr", {"strict": options.strict or None}
     else:
         from tailor.train.config import load_preset
 
         preset = load_preset(options.preset)
-        lr_field = "lora_lr" if options.method == "lora" else "lr"
+        lr_field = {"lora": "lora_lr", "contrastive": "contrastive_lr"}.get(options.method, "lr")
         if options.strict:
             raise UsageError("strict checking of token lengths is for chat jobs; classification truncates long texts")
         overrides = {"method": options.method, "text_col": options.text_column, "label_col": options.label_column}

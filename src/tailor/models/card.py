@@ -25,15 +25,30 @@ CARD_FILE = "README.md"
 CARD_FORMATS = ("hf", "peft")  # the exports that ship the card: the layouts Hugging Face's libraries load
 PIPELINE_TAGS = {"classify": "text-classification", "chat": "text-generation"}
 TASK_NAMES = {"text-classification": "Text Classification", "text-generation": "Text Generation"}
-METHOD_TAGS = {"full": "full-fine-tune", "lora": "lora", "head": "frozen-encoder"}
+METHOD_TAGS = {"full": "full-fine-tune", "lora": "lora", "head": "frozen-encoder", "contrastive": "setfit"}
 METHODS = {"full": "full fine-tuning (every weight trained)",
            "lora": "LoRA (low-rank adapters on a frozen base, PEFT's layout)",
-           "head": "frozen encoder with a trained linear head on its mean-pooled embeddings"}
+           "head": "frozen encoder with a trained linear head on its mean-pooled embeddings",
+           "contrastive": "contrastive few-shot (SetFit's recipe): the encoder fine-tuned so that texts with the "
+                          "same label embed close together, then a linear head on its mean-pooled embeddings"}
 CLASSIFY_INDEX = (("accuracy", "accuracy", "Accuracy", None), ("macro_f1", "f1", "Macro F1", "macro"),
                   ("weighted_f1", "f1", "Weighted F1", "weighted"))
 CHAT_INDEX = (("perplexity", "perplexity", "Perplexity", None), ("loss", "loss", "Loss", None),
               ("token_accuracy", "accuracy", "Token accuracy", None),
               ("exact_match", "exact_match", "Exact match", None), ("macro_f1", "f1", "Macro F1", "macro"))
+CONTRASTIVE_LOAD = """import json, torch
+from safetensors.torch import load_file
+from transformers import AutoModel, AutoTokenizer
+
+encoder, tokenizer = AutoModel.from_pretrained("EXPORT_DIR"), AutoTokenizer.from_pretrained("EXPORT_DIR")
+head = load_file("EXPORT_DIR/head.safetensors")
+labels = json.load(open("EXPORT_DIR/tailor_model.json"))["labels"]
+batch = tokenizer(["a text to label"], padding=True, truncation=True, return_tensors="pt")
+with torch.no_grad():
+    hidden = encoder(**batch).last_hidden_state
+mask = batch["attention_mask"].unsqueeze(-1)
+embedding = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+print(labels[int((embedding @ head["weight"].T + head["bias"]).argmax())])"""
 SHOWN_MISTAKES = 5
 SHOWN_TOKENS = 5
 SHOWN_TEXT = 200  # characters of a text quoted on the card
@@ -333,12 +348,35 @@ def _training_data(version: ModelVersion) -> str:
     if retrain:
         files.append(f"- Retrain rows: {retrain.get('file', 0)} from a file, {retrain.get('feedback', 0)} from "
                      f"feedback labels, {retrain.get('replay', 0)} replayed")
+    files += _label_sources(lineage)
     body = "\n".join(files) if files else "The version's record names no training file."
     parts = [body]
     parts += _chat_data(report) if version.task == "chat" else _classify_data(version, report)
     if report.get("warnings"):
         parts.append("Warnings of the data check:\n\n" + "\n".join(f"- {md(w)}" for w in report["warnings"]))
     return _section("Training data", *parts)
+
+
+def _label_sources(lineage: dict) -> list[str]:
+    """Lines for labels that came from no labelled row: a zero-shot version's label names, self-training's
+    pseudo-labels on an unlabelled file."""
+    lines = []
+    zero_shot = lineage.get("zero_shot")
+    if zero_shot:
+        prompts = "; ".join(f"“{md(p)}”" for p in zero_shot.get("prompts") or [])
+        lines.append(f"- Zero-shot: no labelled row; each label is the embedding of its prompt ({prompts}), "
+                     f"scaled by {_num(zero_shot.get('scale'), 2)}")
+    self_training = lineage.get("self_training")
+    if self_training and self_training.get("skipped"):
+        lines.append(f"- Unlabelled file {md(self_training['pool'].get('path'))}: not used "
+                     f"({md(self_training['skipped'])})")
+    elif self_training:
+        lines.append(f"- Self-training: {self_training.get('pseudo_labels_used', 0)} pseudo-labels from "
+                     f"{self_training['pool'].get('used', '?')} unlabelled texts (SHA-256 "
+                     f"{_code(self_training['pool'].get('sha256', '?'))}); validation macro-F1 "
+                     f"{_num(self_training.get('valid_macro_f1_without'))} without, "
+                     f"{_num(self_training.get('valid_macro_f1_with'))} with")
+    return lines
 
 
 def _classify_data(version: ModelVersion, report: dict) -> list[str]:
@@ -413,12 +451,18 @@ def _classify_evaluation(version: ModelVersion, test: dict) -> list[str]:
     where = "the test file" if (version.lineage.get("eval_dataset") or {}).get("sha256") else "the held-out test split"
     beside = f", beside the majority baseline (always “{md(baseline['label'])}”):" if baseline.get("label") else ":"
     parts = [f"On {where} ({test.get('n', '?')} rows){beside}"]
-    rows = [[name, _num(test.get(key)), _num(baseline.get(key))]
+    zero_shot = baseline.get("zero_shot") or {}
+    scored = "macro_f1" in zero_shot  # a zero-shot baseline that could be computed (else it says why not)
+    rows = [[name, _num(test.get(key)), _num(baseline.get(key))] + ([_num(zero_shot.get(key))] if scored else [])
             for key, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("weighted_f1", "weighted-F1"))]
-    rows += [[name, _num(test.get(key)), "—"] for key, name in
+    rows += [[name, _num(test.get(key)), "—"] + (["—"] if scored else []) for key, name in
              (("roc_auc", "ROC-AUC"), ("ece", "expected calibration error"), ("log_loss", "log loss"))
              if test.get(key) is not None]
-    parts.append(_table(["metric", "this version", "majority baseline"], rows))
+    parts.append(_table(["metric", "this version", "majority baseline"] + (["zero-shot baseline"] if scored else []),
+                        rows))
+    if scored:
+        parts.append("The zero-shot baseline is the base model with no training, choosing the label whose name is "
+                     "nearest each text's embedding.")
     per_class = test.get("per_class") or {}
     if per_class:
         parts.append(_table(["label", "precision", "recall", "F1", "support"],
@@ -627,6 +671,11 @@ def _usage(version: ModelVersion, export: str | None) -> str:
                   ".from_pretrained(\"EXPORT_DIR\")\n```"]
     elif version.method == "head" and version.task == "classify":
         parts += ["A head-only version exports as ONNX: `tailor models export " + ref + " --format onnx --out DIR`."]
+    elif version.method == "contrastive":
+        where = "this directory" if export == "hf" else f"`tailor models export {ref} --format hf --out EXPORT_DIR`"
+        parts += [f"{where[0].upper()}{where[1:]} holds the fine-tuned encoder and its linear head "
+                  "(`head.safetensors`; labels in `tailor_model.json`); the logits are the head applied to the "
+                  "mean-pooled, L2-normalised embedding:", f"```python\n{CONTRASTIVE_LOAD}\n```"]
     else:
         where = "this directory" if export == "hf" else f"`tailor models export {ref} --format hf --out EXPORT_DIR`"
         parts += [f"Plain transformers loads {where}:", f"```python\n{load}\n```"]

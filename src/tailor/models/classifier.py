@@ -6,7 +6,10 @@ Artifact layout of a classifier version (the directory the registry publishes)::
     model/                     method full: a Hugging Face directory (config.json, model.safetensors, tokenizer)
     adapter/                   method lora: a PEFT adapter (adapter_config.json, adapter_model.safetensors)
                                plus the tokenizer; the classifier head is saved by PEFT as a module to save
-    head.safetensors           method head: the linear head over the frozen base's mean-pooled embeddings
+    head.safetensors           methods head and contrastive: the linear head over the mean-pooled, L2-normalised
+                               embeddings (of the catalog's frozen base for head, of ``encoder/`` for contrastive)
+    encoder/                   method contrastive: a Hugging Face directory (the encoder fine-tuned on pairs of the
+                               labelled rows, ``AutoModel``'s layout, plus the tokenizer)
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ from tailor.runtime import pick_device, setup_torch
 
 SPEC_FILE = "tailor_model.json"
 LORA_TARGETS = ["query", "key", "value", "dense"]
+# Versions with weights of their own (not shared with other versions over the same base), by method: the
+# Hugging Face directory inside the artifact that holds them and their tokenizer.
+OWN_WEIGHTS_DIRS = {"full": "model", "contrastive": "encoder"}
+# Methods whose model is build_pooled_head_model's: mean pooling, L2 normalisation and a linear head.
+POOLED_METHODS = ("head", "contrastive")
 
 
 @dataclass(frozen=True)
@@ -62,8 +70,13 @@ def mean_pool(hidden, attention_mask):
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
-def build_pooled_head_model(encoder, num_labels: int):
-    """A frozen ``encoder`` followed by mean pooling, L2 normalisation and a linear layer."""
+def build_pooled_head_model(encoder, num_labels: int, *, frozen: bool = True):
+    """``encoder`` followed by mean pooling, L2 normalisation and a linear layer.
+
+    Args:
+        frozen: the encoder's weights do not train (method head); False leaves them trainable (method
+            contrastive fine-tunes them before the head is fitted).
+    """
     torch, nn = _torch_modules()
 
     class PooledHeadClassifier(nn.Module):
@@ -72,7 +85,7 @@ def build_pooled_head_model(encoder, num_labels: int):
             self.encoder = encoder
             self.classifier = nn.Linear(encoder.config.hidden_size, num_labels)
             for p in self.encoder.parameters():
-                p.requires_grad_(False)
+                p.requires_grad_(not frozen)
 
         def embed(self, input_ids, attention_mask):
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -86,9 +99,10 @@ def build_pooled_head_model(encoder, num_labels: int):
 
 def build_model(method: str, base: ResolvedBase, labels: Sequence[str], *, lora_r: int = 16, lora_alpha: int = 32,
                 lora_dropout: float = 0.05, seed: int = 0):
-    """A fresh trainable model for ``method`` (``full``, ``lora`` or ``head``) over ``base``.
+    """A fresh trainable model for ``method`` (``full``, ``lora``, ``head`` or ``contrastive``) over ``base``.
 
-    ``seed`` fixes the new head's (and LoRA's) initial weights.
+    ``head`` and ``contrastive`` build :func:`build_pooled_head_model` (its encoder frozen for ``head``,
+    trainable for ``contrastive``). ``seed`` fixes the new head's (and LoRA's) initial weights.
     """
     setup_torch()
     import torch
@@ -96,8 +110,8 @@ def build_model(method: str, base: ResolvedBase, labels: Sequence[str], *, lora_
     torch.manual_seed(seed)
     from transformers import AutoModel, AutoModelForSequenceClassification
 
-    if method == "head":
-        return build_pooled_head_model(AutoModel.from_pretrained(base.path), len(labels))
+    if method in POOLED_METHODS:
+        return build_pooled_head_model(AutoModel.from_pretrained(base.path), len(labels), frozen=method == "head")
     # ignore_mismatched_sizes: a base that is itself a fine-tuned classifier gets a fresh head for these labels
     model = AutoModelForSequenceClassification.from_pretrained(
         base.path, num_labels=len(labels), id2label=dict(enumerate(labels)),
@@ -111,6 +125,23 @@ def build_model(method: str, base: ResolvedBase, labels: Sequence[str], *, lora_
                             target_modules=LORA_TARGETS)
         return get_peft_model(model, config)
     raise ValueError(f"unknown method {method!r}")
+
+
+def embed_all(model, encoded, pad_id: int, device: str, batch_size: int = 64) -> "np.ndarray":
+    """Sentence embeddings of every row from ``model.embed`` (the frozen encoder), in row order."""
+    import torch
+
+    from tailor.train.batching import iter_batches
+
+    out = None
+    model.eval()
+    with torch.inference_mode():
+        for idx, batch in iter_batches(encoded, batch_size, pad_id, shuffle=False, device=device):
+            vectors = model.embed(batch["input_ids"], batch["attention_mask"]).float().cpu().numpy()
+            if out is None:
+                out = np.zeros((len(encoded), vectors.shape[1]), dtype=np.float32)
+            out[idx] = vectors
+    return out
 
 
 def forward_logits(model, batch: dict):
@@ -130,7 +161,10 @@ def save_classifier(model, tokenizer, spec: ClassifierSpec, directory: Path) -> 
     elif spec.method == "lora":
         model.save_pretrained(directory / "adapter")
         tokenizer.save_pretrained(directory / "adapter")
-    elif spec.method == "head":
+    elif spec.method in POOLED_METHODS:
+        if spec.method == "contrastive":
+            model.encoder.save_pretrained(directory / "encoder")
+            tokenizer.save_pretrained(directory / "encoder")
         state = {k: v.detach().contiguous() for k, v in model.classifier.state_dict().items()}
         save_file(state, str(directory / "head.safetensors"))
     spec.save(directory)
@@ -165,6 +199,9 @@ def load_model_for_inference(directory: Path, *, merge: bool = True):
         base = resolve_base(spec.base_model)
         model = attach_head(AutoModel.from_pretrained(base.path), directory, spec)
         tokenizer = AutoTokenizer.from_pretrained(base.path)
+    elif spec.method == "contrastive":
+        model = attach_head(AutoModel.from_pretrained(directory / "encoder"), directory, spec)
+        tokenizer = AutoTokenizer.from_pretrained(directory / "encoder")
     else:
         raise TailorError(f"{directory}: unknown method {spec.method!r} in {SPEC_FILE}")
     model.eval()
@@ -183,8 +220,8 @@ def load_trainable(directory: Path, labels: Sequence[str]):
             some logits never exceeds their maximum).
 
     Returns:
-        ``(spec, model)``: the saved spec and the trainable module (a head-only version's head still has its
-        training temperature folded in; see :func:`tailor.train.classify.unfold_head_temperature`).
+        ``(spec, model)``: the saved spec and the trainable module (a head or contrastive version's head still
+        has its training temperature folded in; see :func:`tailor.train.classify.unfold_head_temperature`).
 
     Raises:
         TailorError: ``labels`` does not start with the saved labels in order, or the method is unknown.
@@ -196,9 +233,11 @@ def load_trainable(directory: Path, labels: Sequence[str]):
     added = list(labels[len(spec.labels):])
     if list(labels[:len(spec.labels)]) != spec.labels:
         raise TailorError(f"{directory}: labels {list(labels)} do not start with the saved labels {spec.labels}")
-    if spec.method == "head":
-        base = resolve_base(spec.base_model)
-        model = attach_head(AutoModel.from_pretrained(base.path), directory, spec)
+    if spec.method in POOLED_METHODS:
+        source = resolve_base(spec.base_model).path if spec.method == "head" else directory / "encoder"
+        model = attach_head(AutoModel.from_pretrained(source), directory, spec)
+        if spec.method == "contrastive":  # its encoder trains again, from its fine-tuned weights
+            model.encoder.requires_grad_(True)
         model.classifier = _grown_linear(model.classifier, len(added))
         return spec, model.train()
     if spec.method == "full":
@@ -258,8 +297,9 @@ def _grown_linear(layer, extra: int):
 
 
 def attach_head(encoder, directory: Path, spec: ClassifierSpec):
-    """A head-only version's model: its saved linear head on top of ``encoder`` (frozen; it may be shared by
-    many versions over the same base, since only the head differs)."""
+    """A head or contrastive version's model: its saved linear head on top of ``encoder`` (frozen; for a
+    head version the base's, which may be shared by many versions since only the head differs; for a
+    contrastive version its own ``encoder/``)."""
     from safetensors.torch import load_file
 
     model = build_pooled_head_model(encoder, len(spec.labels))

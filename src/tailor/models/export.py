@@ -34,13 +34,27 @@ def _check_out_dir(out: Path) -> None:
 
 
 def export_hf(artifact: Path, target: Path) -> None:
-    """A directory that ``AutoModelForSequenceClassification.from_pretrained`` loads (LoRA merged in)."""
+    """A directory that ``AutoModelForSequenceClassification.from_pretrained`` loads (LoRA merged in).
+
+    A contrastive version has no such layout (its head reads mean-pooled, L2-normalised embeddings, not the
+    pooler's): it exports its fine-tuned encoder as the Hugging Face directory ``AutoModel`` loads (a
+    sentence encoder in its own right), with ``head.safetensors`` (``weight`` ``(labels, hidden)``,
+    ``bias``) and ``tailor_model.json`` (the labels in logit order) beside it.
+
+    Raises:
+        UsageError: a head-only version (its weights are the base's; export it with --format onnx).
+    """
     spec = ClassifierSpec.load(artifact)
     if spec.method == "head":
         raise UsageError("a head-only version has no Hugging Face sequence-classification layout (its head reads "
                          "mean-pooled embeddings); export it with --format onnx")
     if spec.method == "full":
         shutil.copytree(artifact / "model", target, dirs_exist_ok=True)
+        return
+    if spec.method == "contrastive":
+        shutil.copytree(artifact / "encoder", target, dirs_exist_ok=True)
+        shutil.copy2(artifact / "head.safetensors", target / "head.safetensors")
+        spec.save(target)
         return
     _, model, tokenizer = load_model_for_inference(artifact, merge=True)
     model.save_pretrained(target)
@@ -116,8 +130,9 @@ def export_logits_graph(model, tokenizer, path: Path) -> None:
             out = self.inner(input_ids=input_ids, attention_mask=attention_mask)
             return out if isinstance(out, torch.Tensor) else out.logits
 
-    if hasattr(model, "set_attn_implementation"):
-        model.set_attn_implementation(EXPORT_ATTENTION)
+    for module in (model, getattr(model, "encoder", None)):  # a pooled head model's encoder is inside it
+        if hasattr(module, "set_attn_implementation"):
+            module.set_attn_implementation(EXPORT_ATTENTION)
     wrapper = LogitsOnly(model).eval()
     sample = sample_inputs(tokenizer)
     args = (sample["input_ids"], sample["attention_mask"])
@@ -206,8 +221,8 @@ def export_version(ref: str, fmt: str, out: str | Path, *, tenant: str = DEFAULT
 
 def export_formats(task: str, method: str) -> tuple[str, ...]:
     """The formats a version of ``task`` trained with ``method`` exports as: a classifier as ONNX, as a Hugging
-    Face directory unless it is head-only, as a PEFT adapter when LoRA; a chat version as merged weights, its
-    adapter or GGUF."""
+    Face directory unless it is head-only (a contrastive version's is its encoder and head, see
+    :func:`export_hf`), as a PEFT adapter when LoRA; a chat version as merged weights, its adapter or GGUF."""
     if task == "chat":
         return ("hf", "peft", "gguf")
     refused = {"hf"} if method == "head" else set()

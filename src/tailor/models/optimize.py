@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from tailor.errors import TailorError, UsageError
-from tailor.models.classifier import LORA_TARGETS, ClassifierSpec
+from tailor.models.classifier import LORA_TARGETS, OWN_WEIGHTS_DIRS, ClassifierSpec
 from tailor.models.export import EXPORT_ATTENTION
 from tailor.models.runtimes import (ONNX_FILES, RECORD_FILE, RUNTIME_DIR, RUNTIMES, SharedBases, default_bases,
                                     load_runtime)
@@ -185,8 +185,8 @@ def default_calibration_texts() -> list[str]:
         return [row["text"] for row in csv.DictReader(f)]
 
 
-def build_full_graphs(artifact_dir: Path, calibration_texts: list[str] | None = None) -> list[Path]:
-    """A full version's own ``runtime/model.onnx`` (ids -> logits, checked against PyTorch) and
+def build_own_graphs(artifact_dir: Path, calibration_texts: list[str] | None = None) -> list[Path]:
+    """A full or contrastive version's own ``runtime/model.onnx`` (ids -> logits, checked against PyTorch) and
     ``runtime/model.int8.onnx`` (smoothed on ``calibration_texts``, see :func:`quantize_int8`), written into
     ``artifact_dir``."""
     from tailor.models.classifier import load_model_for_inference
@@ -378,11 +378,11 @@ def ensure_base_graphs(base_name: str, kind: str, cache_dir: Path, progress=None
 
 
 def build_graphs(staged_dir: Path, bases: SharedBases, calibration_texts: list[str] | None = None) -> None:
-    """The graphs a version's method needs: its own (full, calibrated on ``calibration_texts``) or its base's
-    (head: encoder, lora: slot graph)."""
+    """The graphs a version's method needs: its own (full and contrastive, which hold weights of their own;
+    calibrated on ``calibration_texts``) or its base's (head: encoder, lora: slot graph)."""
     spec = ClassifierSpec.load(staged_dir)
-    if spec.method == "full":
-        build_full_graphs(staged_dir, calibration_texts)
+    if spec.method in OWN_WEIGHTS_DIRS:
+        build_own_graphs(staged_dir, calibration_texts)
     else:
         bases.graph_dir(spec.base_model, "encoder" if spec.method == "head" else "lora")
 
@@ -537,7 +537,8 @@ def optimize_version(staged_dir: Path, texts: list[str], labels: list[str], base
         speeds[name] = items_per_second(loaded, encoded, bases.threads)
     if built == RUNTIMES:
         chosen, allowed, reason = choose_runtime(scores, speeds, gate_points, len(texts), runtime, comparisons,
-                                                 min_agreement, shared=ClassifierSpec.load(staged_dir).method != "full")
+                                                 min_agreement,
+                                                 shared=ClassifierSpec.load(staged_dir).method not in OWN_WEIGHTS_DIRS)
     else:
         chosen, allowed, reason = "torch-fp32", ["torch-fp32"], f"no ONNX graphs ({failure[:300]})"
     record = {"runtime": chosen, "gate_points": gate_points, "min_agreement": min_agreement,

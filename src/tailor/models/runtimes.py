@@ -4,6 +4,7 @@ and ONNX Runtime int8 (see :func:`tailor.models.optimize.quantize_int8`).
 Where each version's graphs live (see :mod:`tailor.models.optimize`, which builds them)::
 
     full   <artifact>/runtime/model.onnx, model.int8.onnx        its own graph: ids -> logits
+    contrastive  the same, from its own encoder/ and head: ids -> logits
     head   <cache>/<base>/encoder/model.onnx, model.int8.onnx    the base's graph: ids -> pooled embedding;
                                                                  the version's head (a few KB) runs in numpy
     lora   <cache>/<base>/lora/model.onnx, model.int8.onnx       the base's graph with LoRA "slots": every
@@ -303,7 +304,8 @@ def load_runtime(artifact_dir: Path, bases: SharedBases, runtime: str | None = N
         raise TailorError(f"unknown runtime {runtime!r}; runtimes are: {', '.join(RUNTIMES)}")
     if runtime == "torch-fp32":
         return _load_torch(artifact_dir, spec, bases)
-    loaders = {"full": _load_full_onnx, "head": _load_head_onnx, "lora": _load_lora_onnx}
+    loaders = {"full": _load_own_onnx, "contrastive": _load_own_onnx, "head": _load_head_onnx,
+               "lora": _load_lora_onnx}
     if spec.method not in loaders:
         raise TailorError(f"{artifact_dir}: unknown method {spec.method!r}")
     return loaders[spec.method](artifact_dir, spec, bases, runtime, threads or bases.threads)
@@ -323,14 +325,18 @@ def _load_torch(artifact_dir: Path, spec: ClassifierSpec, bases: SharedBases) ->
     return TorchRuntime(spec, tokenizer, module, _param_bytes(module))
 
 
-def _load_full_onnx(artifact_dir, spec, bases, runtime, threads) -> OnnxRuntime:
+def _load_own_onnx(artifact_dir, spec, bases, runtime, threads) -> OnnxRuntime:
+    """A version with its own graph (full, contrastive), its tokenizer from its own weights' directory."""
     from transformers import AutoTokenizer
+
+    from tailor.models.classifier import OWN_WEIGHTS_DIRS
 
     path = artifact_dir / RUNTIME_DIR / ONNX_FILES[runtime]
     if not path.is_file():
         raise TailorError(f"{artifact_dir}: no {RUNTIME_DIR}/{path.name}; this version was published without "
                           f"ONNX graphs, load it on torch-fp32")
-    return OnnxRuntime(runtime, spec, AutoTokenizer.from_pretrained(artifact_dir / "model"), open_session(path),
+    tokenizer = AutoTokenizer.from_pretrained(artifact_dir / OWN_WEIGHTS_DIRS[spec.method])
+    return OnnxRuntime(runtime, spec, tokenizer, open_session(path),
                        own_bytes=path.stat().st_size, lanes=threads)
 
 

@@ -99,8 +99,8 @@ class CachedModel:
     """One model's entry: its state, the loaded object once ready, and what its loads cost.
 
     Attributes:
-        pool: ``models`` (full versions, chat models), ``heads`` (head-only and LoRA versions over a shared
-            base: a few KB to a few MB each) or ``encoders`` (PyTorch encoders for /v1/embeddings).
+        pool: ``models`` (full and contrastive versions, chat models), ``heads`` (head-only and LoRA versions
+            over a shared base: a few KB to a few MB each) or ``encoders`` (PyTorch encoders for /v1/embeddings).
         load_seconds: the last load's duration (also observed in ``tailor_model_load_seconds``).
         own_bytes: weights held by this entry alone (a shared base is not counted).
     """
@@ -134,8 +134,9 @@ class ModelCache:
 
     Head-only and LoRA versions run on their base's shared weights (:class:`~tailor.models.runtimes.SharedBases`,
     loaded once per base and runtime): each such version holds only its head or adapter, so many tenants'
-    versions fit together (``head_size`` of them). Full versions and chat models are models of their own
-    (``size`` of them). Each pool drops its least recently used model first.
+    versions fit together (``head_size`` of them). Full and contrastive versions (a contrastive one has its own
+    fine-tuned encoder) and chat models are models of their own (``size`` of them). Each pool drops its least
+    recently used model first.
 
     Args:
         registry: where versions' artifacts are.

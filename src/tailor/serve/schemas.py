@@ -36,7 +36,9 @@ class FileObject(BaseModel):
     status: Literal["processed"]
     status_details: str | None
     expires_at: int | None
-    kind: Literal["text-label", "chat"] = Field(description="Tailor: classification data or chat examples")
+    kind: Literal["text-label", "chat", "texts"] = Field(
+        description="Tailor: classification data, chat examples, or unlabelled texts (a job's "
+                    "method.tailor.unlabeled_file)")
     summary: dict = Field(description="Tailor: rows, columns and label counts, or chat examples found")
 
 

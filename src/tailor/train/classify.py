@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tailor.models.classifier import forward_logits
+from tailor.models.classifier import embed_all, forward_logits
 from tailor.runtime import autocast
 from tailor.train.batching import Encoded, iter_batches
 from tailor.train.checkpoint import Checkpointer, restore_trainable, trainable_state
@@ -193,21 +193,6 @@ def fit_encoder(model, train: Encoded, val: Encoded, cfg: TrainConfig, *, lr: fl
     if best_state:
         restore_trainable(model, best_state)
     return outcome
-
-
-def embed_all(model, encoded: Encoded, pad_id: int, device: str, batch_size: int = 64) -> "np.ndarray":
-    """Sentence embeddings of every row from ``model.embed`` (the frozen encoder), in row order."""
-    import torch
-
-    out = None
-    model.eval()
-    with torch.inference_mode():
-        for idx, batch in iter_batches(encoded, batch_size, pad_id, shuffle=False, device=device):
-            vectors = model.embed(batch["input_ids"], batch["attention_mask"]).float().cpu().numpy()
-            if out is None:
-                out = np.zeros((len(encoded), vectors.shape[1]), dtype=np.float32)
-            out[idx] = vectors
-    return out
 
 
 def unfold_head_temperature(head) -> None:

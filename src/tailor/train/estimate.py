@@ -16,16 +16,19 @@ The estimate (:class:`Estimate`) sums the stages in the order the job runs them:
 - ``train``: full/LoRA: every epoch's batches (their padded tokens counted exactly from the length-grouped
   batching) at the measured per-token forward + backward cost, plus one optimizer step per batch; head: one
   fp32 embedding pass over training and validation rows, then ``head_epochs`` full-batch steps of the
-  linear head.
+  linear head; contrastive: the contrastive stage's batches (their padded tokens counted exactly from
+  :func:`tailor.train.contrastive.contrastive_batches`) at the full fine-tuning per-token forward + backward
+  cost plus full fine-tuning's optimizer step each (an upper bound: its word embeddings stay frozen), then
+  what head does on the tuned encoder.
 - ``validation``: one bf16 forward pass over the validation rows per epoch (full/LoRA).
 - ``test``: one fp32 forward pass over the test rows, and one over the validation rows (the suggested
   abstain threshold).
 - ``explain``: the evaluation's explanations: a sample of test rows and the most confident mistakes, each
   predicted again once per word left out (occlusion), and the sample once per faithfulness draw.
 - ``gate``: the ONNX graphs and the accuracy gate (:mod:`tailor.models.optimize`): a full version exports,
-  checks and quantizes its own graph (cost in proportion to its parameters); head and LoRA versions use
-  their base's graphs, built once per storage root. Then every runtime scores the validation rows and is
-  timed.
+  checks and quantizes its own graph (cost in proportion to its parameters), and so does a contrastive
+  version (its own encoder); head and LoRA versions use their base's graphs, built once per storage root.
+  Then every runtime scores the validation rows and is timed.
 - ``save``: the version's weights and reports written and published.
 
 Early stopping can end training sooner than the estimate, which assumes every epoch runs; a time budget
@@ -117,9 +120,10 @@ class Estimate:
     """Estimated seconds per stage (in the job's order) and in total.
 
     Attributes:
-        method: what is estimated (``full``, ``lora``, ``head``, ``chat-lora``).
+        method: what is estimated (``full``, ``lora``, ``head``, ``contrastive``, ``chat-lora``).
         stages: seconds per stage; ``data`` is already measured when the estimate is made.
-        epochs: epochs (full/LoRA/chat) or head steps (head) the training stage counts.
+        epochs: epochs (full/LoRA/chat), head steps (head) or contrastive steps (contrastive) the training
+            stage counts.
         trials: training runs (``--search``); 1 otherwise.
     """
 
@@ -160,6 +164,10 @@ class Estimate:
                 text += " (done)"
             elif stage == "train" and self.method == "head":
                 text += f" (embedding {format_seconds(self.notes.get('embedding_s', 0))}, {self.epochs} head steps)"
+            elif stage == "train" and self.method == "contrastive":
+                text += (f" (contrastive {format_seconds(self.notes.get('contrastive_s', 0))} over {self.epochs} "
+                         f"steps, embedding {format_seconds(self.notes.get('embedding_s', 0))}, "
+                         f"{self.notes.get('head_steps', 0)} head steps)")
             elif stage == "train":
                 unit = "epoch" if self.epochs == 1 else "epochs"
                 text += f" over {self.epochs} {unit}" + (f" x {self.trials} trials" if self.trials > 1 else "")
@@ -198,7 +206,8 @@ def probe_length(lengths: Sequence[int], batch_size: int, seed: int) -> int:
 def estimate_classification(method: str, speed: Speed, *, train_lengths: Sequence[int],
                             val_lengths: Sequence[int], n_test: int, num_labels: int, batch_size: int, epochs: int,
                             seed: int, head_epochs: int, elapsed_s: float = 0.0, trials: int = 1,
-                            gate_graphs_built: bool = True) -> Estimate:
+                            gate_graphs_built: bool = True,
+                            contrastive_work: tuple[int, int] = (0, 0)) -> Estimate:
     """The classification job's stages for ``method`` at the measured ``speed``.
 
     Args:
@@ -208,12 +217,14 @@ def estimate_classification(method: str, speed: Speed, *, train_lengths: Sequenc
         elapsed_s: seconds the job has already spent (the data stage).
         trials: training runs (``--search N``).
         gate_graphs_built: head/LoRA: the base's ONNX graphs are already in the storage root's cache.
+        contrastive_work: contrastive: ``(steps, padded tokens)`` of its contrastive stage (see
+            :func:`contrastive_workload`).
     """
     mparams = speed.params / 1e6
     val_tokens = padded_tokens(val_lengths, INFER_BATCH, shuffle=False)
     mean_val = val_tokens / len(val_lengths) if val_lengths else speed.length
     notes: dict = {}
-    if method == "head":
+    if method in ("head", "contrastive"):
         embed_tokens = padded_tokens(list(train_lengths) + list(val_lengths), INFER_BATCH, shuffle=False)
         embedding = embed_tokens * speed.forward_per_token("fp32")
         macs = len(train_lengths) * speed.hidden * num_labels * 3  # forward + the two backward products
@@ -221,6 +232,12 @@ def estimate_classification(method: str, speed: Speed, *, train_lengths: Sequenc
         validation = 0.0
         notes["embedding_s"] = round(embedding, 1)
         counted = head_epochs
+        if method == "contrastive":
+            steps, tokens = contrastive_work
+            contrastive = tokens * speed.fwd_bwd_per_token("full") + steps * speed.step_s["full"]["optimizer"]
+            train = trials * (contrastive + train)
+            notes.update(contrastive_s=round(trials * contrastive, 1), head_steps=head_epochs)
+            counted = steps
     else:
         steps = math.ceil(len(train_lengths) / batch_size)
         tokens = sum(padded_tokens(train_lengths, batch_size, shuffle=True, seed=seed + e)
@@ -232,8 +249,8 @@ def estimate_classification(method: str, speed: Speed, *, train_lengths: Sequenc
     stages = {"data": elapsed_s, "train": train, "validation": validation, "test": test,
               "explain": explain_seconds(speed, n_test, mean_val),
               "gate": gate_seconds(method, speed, len(val_lengths), mean_val, gate_graphs_built),
-              "save": SAVE_FIXED_S + (SAVE_S_PER_MPARAM * mparams if method == "full" else 0.0)}
-    if method == "head":
+              "save": SAVE_FIXED_S + (SAVE_S_PER_MPARAM * mparams if method in ("full", "contrastive") else 0.0)}
+    if method in ("head", "contrastive"):
         del stages["validation"]
     return Estimate(method, {k: round(v, 1) for k, v in stages.items()}, counted, trials if method != "head" else 1,
                     notes)
@@ -261,7 +278,7 @@ def gate_seconds(method: str, speed: Speed, val_rows: int, mean_val_tokens: floa
                if "full" in speed.step_s else 1.0)
     machine = min(max(machine, 0.25), 4.0)
     build = 0.0
-    if method == "full" or not graphs_built:
+    if method in ("full", "contrastive") or not graphs_built:
         build = (GATE_BUILD_FIXED_S + GATE_BUILD_S_PER_MPARAM * mparams) * machine
     sessions = GATE_SESSIONS_S_PER_MPARAM * mparams * machine
     scoring = (GATE_SCORING_PASSES * val_rows + GATE_TIMING_ROWS) * mean_val_tokens * speed.forward_per_token("fp32")
@@ -462,7 +479,8 @@ def measured_speed(base, methods: Sequence[str], *, batch_size: int, length: int
     entries = _read_cache(path)
     entry = entries.get(key)
     machine = machine_fingerprint()
-    needed = {m for m in methods if m != "head"}  # every probe times the forward passes a head needs
+    # every probe times the forward passes a head needs; the contrastive stage steps like full fine-tuning
+    needed = {"full" if m == "contrastive" else m for m in methods if m != "head"}
     valid = bool(entry) and entry.get("machine") == machine and now - entry.get("measured_at", 0) < STALE_AFTER_S
     if valid and needed <= set(entry["speed"]["step_s"]):
         return Speed(**entry["speed"])
@@ -499,7 +517,20 @@ def classification_estimates(methods: Sequence[str], base, train_enc, val_enc, *
         method, speed, train_lengths=train_lengths, val_lengths=val_lengths, n_test=n_test, num_labels=num_labels,
         batch_size=cfg.batch_size, epochs=cfg.epochs, seed=cfg.seed, head_epochs=cfg.head_epochs,
         elapsed_s=elapsed_s, trials=trials,
-        gate_graphs_built=method == "full" or graphs_built(home, base.name, method)) for method in methods}
+        gate_graphs_built=method in ("full", "contrastive") or graphs_built(home, base.name, method),
+        contrastive_work=contrastive_workload(train_enc, cfg) if method == "contrastive" else (0, 0))
+        for method in methods}
+
+
+def contrastive_workload(train_enc, cfg) -> tuple[int, int]:
+    """``(steps, padded tokens)`` of the contrastive stage on ``train_enc``: its own batches
+    (:func:`tailor.train.contrastive.contrastive_batches`, drawn as the loop draws them), each padded to its
+    longest row."""
+    from tailor.train.contrastive import contrastive_batches
+
+    batches = contrastive_batches(train_enc, cfg)
+    lengths = [len(r) for r in train_enc.input_ids]
+    return len(batches), sum(len(set(b)) * max(lengths[i] for i in b) for b in batches)
 
 
 # ------------------------------------------------------------------------------------------------- chat

@@ -49,16 +49,27 @@ class TrainResult:
     history: list[dict]
     best_epoch: int
     search_trials: list[dict] = field(default_factory=list)
+    self_training: dict | None = None
 
     def summary(self) -> dict:
         """The one JSON object that ``tailor train --json`` prints."""
         keep = ("accuracy", "macro_f1", "weighted_f1", "roc_auc", "ece")
-        return {"model": self.version.ref, "name": self.version.name, "version": self.version.version,
-                "method": self.method, "method_reason": self.method_reason, "base_model": self.version.base_model,
-                "metrics": {k: self.metrics.get(k) for k in keep},
-                "baseline": {k: self.baseline.get(k) for k in ("label", "accuracy", "macro_f1")},
-                "timings": self.timings, "rows": self.data_report["rows"]["kept"],
-                "best_epoch": self.best_epoch}
+        summary = {"model": self.version.ref, "name": self.version.name, "version": self.version.version,
+                   "method": self.method, "method_reason": self.method_reason,
+                   "base_model": self.version.base_model, "metrics": {k: self.metrics.get(k) for k in keep},
+                   "baseline": {k: self.baseline.get(k) for k in ("label", "accuracy", "macro_f1")},
+                   "timings": self.timings, "rows": self.data_report["rows"]["kept"], "best_epoch": self.best_epoch}
+        if self.self_training:
+            summary["self_training"] = _self_training_summary(self.self_training)
+        return summary
+
+
+def _self_training_summary(record: dict) -> dict:
+    """The self-training record's headline for ``tailor train --json``."""
+    if "skipped" in record:
+        return {"pool_used": 0, "skipped": record["skipped"]}
+    keep = ("pseudo_labels_used", "valid_macro_f1_without", "valid_macro_f1_with")
+    return {"pool_used": record["pool"]["used"], "rounds": len(record["rounds"]), **{k: record[k] for k in keep}}
 
 
 # File and folder names that say nothing about the task: a model named after one would collect versions of
@@ -171,7 +182,7 @@ class Parent:
         from tailor.train.classify import unfold_head_temperature
 
         _, model = load_trainable(self.directory, labels)
-        if self.method == "head":
+        if self.method in ("head", "contrastive"):
             unfold_head_temperature(model.classifier)
         return model
 
@@ -238,7 +249,8 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                            search: int = 0, resume: bool = False, run_dir: Path | None = None,
                            reporter: Reporter | None = None, settings: Settings | None = None,
                            new_labels: bool = False, parent: Parent | None = None, retrain: dict | None = None,
-                           redact_pii: bool = False, actor: str | None = None, **overrides) -> TrainResult:
+                           redact_pii: bool = False, actor: str | None = None, unlabeled=None,
+                           unlabeled_text_col: str | None = None, **overrides) -> TrainResult:
     """Fine-tune a text classifier on ``data`` and register it.
 
     Args:
@@ -258,6 +270,11 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
             report's ``redacted`` counts them.
         actor: who registers the version (``cli:<os user>`` from the CLI), recorded as ``lineage["actor"]`` for
             the model card.
+        unlabeled: a file of unlabelled texts (CSV/TSV/JSONL with a text column, ``unlabeled_text_col`` or
+            guessed; or ``.txt``, one per line) to learn from by self-training (see
+            :mod:`tailor.train.self_training`); recorded as ``lineage["self_training"]``. Texts that are
+            training or test rows are left out; a pool that cannot help (the training file itself, another
+            script, nothing left) is skipped with a message.
         preset: the config preset; ``overrides`` (``method``, ``epochs``, ``lr``, ``batch_size``, ``base``,
             ``time_budget_s``, ``seed``, ...) replace its fields.
         search: run this many Optuna trials and keep the best.
@@ -272,11 +289,11 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
         DataError: unusable data (the message names the line or column).
         UsageError: a bad option, or labels that differ from the model's latest version's (see ``new_labels``).
     """
-    from tailor.catalog import resolve_base
+    from tailor.catalog import resolve_base, tenant_base
     from tailor.data.report import build_data_report
     from tailor.data.split import stratified_split
     from tailor.eval.explanations import describe_faithfulness, explain_evaluation
-    from tailor.eval.run import score_probabilities
+    from tailor.eval.run import score_probabilities, zero_shot_on_rows
     from tailor.models.classifier import ClassifierSpec, TextClassifier
     from tailor.registry.service import open_registry
     from tailor.runtime import pick_device, setup_torch, supports_bf16
@@ -294,6 +311,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     timings: dict[str, float] = {}
 
     raw, eval_raw, cleaned = _read_and_clean(data, eval_file, text_col, label_col, settings, redact_pii)
+    unlabelled = _read_unlabelled(unlabeled, unlabeled_text_col, settings)
     model_labels = parent.labels_for(cleaned.dataset.label_set, new_labels) if parent else None
     if not new_labels:
         from tailor.registry.service import check_same_labels
@@ -304,6 +322,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     from transformers import AutoTokenizer
 
     base_name, base_reason = _base_of(cfg, cleaned.dataset)
+    base_name = tenant_base(base_name, tenant, settings)
     reporter.message(f"base model: {base_name} ({base_reason})", base=base_name, reason=base_reason)
     base = resolve_base(base_name, progress=reporter)
     tokenizer = AutoTokenizer.from_pretrained(base.path)
@@ -323,6 +342,14 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                              seed=cfg.seed)
     labels = model_labels or split.train.label_set
     test = _eval_rows(eval_raw, labels, reporter) if eval_raw is not None else split.test
+    pool = None
+    if unlabelled is not None:
+        from tailor.train.self_training import prepare_pool
+
+        pool = prepare_pool(unlabelled, train_sha256=raw.source.sha256 if raw.source else None,
+                            train_texts=cleaned.dataset.texts, test_texts=test.texts,
+                            max_rows=cfg.unlabeled_max_rows, seed=cfg.seed)
+        reporter.message(pool.describe(), unlabeled=pool.source)
     device = pick_device(cfg.device)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and supports_bf16(device))
 
@@ -340,7 +367,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     run_dir = run_dir or settings.home / "runs" / run_id_for(sources, cfg.model_dump(), method, tenant, name)
     checkpointer = Checkpointer(run_dir, keyring=open_keyring(settings.registry_url, settings), tenant=tenant)
 
-    def fit(trial_cfg: TrainConfig, with_checkpoints: bool = False) -> tuple[object, FitOutcome]:
+    def fit(trial_cfg: TrainConfig, with_checkpoints: bool = False, train_rows=None) -> tuple[object, FitOutcome]:
         from tailor.models.classifier import build_model
         from tailor.train.classify import fit_encoder, fit_head
 
@@ -350,10 +377,15 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
             model = build_model(method, base, labels, lora_r=trial_cfg.lora_r, lora_alpha=trial_cfg.lora_alpha,
                                 lora_dropout=trial_cfg.lora_dropout, seed=trial_cfg.seed)
         common = dict(pad_id=tokenizer.pad_token_id, num_labels=len(labels), device=device, reporter=reporter)
+        rows = train_enc if train_rows is None else train_rows
         if method == "head":
-            return model, fit_head(model, train_enc, val_enc, trial_cfg, **common)
+            return model, fit_head(model, rows, val_enc, trial_cfg, **common)
+        if method == "contrastive":
+            from tailor.train.contrastive import fit_contrastive
+
+            return model, fit_contrastive(model, rows, val_enc, trial_cfg, bf16=bf16, deadline=deadline, **common)
         lr = trial_cfg.lora_lr if method == "lora" else trial_cfg.lr
-        return model, fit_encoder(model, train_enc, val_enc, trial_cfg, lr=lr, bf16=bf16, deadline=deadline,
+        return model, fit_encoder(model, rows, val_enc, trial_cfg, lr=lr, bf16=bf16, deadline=deadline,
                                   checkpointer=checkpointer if with_checkpoints else None, resume=resume, **common)
 
     t_fit = time.monotonic()
@@ -368,12 +400,21 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     timings["train_s"] = round(time.monotonic() - t_fit, 2)
     reporter.message(f"training done: best epoch {outcome.best_epoch}, valid macro-F1 {outcome.best_valid_f1:.4f} "
                      f"({outcome.stop_reason})", stop_reason=outcome.stop_reason)
+    spec = ClassifierSpec(method, base.name, list(labels), cfg.max_length)
+    self_training = None
+    if pool is not None and pool.skipped is None:
+        t_self = time.monotonic()
+        model, outcome, self_training = _self_train(model, outcome, pool, split, labels, cfg, tokenizer, spec,
+                                                    device, reporter, refit=lambda rows: fit(cfg, train_rows=rows))
+        timings["self_training_s"] = round(time.monotonic() - t_self, 2)
+    elif pool is not None:
+        self_training = {"pool": {**pool.source, "used": 0, "left_out": pool.left_out}, "skipped": pool.skipped}
 
     t_eval = time.monotonic()
-    spec = ClassifierSpec(method, base.name, list(labels), cfg.max_length)
     classifier = TextClassifier(model, tokenizer, spec, device)
     test_proba = classifier.predict_proba(test.texts)
     metrics, baseline = score_probabilities(classifier.labels, test_proba, test, split.train.labels)
+    baseline["zero_shot"] = zero_shot_on_rows(base.name, labels, test, device=device)
     timings["eval_s"] = round(time.monotonic() - t_eval, 2)
     reporter.message(f"test: macro-F1 {metrics['macro_f1']:.4f}, accuracy {metrics['accuracy']:.4f} "
                      f"(majority baseline macro-F1 {baseline['macro_f1']:.4f})")
@@ -396,6 +437,8 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
         lineage.update(parent=parent.ref, retrain=retrain or {})
     if actor:
         lineage["actor"] = actor
+    if self_training:
+        lineage["self_training"] = self_training
     from tailor.eval.abstain import ABSTAIN_FILE, describe_abstain, labelled_probabilities, suggest_threshold
     from tailor.eval.calibration import calibrate, describe_calibration
     from tailor.data.fingerprint import FINGERPRINT_FILE, fingerprint
@@ -424,7 +467,56 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     reporter.message(f"registered {version.ref}", model=version.ref)
     reporter.message(took_message(timings["total_s"], timings["estimated_s"]), timings=dict(timings))
     return TrainResult(version, metrics, baseline, report, method, reason, cfg.model_dump(), timings,
-                       outcome.history, outcome.best_epoch, trials)
+                       outcome.history, outcome.best_epoch, trials, self_training)
+
+
+def _read_unlabelled(path, text_col: str | None, settings: Settings):
+    """The unlabelled file's texts (:func:`tailor.data.ingest.read_texts`), or None without one.
+
+    Raises:
+        DataError: the file cannot be read (missing, binary, malformed, no text): the user asked for it.
+    """
+    if path is None:
+        if text_col is not None:
+            from tailor.errors import UsageError
+
+            raise UsageError("unlabeled_text_col names a column of the unlabelled file: give the file too "
+                             "(--unlabeled)")
+        return None
+    from tailor.data.ingest import read_texts
+    from tailor.errors import DataError
+
+    try:
+        return read_texts(path, text_col, max_bytes=settings.max_file_bytes)
+    except DataError as exc:  # say which of the job's files it is
+        raise DataError(f"unlabelled file {Path(str(path)).name}: {exc.args[0].removeprefix(f'line {exc.line}: ')}",
+                        line=exc.line, field=exc.field) from None
+
+
+def _self_train(model, outcome: FitOutcome, pool, split, labels: list[str], cfg: TrainConfig, tokenizer, spec,
+                device: str, reporter: Reporter, refit) -> tuple[object, FitOutcome, dict]:
+    """Self-training rounds on ``pool`` from the trained ``model`` (see :mod:`tailor.train.self_training`);
+    ``refit(encoded_rows)`` trains a fresh model the way the job trained this one."""
+    import numpy as np
+
+    from tailor.models.classifier import TextClassifier
+    from tailor.train.batching import encode
+    from tailor.train.self_training import describe_self_training, self_train
+
+    label_id = {label: i for i, label in enumerate(labels)}
+
+    def predict_proba(candidate, texts: list[str]):
+        return TextClassifier(candidate, tokenizer, spec, device).predict_proba(texts)
+
+    model, outcome, record = self_train(
+        model, outcome, pool=pool, train_texts=list(split.train.texts),
+        train_targets=[label_id[y] for y in split.train.labels], labels=labels,
+        refit=lambda texts, targets: refit(encode(tokenizer, texts, cfg.max_length, targets)),
+        predict_proba=predict_proba, val_probs=lambda candidate: predict_proba(candidate, list(split.val.texts)),
+        val_targets=np.asarray([label_id[y] for y in split.val.labels]), rounds=cfg.self_training_rounds,
+        precision=cfg.pseudo_label_precision, per_label_factor=cfg.pseudo_label_growth, reporter=reporter)
+    reporter.message(describe_self_training(record), self_training=record["pseudo_labels_used"])
+    return model, outcome, record
 
 
 def estimate_classification_job(data, *, eval_file=None, text_col: str | None = None, label_col: str | None = None,
@@ -440,7 +532,7 @@ def estimate_classification_job(data, *, eval_file=None, text_col: str | None = 
 
     Returns:
         ``{"task": "classification", "base_model", "base_reason", "method", "method_reason", "auto_method",
-        "auto_reason", "estimates": {"full"|"lora"|"head": Estimate.as_dict()}, "rows": {"train",
+        "auto_reason", "estimates": {"full"|"lora"|"head"|"contrastive": Estimate.as_dict()}, "rows": {"train",
         "validation", "test"}, "labels"}``; ``method`` is the one asked for, or ``auto``'s choice.
 
     Raises:
@@ -469,7 +561,7 @@ def estimate_classification_job(data, *, eval_file=None, text_col: str | None = 
     plan = plan_method(cfg.with_overrides(method="auto"), base, tokenizer, split, split.train.label_set,
                        n_test=len(test), device=device, bf16=bf16, home=settings.home, started=started,
                        deadline=started + cfg.time_budget_s if cfg.time_budget_s else None,
-                       methods=("full", "lora", "head"))
+                       methods=("full", "lora", "head", "contrastive"))
     method, reason = (plan.method, plan.reason) if cfg.method == "auto" else (cfg.method, "chosen by the user")
     return {"task": "classification", "base_model": base.name, "base_reason": base_reason, "method": method,
             "method_reason": reason, "auto_method": plan.method, "auto_reason": plan.reason,

@@ -16,6 +16,10 @@ def suggest(trial, method: str) -> dict:
     if method == "head":
         return {"head_lr": trial.suggest_float("head_lr", 1e-3, 1e-1, log=True),
                 "weight_decay": trial.suggest_float("weight_decay", 0.0, 0.1)}
+    if method == "contrastive":
+        return {"contrastive_lr": trial.suggest_float("contrastive_lr", 1e-5, 1e-4, log=True),
+                "contrastive_steps": trial.suggest_int("contrastive_steps", 10, 60, step=10),
+                "head_lr": trial.suggest_float("head_lr", 1e-3, 1e-1, log=True)}
     space = {"batch_size": trial.suggest_categorical("batch_size", [8, 16, 32]),
              "epochs": trial.suggest_int("epochs", 2, 5),
              "weight_decay": trial.suggest_float("weight_decay", 0.0, 0.1)}

@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from fastapi import APIRouter
 
 from tailor.catalog import CATALOG
-from tailor.data.files import CHAT as CHAT_FILE
+from tailor.data.files import CHAT as CHAT_FILE, TEXTS as TEXTS_FILE
 from tailor.errors import DataError, NotFoundError, TailorError
 from tailor.jobs.spec import CHAT, CLASSIFICATION, JobCreate, resolve_training
 from tailor.jobs.store import RESUMABLE
@@ -59,12 +59,21 @@ def _retrain_parent(services, tenant: str, body: JobCreate):
     return version
 
 
-def _check_file(services, tenant: str, file_id: str, param: str, task: str) -> None:
+def _stored_file(services, tenant: str, file_id: str, param: str):
+    """The tenant's uploaded file ``file_id``; a 400 naming ``param`` when there is none."""
     try:
-        stored = services.files.get(tenant, file_id)
+        return services.files.get(tenant, file_id)
     except NotFoundError:
         raise ApiError(400, f"{param} {file_id!r} not found; upload it with POST /v1/files", param=param,
                        code="file_not_found") from None
+
+
+def _check_file(services, tenant: str, file_id: str, param: str, task: str) -> None:
+    stored = _stored_file(services, tenant, file_id, param)
+    if stored.kind == TEXTS_FILE:
+        raise ApiError(400, f"{param} {file_id} holds unlabelled texts (no label column); a model trains on labelled "
+                            "rows: give it as method.tailor.unlabeled_file to learn from it by self-training",
+                       param=param, code="invalid_file")
     if (stored.kind == CHAT_FILE) != (task == CHAT):
         wanted = "chat examples (JSONL with messages)" if task == CHAT else "text/label rows (CSV, TSV or JSONL)"
         raise ApiError(400, f"{param} {file_id} holds {stored.kind} data, but a {task} model trains on {wanted}",
@@ -72,6 +81,15 @@ def _check_file(services, tenant: str, file_id: str, param: str, task: str) -> N
     if task == CLASSIFICATION and len(stored.summary.get("labels", {})) < 2:
         raise ApiError(400, f"{param} {file_id} has {len(stored.summary.get('labels', {}))} distinct label(s); "
                             "a classifier needs at least 2", param=param, code="invalid_file")
+
+
+def _check_unlabeled_file(services, tenant: str, file_id: str) -> None:
+    """A job's ``method.tailor.unlabeled_file`` must be the tenant's file of texts (labelled ones too: their
+    labels are ignored), not chat examples."""
+    param = "method.tailor.unlabeled_file"
+    if _stored_file(services, tenant, file_id, param).kind == CHAT_FILE:
+        raise ApiError(400, f"{param} {file_id} holds chat data; self-training reads texts (a .txt file, or CSV, "
+                            "TSV or JSONL with a text column)", param=param, code="invalid_file")
 
 
 @router.post("", response_model=JobObject, responses=errors(), summary="Create a fine-tuning job")
@@ -89,6 +107,8 @@ def create_job(body: JobCreate, principal: Trainer, services: ServicesDep) -> di
         _check_file(services, principal.tenant, body.training_file, "training_file", task)
     if body.validation_file:
         _check_file(services, principal.tenant, body.validation_file, "validation_file", task)
+    if options.unlabeled_file and task == CLASSIFICATION:
+        _check_unlabeled_file(services, principal.tenant, options.unlabeled_file)
     hyperparameters, overrides = resolve_training(body, task, method=parent.method if parent else None)
     request = {"hyperparameters": hyperparameters, "metadata": body.metadata, "overrides": overrides,
                "method": {"type": "supervised", "supervised": {"hyperparameters": hyperparameters},

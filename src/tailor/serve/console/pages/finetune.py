@@ -4,20 +4,21 @@ estimate from ``POST /v1/fine_tuning/jobs/estimate`` as the form changes."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, get_args
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from tailor.catalog import CATALOG
 from tailor.data.files import CHAT as CHAT_FILE
-from tailor.jobs.spec import CHAT, CLASSIFICATION, JobCreate, resolve_training
+from tailor.jobs.spec import CHAT, CLASSIFICATION, JobCreate, TailorOptions, resolve_training
 from tailor.serve.console.render import SignedIn, language_param
 from tailor.serve.routes import files as files_api
 
 router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(language_param)])
 PreselectedFile = Annotated[str | None, Query(max_length=64, description="preselected training file")]
-METHODS = {CLASSIFICATION: ("auto", "full", "lora", "head"), CHAT: ("lora",)}
+# a classifier's methods are the job spec's (so the form offers what the API accepts), a chat model's LoRA
+METHODS = {CLASSIFICATION: get_args(TailorOptions.model_fields["method"].annotation), CHAT: ("lora",)}
 
 
 def task_of_file(kind: str) -> str:
@@ -39,7 +40,8 @@ def defaults_for(task: str) -> dict:
         body = JobCreate(model=model, method={"tailor": {"method": method}})
         hyperparameters, overrides = resolve_training(body, task)
         defaults.update(n_epochs=hyperparameters["n_epochs"], batch_size=hyperparameters["batch_size"])
-        defaults["learning_rate"][method] = overrides.get("lora_lr", overrides.get("lr"))
+        defaults["learning_rate"][method] = next(overrides[k] for k in ("lora_lr", "contrastive_lr", "lr")
+                                                 if k in overrides)
     return defaults
 
 

@@ -1,0 +1,89 @@
+"""The few-label benchmark's draws and pool (bench/few_labels.py): exact per-class counts, nested sizes, a pool
+disjoint from the draw and the test texts, seeded; no setfit needed."""
+
+import csv
+import importlib
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.fixture(scope="module")
+def few_labels():
+    sys.path.insert(0, str(BENCH))  # the bench scripts import each other by module name
+    try:
+        yield importlib.import_module("few_labels")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+LABELS = ["a"] * 10 + ["b"] * 12 + ["c"] * 9
+TEXTS = [f"text {i}" for i in range(len(LABELS))]
+
+
+def test_draw_takes_exactly_k_rows_of_every_label(few_labels):
+    drawn = few_labels.draw_per_class(LABELS, 8, seed=42)
+    assert Counter(LABELS[i] for i in drawn) == {"a": 8, "b": 8, "c": 8}
+    assert drawn == sorted(set(drawn))
+
+
+def test_draw_is_reproducible_and_a_smaller_draw_lies_inside_a_larger(few_labels):
+    assert few_labels.draw_per_class(LABELS, 4, seed=7) == few_labels.draw_per_class(LABELS, 4, seed=7)
+    assert few_labels.draw_per_class(LABELS, 4, seed=7) != few_labels.draw_per_class(LABELS, 4, seed=8)
+    assert set(few_labels.draw_per_class(LABELS, 4, seed=7)) <= set(few_labels.draw_per_class(LABELS, 8, seed=7))
+
+
+def test_draw_refuses_a_label_with_too_few_rows(few_labels):
+    with pytest.raises(ValueError, match="^label 'c' has 9 rows, fewer than 10 to draw$"):
+        few_labels.draw_per_class(LABELS, 10, seed=0)
+
+
+def test_pool_is_the_rest_without_drawn_or_test_texts_or_duplicates(few_labels):
+    texts = [*TEXTS]
+    texts[30] = texts[0]  # a duplicate of row 0
+    texts[29] = texts[28]  # a duplicate inside the pool
+    drawn = [0, 1, 10, 11, 22, 23]
+    pool = few_labels.pool_rows(texts, LABELS, drawn, {"text 5"}, max_pool=None, seed=0)
+    assert pool == [2, 3, 4, 6, 7, 8, 9, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 24, 25, 26, 27, 28]
+
+
+def test_pool_cap_is_stratified_and_seeded(few_labels):
+    drawn = few_labels.draw_per_class(LABELS, 2, seed=1)
+    pool = few_labels.pool_rows(TEXTS, LABELS, drawn, set(), max_pool=10, seed=1)
+    assert len(pool) == 10 and not set(pool) & set(drawn)
+    assert Counter(LABELS[i] for i in pool) == {"a": 3, "b": 4, "c": 3}
+    assert pool == few_labels.pool_rows(TEXTS, LABELS, drawn, set(), max_pool=10, seed=1)
+
+
+def test_rows_are_written_with_or_without_labels(few_labels, tmp_path):
+    few_labels.write_rows(tmp_path / "l.csv", TEXTS, LABELS, [0, 12])
+    few_labels.write_rows(tmp_path / "u.csv", TEXTS, None, [0, 12])
+    assert list(csv.reader(open(tmp_path / "l.csv", encoding="utf-8"))) == [["text", "label"], ["text 0", "a"],
+                                                                             ["text 12", "b"]]
+    assert list(csv.reader(open(tmp_path / "u.csv", encoding="utf-8"))) == [["text"], ["text 0"], ["text 12"]]
+
+
+def test_targets_are_judged_on_the_best_recipe_and_its_pool_family(few_labels):
+    def row(f1, wall):
+        return {"macro_f1_mean": f1, "wall_s_mean": wall}
+
+    datasets = {
+        "x": {"sizes": {"8": {"head": row(0.50, 10), "head+pool": row(0.55, 20), "setfit": row(0.50, 60)}}},
+        "y": {"sizes": {"8": {"head": row(0.70, 10), "head+pool": row(0.72, 20), "setfit": row(0.71, 60)}}},
+    }
+    comparison = few_labels.compare_size(datasets, "8")
+    assert comparison == {
+        "recipes": {"head": {"data_sets": 2, "delta_points_mean": -0.5, "time_ratio_setfit_over_tailor": 6.0},
+                    "head+pool": {"data_sets": 2, "delta_points_mean": 3.0, "time_ratio_setfit_over_tailor": 3.0}},
+        "best_recipe": "head+pool",
+        "pool_gains": {"head": {"data_sets": 2, "gain_points_mean": 3.5}},
+    }
+    assert few_labels.judge_targets({"8": comparison}) == {
+        "few_shot_vs_setfit": {"8": {"recipe": "head+pool", "points": 3.0, "time_ratio": 3.0, "holds": True}},
+        "few_shot_holds": True,
+        "pool": {"family": "head", "gain_points": 3.5, "holds": True},
+    }
