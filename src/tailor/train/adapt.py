@@ -239,31 +239,27 @@ def held_out_tsdae_loss(encoder, decoder, tokenizer, texts: list[str], encoded, 
     return round(total / max(batches, 1), 4)
 
 
-def fit_tsdae(encoder, decoder, tokenizer, texts: list[str], encoded, *, pad_id: int, steps: int, lr: float,
-              ratio: float, max_length: int, batch_size: int, device: str, seed: int, reporter: Reporter,
-              deadline: float | None = None) -> int:
-    """Train ``encoder`` (and the decoder tied to it) with TSDAE for ``steps`` AdamW steps (linear warm-up over
-    10%, then decay), cycling through ``texts`` (tokenized as ``encoded``) in seeded shuffles with fresh
-    seeded deletions. Returns the steps taken (fewer if the deadline passes)."""
+def _adapt_loop(params, batch_loss, encoded, *, pad_id: int, steps: int, lr: float, batch_size: int, device: str,
+                seed: int, reporter: Reporter, label: str, deadline: float | None) -> int:
+    """The loop both objectives share: ``steps`` AdamW steps on ``params`` (linear warm-up over 10%, then decay,
+    gradient norm clipped at 1), cycling through ``encoded`` in seeded shuffles; ``batch_loss(rows, batch)``
+    gives a batch's loss (``rows``: its indices into ``encoded``), or None to skip it. Returns the steps taken
+    (fewer if the deadline passes)."""
     import torch
 
     from tailor.train.batching import iter_batches
-    from tailor.train.classify import linear_schedule, seed_everything
+    from tailor.train.classify import linear_schedule
 
-    seed_everything(seed)
-    rng = random.Random(seed)
-    encoder.to(device).train()
-    decoder.to(device).train()
-    params = list({id(p): p for p in [*encoder.parameters(), *decoder.parameters()]}.values())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     scheduler = linear_schedule(optimizer, max(1, steps // 10), steps)
-    reporter.start("denoising adaptation (TSDAE)", steps)
-    taken, epoch, t0, loss_sum = 0, 0, time.perf_counter(), 0.0
-    while taken < steps:
+    reporter.start(label, steps)
+    taken, epoch, t0, loss_sum, out_of_time = 0, 0, time.perf_counter(), 0.0, False
+    while taken < steps and not out_of_time:
         epoch += 1
-        for idx, batch in iter_batches(encoded, batch_size, pad_id, shuffle=True, seed=seed + epoch, device=device):
-            damaged = damaged_batch(tokenizer, [texts[i] for i in idx], ratio, rng, max_length, device)
-            loss = tsdae_loss(encoder, decoder, damaged, batch)
+        for rows, batch in iter_batches(encoded, batch_size, pad_id, shuffle=True, seed=seed + epoch, device=device):
+            loss = batch_loss(rows, batch)
+            if loss is None:
+                continue
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -273,49 +269,52 @@ def fit_tsdae(encoder, decoder, tokenizer, texts: list[str], encoded, *, pad_id:
             loss_sum += loss.item()
             reporter.advance(1, step=taken, loss=loss_sum / taken,
                              items_s=taken * batch_size / (time.perf_counter() - t0))
-            if taken >= steps or (deadline is not None and time.monotonic() > deadline):
-                reporter.finish()
-                return taken
+            out_of_time = deadline is not None and time.monotonic() > deadline
+            if taken >= steps or out_of_time:
+                break
     reporter.finish()
     return taken
+
+
+def fit_tsdae(encoder, decoder, tokenizer, texts: list[str], encoded, *, pad_id: int, steps: int, lr: float,
+              ratio: float, max_length: int, batch_size: int, device: str, seed: int, reporter: Reporter,
+              deadline: float | None = None) -> int:
+    """Train ``encoder`` (and the decoder tied to it) with TSDAE for ``steps`` steps of :func:`_adapt_loop`,
+    cycling through ``texts`` (tokenized as ``encoded``) with fresh seeded deletions. Returns the steps taken."""
+    from tailor.train.classify import seed_everything
+
+    seed_everything(seed)
+    rng = random.Random(seed)
+    encoder.to(device).train()
+    decoder.to(device).train()
+    params = list({id(p): p for p in [*encoder.parameters(), *decoder.parameters()]}.values())
+
+    def batch_loss(rows, batch):
+        damaged = damaged_batch(tokenizer, [texts[i] for i in rows], ratio, rng, max_length, device)
+        return tsdae_loss(encoder, decoder, damaged, batch)
+
+    return _adapt_loop(params, batch_loss, encoded, pad_id=pad_id, steps=steps, lr=lr, batch_size=batch_size,
+                       device=device, seed=seed, reporter=reporter, label="denoising adaptation (TSDAE)",
+                       deadline=deadline)
 
 
 def fit_simcse(encoder, encoded, *, pad_id: int, steps: int, lr: float, temperature: float, batch_size: int,
                device: str, seed: int, reporter: Reporter, deadline: float | None = None) -> int:
-    """Train ``encoder`` with unsupervised SimCSE for ``steps`` AdamW steps (linear warm-up over 10%, then
-    decay), cycling through ``encoded`` in seeded shuffles. Returns the steps taken (fewer if the deadline
-    passes)."""
-    import torch
-
-    from tailor.train.batching import iter_batches
-    from tailor.train.classify import linear_schedule, seed_everything
+    """Train ``encoder`` with unsupervised SimCSE for ``steps`` steps of :func:`_adapt_loop` (a batch of one row
+    has no negative and is skipped). Returns the steps taken."""
+    from tailor.train.classify import seed_everything
 
     seed_everything(seed)
     encoder.to(device).train()
-    optimizer = torch.optim.AdamW(encoder.parameters(), lr=lr, weight_decay=0.01)
-    scheduler = linear_schedule(optimizer, max(1, steps // 10), steps)
-    reporter.start("contrastive adaptation (SimCSE)", steps)
-    taken, epoch, t0, loss_sum = 0, 0, time.perf_counter(), 0.0
-    while taken < steps:
-        epoch += 1
-        for _, batch in iter_batches(encoded, batch_size, pad_id, shuffle=True, seed=seed + epoch, device=device):
-            if len(batch["input_ids"]) < 2:
-                continue
-            loss = simcse_loss(encoder, batch["input_ids"], batch["attention_mask"], temperature)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(encoder.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            taken += 1
-            loss_sum += loss.item()
-            reporter.advance(1, step=taken, loss=loss_sum / taken,
-                             items_s=taken * batch_size / (time.perf_counter() - t0))
-            if taken >= steps or (deadline is not None and time.monotonic() > deadline):
-                reporter.finish()
-                return taken
-    reporter.finish()
-    return taken
+
+    def batch_loss(rows, batch):
+        if len(batch["input_ids"]) < 2:
+            return None
+        return simcse_loss(encoder, batch["input_ids"], batch["attention_mask"], temperature)
+
+    return _adapt_loop(list(encoder.parameters()), batch_loss, encoded, pad_id=pad_id, steps=steps, lr=lr,
+                       batch_size=batch_size, device=device, seed=seed, reporter=reporter,
+                       label="contrastive adaptation (SimCSE)", deadline=deadline)
 
 
 def run_adaptation(corpus, *, base: str = "minilm-l6", name: str, tenant: str = "default",
