@@ -11,10 +11,6 @@ Pre-labelling texts for review is then ``tailor predict support --file texts.txt
 from __future__ import annotations
 
 
-# A labels file named after what it holds says nothing about the task: the model is named after its folder.
-LABEL_FILE_STEMS = frozenset({"labels", "label", "classes", "categories"})
-
-
 def _name(args) -> str:
     """``--name``, else one from the labels file's name (its folder's for ``labels.json`` and the like), else the
     eval file's (see :func:`tailor.train.job.default_name`).
@@ -22,17 +18,12 @@ def _name(args) -> str:
     Raises:
         UsageError: no name given and none can be made (``--labels`` alone, or generic file names).
     """
-    from pathlib import Path
-
     from tailor.errors import UsageError
     from tailor.train.job import default_name
 
     if args.name:
         return args.name
-    labels_file = Path(args.labels_file) if args.labels_file else None
-    if labels_file and labels_file.stem.lower() in LABEL_FILE_STEMS:
-        labels_file = labels_file.parent / "data"  # a generic name: default_name falls back to the folder
-    for path in (labels_file, args.eval_file):
+    for path in (args.labels_file, args.eval_file):
         if path:
             try:
                 return default_name(path)

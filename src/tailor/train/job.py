@@ -75,10 +75,10 @@ def _self_training_summary(record: dict) -> dict:
 # File and folder names that say nothing about the task: a model named after one would collect versions of
 # unrelated data (every project has a train.csv). A trailing number counts as generic too (data2, test_01).
 GENERIC_NAMES = frozenset({
-    "all", "clean", "cleaned", "corpus", "data", "dataset", "datasets", "dev", "downloads", "eval", "evaluation",
-    "example", "examples", "export", "file", "files", "final", "full", "home", "input", "inputs", "labeled",
-    "labelled", "model", "new", "out", "output", "raw", "sample", "samples", "small", "temp", "test", "testing",
-    "tmp", "train", "training", "upload", "val", "valid", "validation",
+    "all", "categories", "classes", "clean", "cleaned", "corpus", "data", "dataset", "datasets", "dev", "downloads",
+    "eval", "evaluation", "example", "examples", "export", "file", "files", "final", "full", "home", "input",
+    "inputs", "label", "labeled", "labelled", "labels", "model", "new", "out", "output", "raw", "sample", "samples",
+    "small", "temp", "test", "testing", "tmp", "train", "training", "upload", "val", "valid", "validation",
 })
 
 
