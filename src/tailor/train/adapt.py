@@ -127,17 +127,31 @@ def held_out_loss(encoder, encoded, pad_id: int, temperature: float, batch_size:
     so that the before and after figures see the same dropout masks."""
     import torch
 
-    from tailor.train.batching import iter_batches
-
     torch.manual_seed(0)
     encoder.train()
+
+    def batch_loss(rows, batch):
+        if len(batch["input_ids"]) < 2:
+            return None
+        return simcse_loss(encoder, batch["input_ids"], batch["attention_mask"], temperature)
+
+    return _mean_loss(batch_loss, encoded, pad_id=pad_id, batch_size=batch_size, device=device)
+
+
+def _mean_loss(batch_loss, encoded, *, pad_id: int, batch_size: int, device: str) -> float:
+    """The mean of ``batch_loss(rows, batch)`` over ``encoded``'s batches in order, without gradients (a None
+    loss skips its batch), rounded to 4 places: the held-out figure of both objectives."""
+    import torch
+
+    from tailor.train.batching import iter_batches
+
     total, batches = 0.0, 0
     with torch.no_grad():
-        for _, batch in iter_batches(encoded, batch_size, pad_id, shuffle=False, device=device):
-            if len(batch["input_ids"]) < 2:
-                continue
-            total += float(simcse_loss(encoder, batch["input_ids"], batch["attention_mask"], temperature))
-            batches += 1
+        for rows, batch in iter_batches(encoded, batch_size, pad_id, shuffle=False, device=device):
+            loss = batch_loss(rows, batch)
+            if loss is not None:
+                total += float(loss)
+                batches += 1
     return round(total / max(batches, 1), 4)
 
 
@@ -223,20 +237,15 @@ def held_out_tsdae_loss(encoder, decoder, tokenizer, texts: list[str], encoded, 
                         max_length: int, batch_size: int, device: str) -> float:
     """TSDAE's reconstruction loss on held-out texts, dropout off and the deletions seeded, so that the
     before and after figures see the same damaged texts."""
-    import torch
-
-    from tailor.train.batching import iter_batches
-
     rng = random.Random(0)
     encoder.eval()
     decoder.eval()
-    total, batches = 0.0, 0
-    with torch.no_grad():
-        for idx, batch in iter_batches(encoded, batch_size, pad_id, shuffle=False, device=device):
-            damaged = damaged_batch(tokenizer, [texts[i] for i in idx], ratio, rng, max_length, device)
-            total += float(tsdae_loss(encoder, decoder, damaged, batch))
-            batches += 1
-    return round(total / max(batches, 1), 4)
+
+    def batch_loss(rows, batch):
+        damaged = damaged_batch(tokenizer, [texts[i] for i in rows], ratio, rng, max_length, device)
+        return tsdae_loss(encoder, decoder, damaged, batch)
+
+    return _mean_loss(batch_loss, encoded, pad_id=pad_id, batch_size=batch_size, device=device)
 
 
 def _adapt_loop(params, batch_loss, encoded, *, pad_id: int, steps: int, lr: float, batch_size: int, device: str,
