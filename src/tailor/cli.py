@@ -488,14 +488,19 @@ def cmd_models_pull(args) -> int:
 
 
 def cmd_models_catalog(args) -> int:
-    from tailor.catalog import CATALOG
+    from tailor.catalog import CATALOG, adapted_name
+    from tailor.train.adapt import list_adapted
 
     rows = [{"id": b.id, "task": b.task, "description": b.description} for b in CATALOG.values()]
+    adapted = [{"id": adapted_name(args.tenant, r["name"]), "task": "classify", "parent": r["parent"],
+                "objective": r["objective"], "corpus_texts": r["corpus"]["texts"],
+                "description": f"{r['parent']} adapted with {r['objective']} on {r['corpus']['texts']:,} texts"}
+               for r in list_adapted(args.tenant)]
     if args.json:
-        _emit_json({"base_models": rows})
+        _emit_json({"base_models": rows, "adapted_bases": adapted})
     else:
-        width = max(len(row["id"]) for row in rows) + 2
-        for row in rows:
+        width = max(len(row["id"]) for row in rows + adapted) + 2
+        for row in rows + adapted:
             print(f"{row['id']:<{width}}{row['task']:<10}{row['description']}")
     return 0
 
@@ -948,8 +953,9 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--verify", action="store_true", help="re-hash an existing conversion's files")
     common(pull, tenant=False)
     pull.set_defaults(func=cmd_models_pull)
-    catalog = models.add_parser("catalog", help="base models available to fine-tune")
-    common(catalog, tenant=False)
+    catalog = models.add_parser("catalog", help="base models available to fine-tune: the catalog's, then the tenant's "
+                                                "adapted bases (tailor adapt)")
+    common(catalog)
     catalog.set_defaults(func=cmd_models_catalog)
 
     chat = verbs.add_parser("chat", help="chat in the terminal with a chat model (streams the answers)")

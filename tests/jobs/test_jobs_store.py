@@ -214,6 +214,33 @@ def test_uses_file_counts_unfinished_jobs_only(store):
     assert store.uses_file("acme", "file-1") == []
 
 
+@pytest.mark.parametrize("sealed", [False, True])
+def test_uses_file_counts_the_unlabeled_file_of_an_unfinished_job(db_url, tmp_path, sealed):
+    from pydantic import SecretStr
+
+    from tailor.settings import Settings
+
+    from api_helpers import new_master_key
+
+    key = SecretStr(new_master_key()) if sealed else None
+    store = JobStore(db_url, Settings(home=tmp_path / "home", database_url=db_url, master_key=key))
+    request = {"overrides": {}, "method": {"type": "supervised", "tailor": {"unlabeled_file": "file-pool"}}}
+    first, second = (store.create("acme", model="minilm-l6", task="classification", training_file=training_file,
+                                  validation_file=None, suffix=None, seed=0, request=request)
+                     for training_file in ("file-a", "file-b"))
+    other = store.create("globex", model="minilm-l6", task="classification", training_file="file-c",
+                         validation_file=None, suffix=None, seed=0, request=request)
+    assert first.unlabeled_file == "file-pool" and new_job(store).unlabeled_file is None
+    assert store.uses_file("acme", "file-pool") == [first.id, second.id]
+    assert store.uses_file("acme", "file-b") == [second.id]
+    store.pause("acme", first.id)  # a paused job resumes later: still a user of its files
+    assert store.uses_file("acme", "file-pool") == [first.id, second.id]
+    store.cancel("acme", first.id)
+    store.cancel("acme", second.id)
+    assert store.uses_file("acme", "file-pool") == []
+    assert store.uses_file("globex", "file-pool") == [other.id]
+
+
 def test_list_newest_first_with_paging(store):
     ids = [new_job(store).id for _ in range(3)]
     page, has_more = store.list("acme", limit=2)

@@ -185,6 +185,19 @@ def test_delete_of_a_file_used_by_a_queued_job_conflicts(client, acme):
     assert client.delete(f"/v1/files/{file_id}", headers=acme.headers).status_code == 200
 
 
+def test_delete_of_the_unlabeled_file_of_a_queued_job_conflicts(client, acme):
+    file_id = upload(client, acme).json()["id"]
+    pool_id = upload(client, acme, b"first text\nsecond text\n", filename="pool.txt").json()["id"]
+    job = client.post("/v1/fine_tuning/jobs", headers=acme.headers, json={
+        "model": "minilm-l6", "training_file": file_id, "method": {"tailor": {"unlabeled_file": pool_id}}}).json()
+    error = error_of(client.delete(f"/v1/files/{pool_id}", headers=acme.headers), 409)
+    assert (error["message"], error["code"]) == (f"file {pool_id} is used by unfinished job {job['id']}; cancel it "
+                                                 "or wait for it to end", "conflict")
+    assert client.get(f"/v1/files/{pool_id}", headers=acme.headers).status_code == 200
+    client.post(f"/v1/fine_tuning/jobs/{job['id']}/cancel", headers=acme.headers)
+    assert client.delete(f"/v1/files/{pool_id}", headers=acme.headers).status_code == 200
+
+
 @pytest.mark.parametrize("path", ["/v1/files/file-nope", "/v1/files/file-nope/content", "/v1/files/file-nope/report"])
 def test_unknown_file(client, acme, path):
     error = error_of(client.get(path, headers=acme.headers), 404)

@@ -117,3 +117,24 @@ def test_data_that_cannot_train_is_refused_beside_the_training_file(client, acme
     error = error_of(estimate(client, acme, model="minilm-l6", training_file=file_id), 400)
     assert error["param"] == "training_file" and error["code"] == "invalid_file"
     assert error["message"].startswith(f"training_file {file_id}: ")
+
+
+def test_an_unlabeled_file_adds_self_training_s_rounds_to_the_estimate(client, acme, file_id):
+    pool = "".join(f"an unlabelled sentence number {i} about accounts and cards\n" for i in range(40)).encode()
+    pool_id = upload(client, acme, pool, filename="pool.txt").json()["id"]
+    plain = estimate(client, acme, model="minilm-l6", training_file=file_id, seed=3)
+    with_pool = estimate(client, acme, model="minilm-l6", training_file=file_id, seed=3,
+                         method={"tailor": {"unlabeled_file": pool_id}})
+    assert plain.status_code == with_pool.status_code == 200, with_pool.text
+    for method, found in with_pool.json()["estimates"].items():
+        before = plain.json()["estimates"][method]["stages"]
+        stages = found["stages"]
+        assert list(stages) == [*[k for k in before if k not in ("test", "explain", "gate", "save")],
+                                "self_training", "test", "explain", "gate", "save"]
+        assert stages["self_training"] > 0
+        assert {k: v for k, v in stages.items() if k not in ("self_training", "data")} == {
+            k: v for k, v in before.items() if k != "data"}
+    chat_id = upload(client, acme, chat_jsonl(), filename="chat.jsonl").json()["id"]
+    error = error_of(estimate(client, acme, model="minilm-l6", training_file=file_id,
+                              method={"tailor": {"unlabeled_file": chat_id}}), 400)
+    assert error["param"] == "method.tailor.unlabeled_file"

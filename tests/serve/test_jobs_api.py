@@ -226,3 +226,92 @@ def test_unlabeled_file_of_a_job_is_checked(client, acme, file_id):
     job = create(client, acme, model="minilm-l6", training_file=file_id, method={"tailor": {"unlabeled_file":
                                                                                              texts_id}}).json()
     assert job["method"]["tailor"]["unlabeled_file"] == texts_id
+
+
+def zero_shot(labels, **options) -> dict:
+    return {"tailor": {"method": "zero_shot", "labels": labels, **options}}
+
+
+def test_create_zero_shot_job(client, acme):
+    labels = ["billing", {"name": "refund", "description": "money back"}, {"name": "cancellation"}]
+    response = create(client, acme, model="minilm-l6", suffix="triage", method=zero_shot(labels))
+    assert response.status_code == 200, response.text
+    job = response.json()
+    assert {k: job[k] for k in ("status", "training_file", "validation_file", "task", "hyperparameters")} == {
+        "status": "queued", "training_file": None, "validation_file": None, "task": "classification",
+        "hyperparameters": {}}
+    assert job["method"] == {"type": "supervised", "supervised": {"hyperparameters": {}}, "tailor": {
+        "method": "zero_shot", "preset": "default",
+        "labels": [{"name": "billing"}, {"name": "refund", "description": "money back"}, {"name": "cancellation"}]}}
+    events = client.get(f"{JOBS}/{job['id']}/events", headers=acme.headers).json()["data"]
+    assert [e["message"] for e in events] == ["Job queued", "No training file: a zero-shot classifier from 3 labels"]
+
+
+@pytest.mark.parametrize("body, message, param", [
+    ({"method": zero_shot(["billing"])},
+     "method.tailor.labels: give at least 2 labels to choose between (got 1: 'billing')", "method.tailor.labels"),
+    ({"method": zero_shot([])}, "method.tailor.labels: give at least 2 labels to choose between (got none)",
+     "method.tailor.labels"),
+    ({"method": zero_shot(["billing", {"name": "refund"}, "billing"])},
+     "method.tailor.labels: label 'billing' is given twice", "method.tailor.labels"),
+    ({"method": zero_shot(["card_arrival", "card arrival"])},
+     "method.tailor.labels: labels 'card_arrival' and 'card arrival' read the same ('card arrival'): rename one, "
+     "or describe them", "method.tailor.labels"),
+    ({"method": zero_shot(["billing", {"name": "refund", "description": "  "}])},
+     "method.tailor.labels.1.description: the description is empty: leave it out, or say in words what the label "
+     "means", "method.tailor.labels.1.description"),
+    ({"method": zero_shot(["billing", {"name": "", "description": "money back"}])},
+     "method.tailor.labels.1.name: String should have at least 1 character", "method.tailor.labels.1.name"),
+    ({"method": zero_shot(["billing", {"label": "refund"}])},
+     "method.tailor.labels.1.name: Field required (and 1 more problem)", "method.tailor.labels.1.name"),
+    ({"method": {"tailor": {"method": "zero_shot"}}},
+     "method.tailor.labels: required for a zero_shot job: the label names, or {name, description} objects",
+     "method.tailor.labels"),
+    ({"method": {"tailor": {"method": "head", "labels": ["billing", "refund"]}}},
+     'method.tailor.labels: labels are for a zero_shot job (method.tailor.method = "zero_shot"); a trained model '
+     "learns its labels from the training file", "method.tailor.labels"),
+    ({"model": "bert-base", "method": zero_shot(["billing", "refund"])},
+     "model 'bert-base': a zero_shot job embeds its labels with a base model; base models are: minilm-l6, "
+     "me5-small, smollm2-135m-instruct", "model"),
+    ({"model": "smollm2-135m-instruct", "method": zero_shot(["billing", "refund"])},
+     "method.tailor.method: a zero_shot classifier needs an encoder base; smollm2-135m-instruct is a chat model",
+     "method.tailor.method"),
+    ({"hyperparameters": {"n_epochs": 3}, "method": zero_shot(["billing", "refund"])},
+     "hyperparameters.n_epochs: a zero_shot job trains nothing; leave it out or auto", "hyperparameters.n_epochs"),
+    ({"method": {**zero_shot(["billing", "refund"]), "supervised": {"hyperparameters": {"batch_size": 8}}}},
+     "method.supervised.hyperparameters.batch_size: a zero_shot job trains nothing; leave it out or auto",
+     "method.supervised.hyperparameters.batch_size"),
+    ({"method": zero_shot(["billing", "refund"], time_budget_s=60)},
+     "method.tailor.time_budget_s: a zero_shot job trains nothing; leave it out", "method.tailor.time_budget_s"),
+    ({"method": zero_shot(["billing", "refund"], preset="fast")},
+     "method.tailor.preset: a zero_shot job trains nothing; leave it out", "method.tailor.preset"),
+    ({"method": zero_shot(["billing", "refund"], feedback=True)},
+     "method.tailor.feedback: a zero_shot job trains nothing; leave it out", "method.tailor.feedback"),
+])
+def test_zero_shot_job_validation(client, acme, body, message, param):
+    error = error_of(create(client, acme, **{"model": "minilm-l6", **body}), 400)
+    assert (error["message"], error["param"], error["type"]) == (message, param, "invalid_request_error")
+    assert client.get(JOBS, headers=acme.headers).json()["data"] == []
+
+
+def test_zero_shot_job_files(client, acme, file_id):
+    texts_id = upload(client, acme, b"first text\nsecond text\n", filename="pool.txt").json()["id"]
+    method = zero_shot(["billing", "refund"])
+    cases = [({"training_file": file_id}, "training_file: a zero_shot job trains nothing; leave it out, give the "
+              "labels in method.tailor.labels and, to score the model, a validation_file", "training_file"),
+             ({"validation_file": file_id}, f"validation_file {file_id} has no row of the job's labels (billing, "
+              "refund); its labels are: bearish, bullish, neutral", "validation_file"),
+             ({"method": zero_shot(["billing", "refund"], unlabeled_file=texts_id)},
+              "method.tailor.unlabeled_file: a zero_shot job trains nothing; leave it out",
+              "method.tailor.unlabeled_file")]
+    for case, message, param in cases:
+        error = error_of(create(client, acme, **{"model": "minilm-l6", "method": method, **case}), 400)
+        assert (error["message"], error["param"]) == (message, param)
+    assert client.get(JOBS, headers=acme.headers).json()["data"] == []
+    scored = create(client, acme, model="minilm-l6", validation_file=file_id,
+                    method=zero_shot(["bearish", "bullish", "neutral"], text_column="text")).json()
+    assert (scored["validation_file"], scored["method"]["tailor"]["text_column"]) == (file_id, "text")
+    error = error_of(client.post(f"{JOBS}/estimate", headers=acme.headers,
+                                 json={"model": "minilm-l6", "method": method}), 400)
+    assert (error["message"], error["param"]) == ("method.tailor.method: a zero_shot job trains nothing, so there "
+                                                  "is nothing to estimate", "method.tailor.method")

@@ -140,7 +140,7 @@ def test_the_speed_is_cached_per_threads_and_methods_and_measured_again_when_sta
     measured_speed(base, ["full"], threads=2, now=1000.0 + STALE_AFTER_S + 1, **kwargs)  # stale
     assert calls == [(("full",), 2), (("full",), 1), (("lora",), 2), (("full",), 2)]
     stored = json.loads((tmp_path / SPEED_FILE).read_text())
-    assert stored["format"] == 2
+    assert stored["format"] == 3
     assert sorted(stored["entries"]) == ["minilm-l6|cpu|threads=1|bf16=0|batch=16|length=32",
                                          "minilm-l6|cpu|threads=2|bf16=0|batch=16|length=32"]
     entry = stored["entries"]["minilm-l6|cpu|threads=2|bf16=0|batch=16|length=32"]
@@ -159,3 +159,78 @@ def test_a_real_probe_of_minilm_returns_positive_finite_speeds():
     values = [*speed.step_s["full"].values(), *speed.forward_s.values(), speed.head_macs_per_s]
     assert all(v > 0 and math.isfinite(v) for v in values)
     assert (speed.params, speed.hidden, speed.batch_size, speed.length) == (22_713_986, 384, 8, 16)
+
+
+def test_pseudo_label_caps_follow_the_labelled_rows_and_fit_the_pool():
+    from tailor.train.estimate import pseudo_label_caps
+
+    assert pseudo_label_caps([5, 2, 1], 1, 4.0, 1000) == [20, 8, 4]
+    assert pseudo_label_caps([5, 2, 1], 2, 4.0, 1000) == [40, 16, 8]
+    # 64 wanted from a pool of 30: each cut to 30/64 of its share, rounded down
+    assert pseudo_label_caps([5, 2, 1], 2, 4.0, 30) == [18, 7, 3]
+    assert pseudo_label_caps([3, 3], 1, 0.5, 10) == [1, 1]
+
+
+def self_training_setup(pool_lengths, **overrides):
+    from tailor.train.batching import Encoded
+    from tailor.train.config import load_preset
+    from tailor.train.estimate import self_training_rounds
+
+    train = Encoded([[1] * 10 for _ in range(12)], [i % 3 for i in range(12)])  # 4 rows of each of 3 labels
+    cfg = load_preset("default", **{"self_training_rounds": 2, "pseudo_label_growth": 4.0, **overrides})
+    return self_training_rounds(train, [10] * 64, pool_lengths, cfg, "full")
+
+
+def test_self_training_rounds_count_their_pseudo_labels_and_predictions():
+    rounds = self_training_setup([10] * 100)
+    # round 1: 1 x 4 x 4 rows per label = 48; round 2: 96; both fit the pool of 100
+    assert [r.pseudo_labels for r in rounds] == [48, 96]
+    assert [len(r.train_lengths) for r in rounds] == [60, 108]
+    assert [r.predict_tokens for r in rounds] == [1000 + 640, 1000 + 640]  # the pool and the validation rows
+    capped = self_training_setup([10] * 100, unlabeled_max_rows=60)  # the job uses at most 60 pool texts
+    assert [r.pseudo_labels for r in capped] == [48, 60]
+    assert capped[0].predict_tokens == 600 + 640
+    # 1 pseudo-label per label (a third of 4, rounded down) from a pool of lengths 10..1: spread evenly over its
+    # sorted lengths (the middles of three equal parts)
+    spread = self_training_setup(list(range(10, 0, -1)), self_training_rounds=1, pseudo_label_growth=1 / 3)
+    assert spread[0].train_lengths == [10] * 12 + [2, 6, 9]
+
+
+def test_self_training_adds_a_stage_that_a_budget_governs():
+    common = dict(train_lengths=[10] * 12, val_lengths=[10] * 64, n_test=0, num_labels=3, batch_size=16,
+                  epochs=3, seed=0, head_epochs=300)
+    plain = estimate_classification("full", SPEED, **common)
+    est = estimate_classification("full", SPEED, self_training=self_training_setup([10] * 100), **common)
+    # round 1: 60 rows, 3 epochs x 600 tokens x 1 ms + 3 x 4 steps x 50 ms = 2.4 s, validation 3 x 640 tokens x
+    # 0.1 ms = 0.192 s, predicting the pool and validation rows 1640 tokens x 0.2 ms = 0.328 s: 2.92 s;
+    # round 2: 108 rows, 3 x 1080 x 1 ms + 3 x 7 x 50 ms = 4.29 s, + 0.192 + 0.328: 4.81 s
+    assert est.stages["self_training"] == 7.7
+    assert list(est.stages) == ["data", "train", "validation", "self_training", "test", "explain", "gate", "save"]
+    assert {k: v for k, v in est.stages.items() if k != "self_training"} == plain.stages
+    assert "self_training" not in plain.stages
+    assert est.total_s == round(plain.total_s + 7.7, 1)
+    assert (est.training_s, est.per_epoch_s) == (round(plain.training_s + 7.7, 1), plain.per_epoch_s)
+    assert "self_training 8s (2 rounds, up to 48 + 96 pseudo-labels)" in est.describe()
+    cut = est.within(est.training_s / 2)
+    assert cut.stages["self_training"] == round(7.7 / 2, 1)
+    head = estimate_classification("head", SPEED, self_training=self_training_setup([10] * 100), **common)
+    # each round: the 1640 predicted tokens x 0.2 ms, then a fresh head: 60 (108) + 64 rows embedded (10 tokens
+    # x 0.2 ms each) and 300 steps x 60 (108) rows x 100 x 3 classes x 3 MACs
+    assert head.stages["self_training"] == round(0.328 + 124 * 10 * 0.0002 + 300 * 60 * 100 * 3 * 3 / 1e9
+                                                 + 0.328 + 172 * 10 * 0.0002 + 300 * 108 * 100 * 3 * 3 / 1e9, 1) == 1.3
+
+
+def test_a_contrastive_rounds_fresh_model_draws_its_batches_from_the_pseudo_labels_too():
+    from tailor.train.batching import Encoded
+    from tailor.train.config import load_preset
+    from tailor.train.estimate import contrastive_workload, self_training_rounds
+
+    train = Encoded([[1] * 10 for _ in range(12)], [i % 3 for i in range(12)])
+    cfg = load_preset("default", self_training_rounds=1, pseudo_label_growth=4.0, contrastive_batch_size=30,
+                      contrastive_steps=7)
+    (only,) = self_training_rounds(train, [10] * 64, [10] * 100, cfg, "contrastive")
+    # 30 // 3 labels = 10 rows of each label per batch: the labelled rows alone have 4 per label, the round's
+    # 4 + 16 enough; every row 10 tokens long
+    assert contrastive_workload(train, cfg) == (7, 7 * 3 * 4 * 10)
+    assert only.contrastive_work == (7, 7 * 3 * 10 * 10)
+    assert self_training_rounds(train, [10] * 64, [10] * 100, cfg, "full")[0].contrastive_work == (0, 0)

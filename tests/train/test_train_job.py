@@ -27,7 +27,8 @@ def test_artifacts_have_the_exact_file_set(trained, method):
     assert files == COMMON_FILES | METHOD_FILES[method]
     spec = json.loads((root / "tailor_model.json").read_text())
     assert spec == {"method": method, "base_model": "minilm-l6", "labels": ["bearish", "bullish", "neutral"],
-                    "max_length": 128, "pooling": "mean", "task": "classify", "format_version": 1}
+                    "max_length": 128, "pooling": "mean" if method == "head" else "pooler", "task": "classify",
+                    "format_version": 2}
 
 
 def test_versions_record_lineage_and_metrics(trained, small_train_csv):

@@ -233,7 +233,7 @@ def test_version_without_eval_file_records_no_metrics(names_only, zs_home):
                                                 "abstain.json", "serving.json", "TAILOR_COMPLETE.json"}
     spec = json.loads((open_registry(zs_home).artifact_dir(version) / "tailor_model.json").read_text())
     assert spec == {"method": "head", "base_model": "minilm-l6", "labels": FINANCE, "max_length": 128,
-                    "pooling": "mean", "task": "classify", "format_version": 1}
+                    "pooling": "mean", "task": "classify", "format_version": 2}
     assert names_only.summary()["metrics"] is None
 
 

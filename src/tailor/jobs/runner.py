@@ -13,7 +13,7 @@ import time
 from contextlib import ExitStack
 
 from tailor.errors import DataError, TailorError
-from tailor.jobs.spec import CHAT
+from tailor.jobs.spec import CHAT, ZERO_SHOT, TailorOptions
 from tailor.jobs.store import FAILED, SUCCEEDED, Job, JobStore
 from tailor.security.quotas import QuotaStore
 
@@ -103,6 +103,29 @@ def _run_retrain(job: Job, train_path, common: dict):
     return run_retrain(retrain["parent"], file=train_path, **options, **common)
 
 
+def _run_training(job: Job, train_path, unlabeled_path, common: dict):
+    """A job that trains: a retrain, a chat job or a classification job."""
+    if unlabeled_path is not None:  # a classification job's or a retrain's (a chat job's is refused)
+        common = {**common, "unlabeled": unlabeled_path}
+    if "retrain" in job.request:
+        return _run_retrain(job, train_path, common)
+    if job.task == CHAT:
+        from tailor.train.chat_job import run_chat_job
+
+        return run_chat_job(train_path, base=job.model, **common)
+    from tailor.train.job import run_classification_job
+
+    return run_classification_job(train_path, base=job.model, **common)
+
+
+def _run_zero_shot(job: Job, common: dict):
+    """A zero_shot job: the classifier of its labels on its base, scored on its validation file if it has one."""
+    from tailor.train.zero_shot import run_zero_shot_job
+
+    labels, descriptions = TailorOptions.model_validate(job.request["method"]["tailor"]).zero_shot_labels()
+    return run_zero_shot_job(labels, descriptions=descriptions, base=job.model, **common)
+
+
 def run_job(job: Job, *, store: JobStore, settings, worker_id: str, signal: StopSignal) -> None:
     """Train, evaluate and register ``job``'s model, recording the outcome in ``store``."""
     from tailor.data.files import FileStore
@@ -116,8 +139,7 @@ def run_job(job: Job, *, store: JobStore, settings, worker_id: str, signal: Stop
         files = FileStore(settings.registry_url, settings.files_dir, settings)
         train_file = files.get(job.tenant, job.training_file) if job.training_file else None
         eval_file = files.get(job.tenant, job.validation_file) if job.validation_file else None
-        unlabeled_id = job.request.get("method", {}).get("tailor", {}).get("unlabeled_file")
-        unlabeled_file = files.get(job.tenant, unlabeled_id) if unlabeled_id else None
+        unlabeled_file = files.get(job.tenant, job.unlabeled_file) if job.unlabeled_file else None
         for param, stored in (("training_file", train_file), ("validation_file", eval_file),
                               ("unlabeled_file", unlabeled_file)):
             if stored is not None and not files.path(stored).is_file():  # say which file, never the storage path
@@ -129,24 +151,16 @@ def run_job(job: Job, *, store: JobStore, settings, worker_id: str, signal: Stop
                 None if stored is None else plaintexts.enter_context(files.plaintext(stored))
                 for stored in (train_file, eval_file, unlabeled_file))
             name = fine_tuned_model_id(job)
-            common = dict(eval_file=eval_path, name=name, tenant=job.tenant, resume=True,
-                          run_dir=settings.home / "runs" / job.id, reporter=reporter, settings=settings,
-                          seed=job.seed, **job.request["overrides"])
-            if unlabeled_path is not None:  # a classification job's or a retrain's (a chat job's is refused)
-                common["unlabeled"] = unlabeled_path
+            common = dict(eval_file=eval_path, name=name, tenant=job.tenant, reporter=reporter, settings=settings,
+                          **job.request["overrides"])
             # the tenant's switch, read at each start
             if QuotaStore(settings.registry_url).get(job.tenant).redact_pii:
                 common["redact_pii"] = True
-            if "retrain" in job.request:
-                result = _run_retrain(job, train_path, common)
-            elif job.task == CHAT:
-                from tailor.train.chat_job import run_chat_job
-
-                result = run_chat_job(train_path, base=job.model, **common)
+            if job.request["method"].get("tailor", {}).get("method") == ZERO_SHOT:
+                result = _run_zero_shot(job, common)
             else:
-                from tailor.train.job import run_classification_job
-
-                result = run_classification_job(train_path, base=job.model, **common)
+                result = _run_training(job, train_path, unlabeled_path, {
+                    **common, "resume": True, "run_dir": settings.home / "runs" / job.id, "seed": job.seed})
     except JobStopped as stopped:
         if stopped.shutdown:
             store.requeue(job.id, worker_id, "Server stopping; job queued again and will resume from its last "

@@ -3,10 +3,12 @@
 OpenAI's fields: ``model``, ``training_file``, ``validation_file``, ``suffix``, ``seed``, ``metadata``,
 ``method`` (``{"type": "supervised", "supervised": {"hyperparameters": {...}}}``) or the older top-level
 ``hyperparameters`` (``n_epochs``, ``batch_size``, ``learning_rate_multiplier``, each a value or ``"auto"``).
-Tailor's own options go in ``method.tailor``: the training ``method`` (auto, full, lora, head, contrastive), the config
-``preset``, a ``time_budget_s``, the file's ``text_column``/``label_column`` and, for chat jobs, ``strict``
-(fail on conversations over the token limit instead of truncating or dropping them). A job whose ``model`` is
-one of the tenant's fine-tuned classifiers continues from its weights (a retrain, :mod:`tailor.train.retrain`):
+Tailor's own options go in ``method.tailor``: the training ``method`` (auto, full, lora, head, contrastive, or
+zero_shot: a classifier built from ``labels`` alone, names or ``{name, description}`` objects; nothing trained, no
+``training_file``, a ``validation_file`` to score it), the config ``preset``, a ``time_budget_s``, the file's
+``text_column``/``label_column`` and, for chat jobs, ``strict`` (fail on conversations over the token limit instead
+of truncating or dropping them). A job whose ``model`` is one of the tenant's fine-tuned classifiers continues
+from its weights (a retrain, :mod:`tailor.train.retrain`):
 ``feedback`` adds its feedback labels, ``replay`` sets the share of its training rows mixed in, ``new_labels``
 accepts labels it lacks; ``training_file`` may then be left out when ``feedback`` is true. A classification
 job's ``unlabeled_file`` is a file of unlabelled texts it learns from by self-training
@@ -22,7 +24,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from tailor.errors import UsageError
 
 CLASSIFICATION, CHAT = "classification", "chat"
+ZERO_SHOT = "zero_shot"
 Auto = Literal["auto"]
+
+
+class OptionError(UsageError):
+    """An option of the request that does not fit the job, named by ``param`` (its path in the body)."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(f"{param}: {message}")
+        self.param = param
 
 
 class _Strict(BaseModel):
@@ -64,12 +75,31 @@ class SupervisedMethod(_Strict):
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
 
 
+class ZeroShotLabel(_Strict):
+    """A zero-shot job's label: its name and an optional one-line description (see
+    :func:`tailor.models.zero_shot.label_prompts`)."""
+
+    name: str = Field(..., min_length=1, max_length=200, description="the label, as predictions will name it")
+    description: str | None = Field(None, max_length=500, description="one line saying what the label means")
+
+    @field_validator("description")
+    @classmethod
+    def _check_description(cls, value):
+        if value is not None and not value.strip():
+            raise ValueError("the description is empty: leave it out, or say in words what the label means")
+        return value
+
+
 class TailorOptions(_Strict):
     """Tailor's extension: what OpenAI's API has no field for."""
 
-    method: Literal["auto", "full", "lora", "head", "contrastive"] = Field(
+    method: Literal["auto", "full", "lora", "head", "contrastive", "zero_shot"] = Field(
         "auto", description="classification: full fine-tune, LoRA, frozen encoder + linear head, contrastive "
-                            "(few-shot: the encoder tuned on pairs of the labels, then a linear head), or auto")
+                            "(few-shot: the encoder tuned on pairs of the labels, then a linear head), zero_shot "
+                            "(a classifier from the label names in labels, nothing trained), or auto")
+    labels: list[ZeroShotLabel] | None = Field(None, max_length=1000, validate_default=True,
+                                               description="zero_shot: the labels, each a name or {name, "
+                                                           "description}")
     preset: str = Field("default", description="training config preset (default, fast, quality)")
     time_budget_s: float | None = Field(None, gt=0, le=7 * 24 * 3600, description="wall-clock budget in seconds")
     text_column: str | None = Field(None, max_length=200, description="text column of a text/label file")
@@ -90,9 +120,45 @@ class TailorOptions(_Strict):
                                                       "[ID], [IBAN] before training (always on for a tenant whose "
                                                       "redact_pii switch is on)")
 
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _names_as_labels(cls, value):
+        if isinstance(value, list):
+            return [{"name": item} if isinstance(item, str) else item for item in value]
+        return value
+
+    # declared after method, so that it can be read here; validate_default: a zero_shot job without labels is
+    # refused naming this field
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, value, info: ValidationInfo):
+        method = info.data.get("method")
+        if value is None:
+            if method == "zero_shot":
+                raise ValueError("required for a zero_shot job: the label names, or {name, description} objects")
+            return value
+        if method != "zero_shot":
+            raise ValueError("labels are for a zero_shot job (method.tailor.method = \"zero_shot\"); a trained "
+                             "model learns its labels from the training file")
+        from tailor.models.zero_shot import label_prompts
+
+        try:  # the checks the zero-shot job makes: 2 labels or more, each once, each in words, prompts apart
+            label_prompts([label.name for label in value], _descriptions(value))
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def zero_shot_labels(self) -> tuple[list[str], dict[str, str]]:
+        """A zero_shot job's ``(label names, {name: description})`` (labels without one left out)."""
+        return [label.name for label in self.labels or ()], _descriptions(self.labels or ())
+
     def retrain_options(self) -> dict:
         """The retrain's options that were given: ``feedback``, ``replay``, ``new_labels``."""
         return self.model_dump(include={"feedback", "replay", "new_labels"}, exclude_none=True)
+
+
+def _descriptions(labels) -> dict[str, str]:
+    return {label.name: label.description for label in labels if label.description is not None}
 
 
 class Method(_Strict):
@@ -145,6 +211,8 @@ def resolve_training(body: JobCreate, task: str, method: str | None = None) -> t
         UsageError: an unknown preset, or options that do not fit the task.
     """
     options = body.tailor_options()
+    if options.method == ZERO_SHOT:
+        return _resolve_zero_shot(body, task)
     if method is not None and options.method == "auto":
         options = options.model_copy(update={"method": method})
     chosen = body.chosen_hyperparameters()
@@ -180,3 +248,30 @@ def resolve_training(body: JobCreate, task: str, method: str | None = None) -> t
                       "time_budget_s": options.time_budget_s, "redact_pii": options.redact_pii or None})
     hyperparameters = {"n_epochs": epochs, "batch_size": batch_size, "learning_rate_multiplier": multiplier}
     return hyperparameters, {k: v for k, v in overrides.items() if v is not None}
+
+
+# Tailor's options that only training (or a retrain) reads: a zero_shot job refuses them rather than ignoring them
+_TRAINING_ONLY = ("preset", "time_budget_s", "unlabeled_file", "strict", "feedback", "replay", "new_labels")
+
+
+def _resolve_zero_shot(body: JobCreate, task: str) -> tuple[dict, dict]:
+    """A zero_shot job's ``({}, overrides)``: no hyperparameters (nothing is trained); the overrides name the
+    validation file's columns and ask for its texts' personal data to be redacted.
+
+    Raises:
+        OptionError: a chat base, a hyperparameter or a training option.
+    """
+    options = body.tailor_options()
+    if task == CHAT:
+        raise OptionError("method.tailor.method", f"a zero_shot classifier needs an encoder base; {body.model} is a "
+                                                  "chat model")
+    where = "method.supervised.hyperparameters" if body.method and body.method.supervised else "hyperparameters"
+    for name, value in body.chosen_hyperparameters().model_dump().items():
+        if value != "auto":
+            raise OptionError(f"{where}.{name}", "a zero_shot job trains nothing; leave it out or auto")
+    for name in _TRAINING_ONLY:
+        if getattr(options, name) not in (None, TailorOptions.model_fields[name].default):
+            raise OptionError(f"method.tailor.{name}", "a zero_shot job trains nothing; leave it out")
+    overrides = {"text_col": options.text_column, "label_col": options.label_column,
+                 "redact_pii": options.redact_pii or None}
+    return {}, {k: v for k, v in overrides.items() if v is not None}

@@ -92,6 +92,11 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
 
+    @property
+    def unlabeled_file(self) -> str | None:
+        """The id of the file of unlabelled texts the job learns from by self-training (None: none)."""
+        return _unlabeled_file(self.request)
+
     def to_openai(self) -> dict:
         """OpenAI's fine_tuning.job object, with Tailor's ``task`` and ``result`` added."""
         return {
@@ -147,6 +152,19 @@ def _after_id(prefix: str, after: str | None) -> int | None:
     return int(digits)
 
 
+def _unlabeled_file(request: dict) -> str | None:
+    return request.get("method", {}).get("tailor", {}).get("unlabeled_file")
+
+
+def _first_event(training_file: str | None, request: dict) -> str:
+    if training_file:
+        return f"Validated training file: {training_file}"
+    labels = request.get("method", {}).get("tailor", {}).get("labels")
+    if labels:
+        return f"No training file: a zero-shot classifier from {len(labels)} labels"
+    return "No training file: training on feedback labels"
+
+
 class JobStore:
     """Jobs of every tenant in the database at ``url``. Tenant-facing methods take the tenant first.
 
@@ -192,8 +210,7 @@ class JobStore:
                 id=job_id, tenant=tenant, model=model, task=task, training_file=training_file or "",
                 validation_file=validation_file, suffix=suffix, seed=seed,
                 request=seal_json(self.keys, tenant, request), status=QUEUED, attempts=0, created_at=moment))
-            self._event(conn, tenant, job_id, f"Validated training file: {training_file}" if training_file
-                        else "No training file: training on feedback labels")
+            self._event(conn, tenant, job_id, _first_event(training_file, request))
             self._event(conn, tenant, job_id, "Job queued")
         return self.get(tenant, job_id)
 
@@ -218,11 +235,16 @@ class JobStore:
         return [self._to_job(r) for r in rows[:limit]], len(rows) > limit
 
     def uses_file(self, tenant: str, file_id: str) -> list[str]:
-        """Ids of the tenant's unfinished jobs that read ``file_id``."""
-        with self._engine.begin() as conn:
-            return list(conn.scalars(select(_jobs.c.id).where(
-                _jobs.c.tenant == tenant, _jobs.c.status.not_in(FINAL),
-                or_(_jobs.c.training_file == file_id, _jobs.c.validation_file == file_id))))
+        """Ids of the tenant's unfinished jobs that read ``file_id``: as their training, validation or unlabelled
+        file, oldest first."""
+        preload(self.keys, tenant)
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(_jobs.c.id, _jobs.c.training_file, _jobs.c.validation_file, _jobs.c.request)
+                                .where(_jobs.c.tenant == tenant, _jobs.c.status.not_in(FINAL))
+                                .order_by(_jobs.c.created_at, _jobs.c.id)).all()
+        # the unlabelled file is named in the request, which may be sealed: matched here, not in SQL
+        return [row.id for row in rows if file_id in (row.training_file, row.validation_file)
+                or _unlabeled_file(open_json(self.keys, tenant, row.request)) == file_id]
 
     def cancel(self, tenant: str, job_id: str) -> Job:
         """Cancel a job that has not finished; a running one stops at its worker's next heartbeat.

@@ -256,6 +256,9 @@ def _details(version: ModelVersion, export: str | None) -> str:
     if base and base.hf_id:
         base_text += f" ([{md(base.hf_id)}](https://huggingface.co/{base.hf_id}), licence {md(base.license or '?')})"
     method = METHODS.get(version.method, md(version.method))
+    if version.method == "full" and _pooled(version):
+        method = ("full fine-tuning over the mean-pooled embedding: a linear head fitted on the frozen encoder "
+                  "first, then the encoder and head trained together")
     if export == "hf" and version.method == "lora":
         method += "; merged into the base's weights in this export"
     rows = [["Model", f"`{version.ref}` (version {version.version} of {md(version.name)})"],
@@ -647,6 +650,12 @@ def _limitations(version: ModelVersion) -> str:
     return _section("Limitations", "\n".join(f"- {item}" for item in items))
 
 
+def _pooled(version: ModelVersion) -> bool:
+    """The version's head reads the mean-pooled embedding (a contrastive version, or a full one over a base
+    without a trained pooler: ``lineage["pooling"]``)."""
+    return version.method == "contrastive" or (version.lineage or {}).get("pooling") == "mean"
+
+
 def _usage(version: ModelVersion, export: str | None) -> str:
     ref = version.ref
     if version.task == "chat":
@@ -671,7 +680,7 @@ def _usage(version: ModelVersion, export: str | None) -> str:
                   ".from_pretrained(\"EXPORT_DIR\")\n```"]
     elif version.method == "head" and version.task == "classify":
         parts += ["A head-only version exports as ONNX: `tailor models export " + ref + " --format onnx --out DIR`."]
-    elif version.method == "contrastive":
+    elif version.method in ("contrastive", "full") and _pooled(version):
         where = "this directory" if export == "hf" else f"`tailor models export {ref} --format hf --out EXPORT_DIR`"
         parts += [f"{where[0].upper()}{where[1:]} holds the fine-tuned encoder and its linear head "
                   "(`head.safetensors`; labels in `tailor_model.json`); the logits are the head applied to the "

@@ -3,13 +3,16 @@
 Artifact layout of a classifier version (the directory the registry publishes)::
 
     tailor_model.json          what to load: method, base model, labels, max_length, pooling
-    model/                     method full: a Hugging Face directory (config.json, model.safetensors, tokenizer)
+    model/                     method full over the pooler: a Hugging Face directory (config.json,
+                               model.safetensors, tokenizer)
     adapter/                   method lora: a PEFT adapter (adapter_config.json, adapter_model.safetensors)
                                plus the tokenizer; the classifier head is saved by PEFT as a module to save
-    head.safetensors           methods head and contrastive: the linear head over the mean-pooled, L2-normalised
-                               embeddings (of the catalog's frozen base for head, of ``encoder/`` for contrastive)
-    encoder/                   method contrastive: a Hugging Face directory (the encoder fine-tuned on pairs of the
-                               labelled rows, ``AutoModel``'s layout, plus the tokenizer)
+    head.safetensors           mean-pooled methods (head, contrastive, full on a base without a trained pooler):
+                               the linear head over the mean-pooled, L2-normalised embeddings (of the catalog's
+                               frozen base for head, of ``encoder/`` otherwise)
+    encoder/                   mean-pooled methods with weights of their own (contrastive; full with ``pooling``
+                               ``mean``): a Hugging Face directory (the fine-tuned encoder, ``AutoModel``'s
+                               layout, plus the tokenizer)
 """
 
 from __future__ import annotations
@@ -26,17 +29,34 @@ from tailor.errors import TailorError
 from tailor.runtime import pick_device, setup_torch
 
 SPEC_FILE = "tailor_model.json"
+SPEC_FORMAT = 2  # 2: ``pooling`` says what every method's head reads (format 1 wrote "mean" for all)
 LORA_TARGETS = ["query", "key", "value", "dense"]
-# Versions with weights of their own (not shared with other versions over the same base), by method: the
-# Hugging Face directory inside the artifact that holds them and their tokenizer.
-OWN_WEIGHTS_DIRS = {"full": "model", "contrastive": "encoder"}
-# Methods whose model is build_pooled_head_model's: mean pooling, L2 normalisation and a linear head.
+# Methods whose model is build_pooled_head_model's: mean pooling, L2 normalisation and a linear head (and
+# method full on a base whose catalog entry says full_pooling "mean").
 POOLED_METHODS = ("head", "contrastive")
+# Methods with weights of their own (not shared with other versions over the same base).
+OWN_WEIGHTS_METHODS = ("full", "contrastive")
+
+
+def pooling_for(method: str, base: ResolvedBase, full_pooling: str = "auto") -> str:
+    """What ``method``'s head reads over ``base``: ``mean`` (the mean-pooled, L2-normalised embedding) or
+    ``pooler`` (a Hugging Face sequence classifier's own head). ``full_pooling`` (``auto``: the base's catalog
+    entry's) decides for method full."""
+    if method in POOLED_METHODS:
+        return "mean"
+    if method == "full":
+        return base.full_pooling if full_pooling == "auto" else full_pooling
+    return "pooler"
 
 
 @dataclass(frozen=True)
 class ClassifierSpec:
-    """The contents of ``tailor_model.json``."""
+    """The contents of ``tailor_model.json``.
+
+    ``pooling`` is ``mean`` when the model is :func:`build_pooled_head_model`'s (a linear head over the
+    mean-pooled, L2-normalised embedding; ``head.safetensors``) and ``pooler`` for a Hugging Face sequence
+    classifier (``model/``, or a LoRA ``adapter/``).
+    """
 
     method: str
     base_model: str
@@ -44,7 +64,19 @@ class ClassifierSpec:
     max_length: int
     pooling: str = "mean"
     task: str = "classify"
-    format_version: int = 1
+    format_version: int = SPEC_FORMAT
+
+    @property
+    def pooled(self) -> bool:
+        return self.pooling == "mean"
+
+    @property
+    def weights_dir(self) -> str | None:
+        """The Hugging Face directory inside the artifact holding the version's own weights and tokenizer
+        (``model`` or ``encoder``), or None when its weights are the base's (head, LoRA)."""
+        if self.method not in OWN_WEIGHTS_METHODS:
+            return None
+        return "encoder" if self.pooled else "model"
 
     def save(self, directory: Path) -> None:
         (directory / SPEC_FILE).write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False), encoding="utf-8")
@@ -54,7 +86,10 @@ class ClassifierSpec:
         path = directory / SPEC_FILE
         if not path.is_file():
             raise TailorError(f"{directory} is not a Tailor classifier (no {SPEC_FILE})")
-        return cls(**json.loads(path.read_text(encoding="utf-8")))
+        fields = json.loads(path.read_text(encoding="utf-8"))
+        if fields.get("format_version", 1) < 2 and fields["method"] not in POOLED_METHODS:
+            fields["pooling"] = "pooler"  # format 1 wrote "mean" whatever the head read
+        return cls(**fields)
 
 
 def _torch_modules():
@@ -98,11 +133,13 @@ def build_pooled_head_model(encoder, num_labels: int, *, frozen: bool = True):
 
 
 def build_model(method: str, base: ResolvedBase, labels: Sequence[str], *, lora_r: int = 16, lora_alpha: int = 32,
-                lora_dropout: float = 0.05, seed: int = 0):
+                lora_dropout: float = 0.05, seed: int = 0, full_pooling: str = "auto"):
     """A fresh trainable model for ``method`` (``full``, ``lora``, ``head`` or ``contrastive``) over ``base``.
 
-    ``head`` and ``contrastive`` build :func:`build_pooled_head_model` (its encoder frozen for ``head``,
-    trainable for ``contrastive``). ``seed`` fixes the new head's (and LoRA's) initial weights.
+    ``head``, ``contrastive`` and ``full`` with ``full_pooling`` ``mean`` (see :func:`pooling_for`) build
+    :func:`build_pooled_head_model` (its encoder frozen for ``head``, trainable otherwise). ``full`` leaves the
+    token embeddings frozen where the base's catalog entry says so. ``seed`` fixes the new head's (and LoRA's)
+    initial weights.
     """
     setup_torch()
     import torch
@@ -110,13 +147,18 @@ def build_model(method: str, base: ResolvedBase, labels: Sequence[str], *, lora_
     torch.manual_seed(seed)
     from transformers import AutoModel, AutoModelForSequenceClassification
 
-    if method in POOLED_METHODS:
-        return build_pooled_head_model(AutoModel.from_pretrained(base.path), len(labels), frozen=method == "head")
+    if pooling_for(method, base, full_pooling) == "mean":
+        model = build_pooled_head_model(AutoModel.from_pretrained(base.path), len(labels), frozen=method == "head")
+        if method == "full" and base.frozen_word_embeddings:
+            model.encoder.get_input_embeddings().requires_grad_(False)
+        return model
     # ignore_mismatched_sizes: a base that is itself a fine-tuned classifier gets a fresh head for these labels
     model = AutoModelForSequenceClassification.from_pretrained(
         base.path, num_labels=len(labels), id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True)
     if method == "full":
+        if base.frozen_word_embeddings:
+            model.get_input_embeddings().requires_grad_(False)
         return model
     if method == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
@@ -155,16 +197,16 @@ def save_classifier(model, tokenizer, spec: ClassifierSpec, directory: Path) -> 
     from safetensors.torch import save_file
 
     directory.mkdir(parents=True, exist_ok=True)
-    if spec.method == "full":
-        model.save_pretrained(directory / "model")
-        tokenizer.save_pretrained(directory / "model")
-    elif spec.method == "lora":
+    if spec.method == "lora":
         model.save_pretrained(directory / "adapter")
         tokenizer.save_pretrained(directory / "adapter")
-    elif spec.method in POOLED_METHODS:
-        if spec.method == "contrastive":
-            model.encoder.save_pretrained(directory / "encoder")
-            tokenizer.save_pretrained(directory / "encoder")
+    elif not spec.pooled:
+        model.save_pretrained(directory / spec.weights_dir)
+        tokenizer.save_pretrained(directory / spec.weights_dir)
+    else:
+        if spec.weights_dir:
+            model.encoder.save_pretrained(directory / spec.weights_dir)
+            tokenizer.save_pretrained(directory / spec.weights_dir)
         state = {k: v.detach().contiguous() for k, v in model.classifier.state_dict().items()}
         save_file(state, str(directory / "head.safetensors"))
     spec.save(directory)
@@ -181,7 +223,7 @@ def load_model_for_inference(directory: Path, *, merge: bool = True):
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
     spec = ClassifierSpec.load(directory)
-    if spec.method == "full":
+    if spec.method == "full" and not spec.pooled:
         model = AutoModelForSequenceClassification.from_pretrained(directory / "model")
         tokenizer = AutoTokenizer.from_pretrained(directory / "model")
     elif spec.method == "lora":
@@ -199,9 +241,9 @@ def load_model_for_inference(directory: Path, *, merge: bool = True):
         base = resolve_base(spec.base_model)
         model = attach_head(AutoModel.from_pretrained(base.path), directory, spec)
         tokenizer = AutoTokenizer.from_pretrained(base.path)
-    elif spec.method == "contrastive":
-        model = attach_head(AutoModel.from_pretrained(directory / "encoder"), directory, spec)
-        tokenizer = AutoTokenizer.from_pretrained(directory / "encoder")
+    elif spec.pooled and spec.weights_dir:
+        model = attach_head(AutoModel.from_pretrained(directory / spec.weights_dir), directory, spec)
+        tokenizer = AutoTokenizer.from_pretrained(directory / spec.weights_dir)
     else:
         raise TailorError(f"{directory}: unknown method {spec.method!r} in {SPEC_FILE}")
     model.eval()
@@ -233,15 +275,19 @@ def load_trainable(directory: Path, labels: Sequence[str]):
     added = list(labels[len(spec.labels):])
     if list(labels[:len(spec.labels)]) != spec.labels:
         raise TailorError(f"{directory}: labels {list(labels)} do not start with the saved labels {spec.labels}")
-    if spec.method in POOLED_METHODS:
-        source = resolve_base(spec.base_model).path if spec.method == "head" else directory / "encoder"
+    if spec.pooled:
+        source = directory / spec.weights_dir if spec.weights_dir else resolve_base(spec.base_model).path
         model = attach_head(AutoModel.from_pretrained(source), directory, spec)
-        if spec.method == "contrastive":  # its encoder trains again, from its fine-tuned weights
+        if spec.weights_dir:  # its encoder trains again, from its fine-tuned weights
             model.encoder.requires_grad_(True)
+            if spec.method == "full" and _frozen_word_embeddings(spec):
+                model.encoder.get_input_embeddings().requires_grad_(False)
         model.classifier = _grown_linear(model.classifier, len(added))
         return spec, model.train()
     if spec.method == "full":
         model = AutoModelForSequenceClassification.from_pretrained(directory / "model")
+        if _frozen_word_embeddings(spec):
+            model.get_input_embeddings().requires_grad_(False)
         if added:
             model.classifier = _grown_linear(_linear_head(model), len(added))
             _relabel(model, list(labels))
@@ -263,6 +309,17 @@ def load_trainable(directory: Path, labels: Sequence[str]):
     else:
         raise TailorError(f"{directory}: unknown method {spec.method!r} in {SPEC_FILE}")
     return spec, model.train()
+
+
+def _frozen_word_embeddings(spec: ClassifierSpec) -> bool:
+    """Whether full fine-tuning from ``spec``'s version leaves the token embeddings frozen (its base's catalog
+    entry says so; an adapted base follows the catalog base it came from)."""
+    from tailor.catalog import CATALOG
+
+    name = spec.base_model
+    if name.startswith("adapted:"):
+        return resolve_base(name).frozen_word_embeddings
+    return name in CATALOG and CATALOG[name].frozen_word_embeddings
 
 
 def _linear_head(model):

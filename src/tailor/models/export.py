@@ -36,8 +36,8 @@ def _check_out_dir(out: Path) -> None:
 def export_hf(artifact: Path, target: Path) -> None:
     """A directory that ``AutoModelForSequenceClassification.from_pretrained`` loads (LoRA merged in).
 
-    A contrastive version has no such layout (its head reads mean-pooled, L2-normalised embeddings, not the
-    pooler's): it exports its fine-tuned encoder as the Hugging Face directory ``AutoModel`` loads (a
+    A contrastive version, or a full one over a base without a trained pooler, has no such layout (its head
+    reads mean-pooled, L2-normalised embeddings, not the pooler's): it exports its fine-tuned encoder as the Hugging Face directory ``AutoModel`` loads (a
     sentence encoder in its own right), with ``head.safetensors`` (``weight`` ``(labels, hidden)``,
     ``bias``) and ``tailor_model.json`` (the labels in logit order) beside it.
 
@@ -48,13 +48,11 @@ def export_hf(artifact: Path, target: Path) -> None:
     if spec.method == "head":
         raise UsageError("a head-only version has no Hugging Face sequence-classification layout (its head reads "
                          "mean-pooled embeddings); export it with --format onnx")
-    if spec.method == "full":
-        shutil.copytree(artifact / "model", target, dirs_exist_ok=True)
-        return
-    if spec.method == "contrastive":
-        shutil.copytree(artifact / "encoder", target, dirs_exist_ok=True)
-        shutil.copy2(artifact / "head.safetensors", target / "head.safetensors")
-        spec.save(target)
+    if spec.weights_dir:
+        shutil.copytree(artifact / spec.weights_dir, target, dirs_exist_ok=True)
+        if spec.pooled:
+            shutil.copy2(artifact / "head.safetensors", target / "head.safetensors")
+            spec.save(target)
         return
     _, model, tokenizer = load_model_for_inference(artifact, merge=True)
     model.save_pretrained(target)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from tailor.errors import TailorError, UsageError
-from tailor.models.classifier import LORA_TARGETS, OWN_WEIGHTS_DIRS, ClassifierSpec
+from tailor.models.classifier import LORA_TARGETS, OWN_WEIGHTS_METHODS, ClassifierSpec
 from tailor.models.export import EXPORT_ATTENTION
 from tailor.models.runtimes import (ONNX_FILES, RECORD_FILE, RUNTIME_DIR, RUNTIMES, SharedBases, default_bases,
                                     load_runtime)
@@ -381,7 +381,7 @@ def build_graphs(staged_dir: Path, bases: SharedBases, calibration_texts: list[s
     """The graphs a version's method needs: its own (full and contrastive, which hold weights of their own;
     calibrated on ``calibration_texts``) or its base's (head: encoder, lora: slot graph)."""
     spec = ClassifierSpec.load(staged_dir)
-    if spec.method in OWN_WEIGHTS_DIRS:
+    if spec.method in OWN_WEIGHTS_METHODS:
         build_own_graphs(staged_dir, calibration_texts)
     else:
         bases.graph_dir(spec.base_model, "encoder" if spec.method == "head" else "lora")
@@ -538,7 +538,7 @@ def optimize_version(staged_dir: Path, texts: list[str], labels: list[str], base
     if built == RUNTIMES:
         chosen, allowed, reason = choose_runtime(scores, speeds, gate_points, len(texts), runtime, comparisons,
                                                  min_agreement,
-                                                 shared=ClassifierSpec.load(staged_dir).method not in OWN_WEIGHTS_DIRS)
+                                                 shared=ClassifierSpec.load(staged_dir).method not in OWN_WEIGHTS_METHODS)
     else:
         chosen, allowed, reason = "torch-fp32", ["torch-fp32"], f"no ONNX graphs ({failure[:300]})"
     record = {"runtime": chosen, "gate_points": gate_points, "min_agreement": min_agreement,

@@ -329,13 +329,11 @@ def _load_own_onnx(artifact_dir, spec, bases, runtime, threads) -> OnnxRuntime:
     """A version with its own graph (full, contrastive), its tokenizer from its own weights' directory."""
     from transformers import AutoTokenizer
 
-    from tailor.models.classifier import OWN_WEIGHTS_DIRS
-
     path = artifact_dir / RUNTIME_DIR / ONNX_FILES[runtime]
     if not path.is_file():
         raise TailorError(f"{artifact_dir}: no {RUNTIME_DIR}/{path.name}; this version was published without "
                           f"ONNX graphs, load it on torch-fp32")
-    tokenizer = AutoTokenizer.from_pretrained(artifact_dir / OWN_WEIGHTS_DIRS[spec.method])
+    tokenizer = AutoTokenizer.from_pretrained(artifact_dir / spec.weights_dir)
     return OnnxRuntime(runtime, spec, tokenizer, open_session(path),
                        own_bytes=path.stat().st_size, lanes=threads)
 

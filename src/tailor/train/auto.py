@@ -94,7 +94,7 @@ class MethodPlan:
 
 def plan_method(cfg, base, tokenizer, split, labels: list[str], *, n_test: int, device: str, bf16: bool, home,
                 started: float, trials: int = 1, deadline: float | None = None,
-                methods: tuple[str, ...] | None = None) -> MethodPlan:
+                methods: tuple[str, ...] | None = None, pool_texts: list[str] | None = None) -> MethodPlan:
     """Encode the split's training and validation rows, estimate each method on this machine and pick ``auto``'s.
 
     What a classification job does when it starts (:func:`tailor.train.job.run_classification_job`) and what
@@ -109,6 +109,7 @@ def plan_method(cfg, base, tokenizer, split, labels: list[str], *, n_test: int, 
         deadline: the ``time.monotonic()`` the time budget ends at, or None.
         methods: the methods to estimate; default ``full``, ``head`` and ``contrastive`` for ``auto`` (what it
             chooses between), else the one asked for.
+        pool_texts: the usable unlabelled texts of a job that self-trains (their rounds join the estimate).
     """
     import time
 
@@ -119,9 +120,10 @@ def plan_method(cfg, base, tokenizer, split, labels: list[str], *, n_test: int, 
     label_id = {label: i for i, label in enumerate(labels)}
     train_enc = encode(tokenizer, split.train.texts, cfg.max_length, [label_id[y] for y in split.train.labels])
     val_enc = encode(tokenizer, split.val.texts, cfg.max_length, [label_id[y] for y in split.val.labels])
+    pool_lengths = [len(r) for r in encode(tokenizer, pool_texts, cfg.max_length).input_ids] if pool_texts else None
     estimates = classification_estimates(methods, base, train_enc, val_enc, n_test=n_test, num_labels=len(labels),
                                          cfg=cfg, device=device, bf16=bf16, home=home, started=started,
-                                         trials=trials)
+                                         trials=trials, pool_lengths=pool_lengths)
     budget_left = None if deadline is None else deadline - time.monotonic()
     method, reason = cfg.method, "chosen by the user"
     if method == "auto":

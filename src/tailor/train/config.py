@@ -59,6 +59,10 @@ class TrainConfig(LoraTrainingConfig):
     method: Method = Field("auto", description="full fine-tune, LoRA, frozen encoder + linear head, contrastive "
                                                "(few-shot: the encoder tuned on pairs of the labels, then a "
                                                "linear head), or auto")
+    full_pooling: Literal["auto", "pooler", "mean"] = Field(
+        "auto", description="what method full's head reads: the checkpoint's [CLS] pooler, the mean-pooled "
+                            "embedding (head fitted first, then everything trains), or auto (the base's own: "
+                            "mean for me5-small, whose pooler was never trained)")
     epochs: int = Field(4, ge=1, le=100, description="maximum epochs (early stopping may end sooner)")
     lr: float = Field(1e-4, gt=0, lt=1, description="peak learning rate for full fine-tuning")
     lora_lr: float = Field(1e-3, gt=0, lt=1, description="peak learning rate for LoRA")

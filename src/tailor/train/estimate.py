@@ -21,6 +21,12 @@ The estimate (:class:`Estimate`) sums the stages in the order the job runs them:
   cost plus full fine-tuning's optimizer step each (an upper bound: its word embeddings stay frozen), then
   what head does on the tuned encoder.
 - ``validation``: one bf16 forward pass over the validation rows per epoch (full/LoRA).
+- ``self_training``: with a pool of unlabelled texts (:mod:`tailor.train.self_training`), each of the
+  ``self_training_rounds`` rounds predicts the pool and the validation rows (fp32 passes), then trains a fresh
+  model as the train and validation stages do, on the labelled rows plus the round's pseudo-labels: at most
+  ``round x pseudo_label_growth`` times each label's labelled rows, cut to the pool's size, their lengths spread
+  like the pool's. An upper bound: a round stops self-training when no text is confident enough or validation
+  gets worse, and a label gets fewer pseudo-labels when fewer texts are predicted as it.
 - ``test``: one fp32 forward pass over the test rows, and one over the validation rows (the suggested
   abstain threshold).
 - ``explain``: the evaluation's explanations: a sample of test rows and the most confident mistakes, each
@@ -50,7 +56,7 @@ from tailor.train.batching import length_grouped_batches
 
 SPEED_FILE = Path("cache") / "speed.json"
 STALE_AFTER_S = 7 * 24 * 3600
-SPEED_FORMAT = 2  # 2: the optimizer step includes gradient clipping
+SPEED_FORMAT = 3  # 2: the optimizer step includes gradient clipping; 3: full as it trains (see build_model)
 TIMED_STEPS = 2  # after one untimed warm-up step; the fastest counts (other work only slows a step down)
 LENGTH_BUCKET = 8  # probe lengths are rounded up to a multiple of this, so near-equal jobs share a probe
 INFER_BATCH = 64  # predict_logits and embed_all's batch size
@@ -115,6 +121,26 @@ class Speed:
         return self.forward_s[precision] / (self.batch_size * self.length)
 
 
+_TRAINING_STAGES = ("train", "validation", "self_training")
+
+
+@dataclass(frozen=True)
+class SelfTrainingRound:
+    """The most one self-training round does (see the module docstring).
+
+    Attributes:
+        pseudo_labels: the most pseudo-labels the round adds to the labelled rows.
+        train_lengths: token counts of the rows its fresh model trains on (labelled, then pseudo-labelled).
+        predict_tokens: padded tokens of the pool and validation rows it predicts first.
+        contrastive_work: contrastive: ``(steps, padded tokens)`` of the fresh model's contrastive stage.
+    """
+
+    pseudo_labels: int
+    train_lengths: list[int]
+    predict_tokens: int
+    contrastive_work: tuple[int, int] = (0, 0)
+
+
 @dataclass(frozen=True)
 class Estimate:
     """Estimated seconds per stage (in the job's order) and in total.
@@ -139,20 +165,22 @@ class Estimate:
 
     @property
     def training_s(self) -> float:
-        """The stages a training deadline governs: training and its validation passes."""
-        return round(self.stages.get("train", 0.0) + self.stages.get("validation", 0.0), 1)
+        """The stages a training deadline governs: training, its validation passes and the self-training rounds'
+        fresh models."""
+        return round(sum(self.stages.get(stage, 0.0) for stage in _TRAINING_STAGES), 1)
 
     @property
     def per_epoch_s(self) -> float:
         """Training seconds (with validation) of one epoch of one trial."""
-        return round(self.training_s / max(1, self.epochs * self.trials), 1)
+        return round((self.stages.get("train", 0.0) + self.stages.get("validation", 0.0))
+                     / max(1, self.epochs * self.trials), 1)
 
     def within(self, budget_s: float | None) -> "Estimate":
         """This estimate with its training stages cut to ``budget_s`` seconds (the deadline stops training)."""
         if budget_s is None or self.training_s <= budget_s:
             return self
         share = max(budget_s, 0.0) / self.training_s
-        stages = {k: round(v * share, 1) if k in ("train", "validation") else v for k, v in self.stages.items()}
+        stages = {k: round(v * share, 1) if k in _TRAINING_STAGES else v for k, v in self.stages.items()}
         return Estimate(self.method, stages, self.epochs, self.trials, self.notes)
 
     def describe(self) -> str:
@@ -168,6 +196,10 @@ class Estimate:
                 text += (f" (contrastive {format_seconds(self.notes.get('contrastive_s', 0))} over {self.epochs} "
                          f"steps, embedding {format_seconds(self.notes.get('embedding_s', 0))}, "
                          f"{self.notes.get('head_steps', 0)} head steps)")
+            elif stage == "self_training":
+                rounds = self.notes.get("pseudo_labels", [])
+                text += (f" ({len(rounds)} {'round' if len(rounds) == 1 else 'rounds'}, up to "
+                         f"{' + '.join(map(str, rounds))} pseudo-labels)")
             elif stage == "train":
                 unit = "epoch" if self.epochs == 1 else "epochs"
                 text += f" over {self.epochs} {unit}" + (f" x {self.trials} trials" if self.trials > 1 else "")
@@ -206,8 +238,8 @@ def probe_length(lengths: Sequence[int], batch_size: int, seed: int) -> int:
 def estimate_classification(method: str, speed: Speed, *, train_lengths: Sequence[int],
                             val_lengths: Sequence[int], n_test: int, num_labels: int, batch_size: int, epochs: int,
                             seed: int, head_epochs: int, elapsed_s: float = 0.0, trials: int = 1,
-                            gate_graphs_built: bool = True,
-                            contrastive_work: tuple[int, int] = (0, 0)) -> Estimate:
+                            gate_graphs_built: bool = True, contrastive_work: tuple[int, int] = (0, 0),
+                            self_training: Sequence[SelfTrainingRound] = ()) -> Estimate:
     """The classification job's stages for ``method`` at the measured ``speed``.
 
     Args:
@@ -219,41 +251,94 @@ def estimate_classification(method: str, speed: Speed, *, train_lengths: Sequenc
         gate_graphs_built: head/LoRA: the base's ONNX graphs are already in the storage root's cache.
         contrastive_work: contrastive: ``(steps, padded tokens)`` of its contrastive stage (see
             :func:`contrastive_workload`).
+        self_training: the self-training rounds after training (see :func:`self_training_rounds`); none
+            without a pool. Each trains one model (the search's trials are behind it).
     """
     mparams = speed.params / 1e6
     val_tokens = padded_tokens(val_lengths, INFER_BATCH, shuffle=False)
     mean_val = val_tokens / len(val_lengths) if val_lengths else speed.length
+    fit = dict(val_lengths=val_lengths, val_tokens=val_tokens, num_labels=num_labels, batch_size=batch_size,
+               epochs=epochs, seed=seed, head_epochs=head_epochs)
+    train, validation, counted, notes = _training_seconds(method, speed, train_lengths, trials=trials,
+                                                          contrastive_work=contrastive_work, **fit)
+    rounds = 0.0
+    for done in self_training:
+        round_train, round_validation, _, _ = _training_seconds(method, speed, done.train_lengths, trials=1,
+                                                                contrastive_work=done.contrastive_work, **fit)
+        rounds += done.predict_tokens * speed.forward_per_token("fp32") + round_train + round_validation
+    if self_training:
+        notes["pseudo_labels"] = [done.pseudo_labels for done in self_training]
+    test = (n_test + len(val_lengths)) * mean_val * speed.forward_per_token("fp32")  # + the abstain threshold
+    stages = {"data": elapsed_s, "train": train, "validation": validation, "self_training": rounds, "test": test,
+              "explain": explain_seconds(speed, n_test, mean_val),
+              "gate": gate_seconds(method, speed, len(val_lengths), mean_val, gate_graphs_built),
+              "save": SAVE_FIXED_S + (SAVE_S_PER_MPARAM * mparams if method in ("full", "contrastive") else 0.0)}
+    if method in ("head", "contrastive"):
+        del stages["validation"]
+    if not self_training:
+        del stages["self_training"]
+    return Estimate(method, {k: round(v, 1) for k, v in stages.items()}, counted, trials if method != "head" else 1,
+                    notes)
+
+
+def _training_seconds(method: str, speed: Speed, train_lengths: Sequence[int], *, val_lengths: Sequence[int],
+                      val_tokens: int, num_labels: int, batch_size: int, epochs: int, seed: int, head_epochs: int,
+                      trials: int, contrastive_work: tuple[int, int]) -> tuple[float, float, int, dict]:
+    """``(train s, validation s, steps or epochs counted, notes)`` of training ``method`` on rows of
+    ``train_lengths`` tokens."""
     notes: dict = {}
     if method in ("head", "contrastive"):
         embed_tokens = padded_tokens(list(train_lengths) + list(val_lengths), INFER_BATCH, shuffle=False)
         embedding = embed_tokens * speed.forward_per_token("fp32")
         macs = len(train_lengths) * speed.hidden * num_labels * 3  # forward + the two backward products
         train = embedding + head_epochs * macs / speed.head_macs_per_s
-        validation = 0.0
         notes["embedding_s"] = round(embedding, 1)
-        counted = head_epochs
+        if method == "head":
+            return train, 0.0, head_epochs, notes
+        steps, tokens = contrastive_work
+        contrastive = tokens * speed.fwd_bwd_per_token("full") + steps * speed.step_s["full"]["optimizer"]
+        notes.update(contrastive_s=round(trials * contrastive, 1), head_steps=head_epochs)
+        return trials * (contrastive + train), 0.0, steps, notes
+    steps = math.ceil(len(train_lengths) / batch_size)
+    tokens = sum(padded_tokens(train_lengths, batch_size, shuffle=True, seed=seed + e) for e in range(1, epochs + 1))
+    train = trials * (tokens * speed.fwd_bwd_per_token(method) + epochs * steps * speed.step_s[method]["optimizer"])
+    return train, trials * epochs * val_tokens * speed.forward_per_token("train"), epochs, notes
+
+
+def pseudo_label_caps(label_counts: Sequence[int], round_no: int, growth: float, pool_rows: int) -> list[int]:
+    """The most pseudo-labels per class self-training round ``round_no`` adds: ``round_no x growth`` times the
+    class's labelled rows, rounded down (as :func:`tailor.train.self_training.select_pseudo_labels` caps them),
+    cut in proportion (rounded down) when together they exceed the pool's ``pool_rows``."""
+    wanted = [int(growth * round_no * count) for count in label_counts]
+    total = sum(wanted)
+    if total <= pool_rows:
+        return wanted
+    return [want * pool_rows // total for want in wanted]
+
+
+def self_training_rounds(train_enc, val_lengths: Sequence[int], pool_lengths: Sequence[int], cfg,
+                         method: str) -> list[SelfTrainingRound]:
+    """The most each of ``cfg.self_training_rounds`` rounds does on a pool of texts of ``pool_lengths`` tokens
+    (at most ``cfg.unlabeled_max_rows`` of them are used), for a job whose encoded training rows are
+    ``train_enc``. A round's pseudo-labels are given the pool's lengths, spread evenly over its sorted lengths."""
+    from tailor.train.batching import Encoded
+
+    pool = sorted(pool_lengths[:cfg.unlabeled_max_rows])
+    train_lengths = [len(r) for r in train_enc.input_ids]
+    counts = [list(train_enc.targets).count(k) for k in range(max(train_enc.targets, default=-1) + 1)]
+    predict_tokens = (padded_tokens(pool, INFER_BATCH, shuffle=False)
+                      + padded_tokens(val_lengths, INFER_BATCH, shuffle=False))
+    rounds = []
+    for round_no in range(1, cfg.self_training_rounds + 1):
+        caps = pseudo_label_caps(counts, round_no, cfg.pseudo_label_growth, len(pool))
+        added = sum(caps)
+        lengths = train_lengths + [pool[(2 * i + 1) * len(pool) // (2 * added)] for i in range(added)]
+        work = (0, 0)
         if method == "contrastive":
-            steps, tokens = contrastive_work
-            contrastive = tokens * speed.fwd_bwd_per_token("full") + steps * speed.step_s["full"]["optimizer"]
-            train = trials * (contrastive + train)
-            notes.update(contrastive_s=round(trials * contrastive, 1), head_steps=head_epochs)
-            counted = steps
-    else:
-        steps = math.ceil(len(train_lengths) / batch_size)
-        tokens = sum(padded_tokens(train_lengths, batch_size, shuffle=True, seed=seed + e)
-                     for e in range(1, epochs + 1))
-        train = trials * (tokens * speed.fwd_bwd_per_token(method) + epochs * steps * speed.step_s[method]["optimizer"])
-        validation = trials * epochs * val_tokens * speed.forward_per_token("train")
-        counted = epochs
-    test = (n_test + len(val_lengths)) * mean_val * speed.forward_per_token("fp32")  # + the abstain threshold
-    stages = {"data": elapsed_s, "train": train, "validation": validation, "test": test,
-              "explain": explain_seconds(speed, n_test, mean_val),
-              "gate": gate_seconds(method, speed, len(val_lengths), mean_val, gate_graphs_built),
-              "save": SAVE_FIXED_S + (SAVE_S_PER_MPARAM * mparams if method in ("full", "contrastive") else 0.0)}
-    if method in ("head", "contrastive"):
-        del stages["validation"]
-    return Estimate(method, {k: round(v, 1) for k, v in stages.items()}, counted, trials if method != "head" else 1,
-                    notes)
+            targets = list(train_enc.targets) + [k for k, cap in enumerate(caps) for _ in range(cap)]
+            work = contrastive_workload(Encoded([[0] * n for n in lengths], targets), cfg)
+        rounds.append(SelfTrainingRound(added, lengths, predict_tokens, work))
+    return rounds
 
 
 def explain_seconds(speed: Speed, n_test: int, mean_tokens: float) -> float:
@@ -403,14 +488,15 @@ def probe_speed(base, methods: Sequence[str], *, batch_size: int, length: int, d
     torch.set_num_threads(threads)
     try:
         labels = ["a", "b"]
-        model = build_model("full", base, labels)
-        batch = _probe_batch(model.config.vocab_size, batch_size, length, len(labels), device)
+        model = build_model("full", base, labels)  # as full trains it (a pooled head, frozen embeddings)
+        config = getattr(model, "encoder", model).config
+        batch = _probe_batch(config.vocab_size, batch_size, length, len(labels), device)
         step_s = {}
         if "full" in methods:
             step_s["full"] = probe_training_step(model, batch, device, bf16)
         forward_s = {"train": probe_forward(model, batch, device, bf16),
                      "fp32": probe_forward(model, batch, device, False)}
-        params, hidden = sum(p.numel() for p in model.parameters()), int(model.config.hidden_size)
+        params, hidden = sum(p.numel() for p in model.parameters()), int(config.hidden_size)
         del model
         if "lora" in methods:
             lora = build_model("lora", base, labels)
@@ -497,8 +583,8 @@ def measured_speed(base, methods: Sequence[str], *, batch_size: int, length: int
 
 
 def classification_estimates(methods: Sequence[str], base, train_enc, val_enc, *, n_test: int, num_labels: int, cfg,
-                             device: str, bf16: bool, home: Path, started: float,
-                             trials: int = 1) -> dict[str, Estimate]:
+                             device: str, bf16: bool, home: Path, started: float, trials: int = 1,
+                             pool_lengths: Sequence[int] | None = None) -> dict[str, Estimate]:
     """An :class:`Estimate` per method in ``methods`` for a classification job, from ``base``'s measured
     speed (probed or cached) at the job's batch size and typical padded length.
 
@@ -506,6 +592,8 @@ def classification_estimates(methods: Sequence[str], base, train_enc, val_enc, *
         base: the resolved base model; ``train_enc`` / ``val_enc``: the encoded training and validation rows.
         cfg: the job's :class:`~tailor.train.config.TrainConfig`.
         started: the job's ``time.monotonic()`` start; the data stage counts up to after the probe.
+        pool_lengths: token counts of the usable unlabelled texts of a job that self-trains (None: no pool);
+            adds the ``self_training`` stage.
     """
     train_lengths = [len(r) for r in train_enc.input_ids]
     val_lengths = [len(r) for r in val_enc.input_ids]
@@ -518,8 +606,9 @@ def classification_estimates(methods: Sequence[str], base, train_enc, val_enc, *
         batch_size=cfg.batch_size, epochs=cfg.epochs, seed=cfg.seed, head_epochs=cfg.head_epochs,
         elapsed_s=elapsed_s, trials=trials,
         gate_graphs_built=method in ("full", "contrastive") or graphs_built(home, base.name, method),
-        contrastive_work=contrastive_workload(train_enc, cfg) if method == "contrastive" else (0, 0))
-        for method in methods}
+        contrastive_work=contrastive_workload(train_enc, cfg) if method == "contrastive" else (0, 0),
+        self_training=self_training_rounds(train_enc, val_lengths, pool_lengths, cfg, method) if pool_lengths
+        else ()) for method in methods}
 
 
 def contrastive_workload(train_enc, cfg) -> tuple[int, int]:

@@ -132,7 +132,8 @@ class Parent:
     Attributes:
         ref: the version, ``name:N`` (recorded as the new version's ``lineage["parent"]``).
         directory: its artifact directory.
-        method / base_model / labels / max_length: from its ``tailor_model.json``; labels in their order.
+        method / base_model / labels / max_length / pooling: from its ``tailor_model.json``; labels in their
+            order.
     """
 
     ref: str
@@ -141,6 +142,7 @@ class Parent:
     base_model: str
     labels: tuple[str, ...]
     max_length: int
+    pooling: str = "mean"
 
     def config_overrides(self, overrides: dict) -> dict:
         """``overrides`` with the parent's base model, method and token length where they are not given.
@@ -182,7 +184,7 @@ class Parent:
         from tailor.train.classify import unfold_head_temperature
 
         _, model = load_trainable(self.directory, labels)
-        if self.method in ("head", "contrastive"):
+        if self.method in ("head", "contrastive"):  # their heads train again by fit_head, which folds it anew
             unfold_head_temperature(model.classifier)
         return model
 
@@ -294,7 +296,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     from tailor.data.split import stratified_split
     from tailor.eval.explanations import describe_faithfulness, explain_evaluation
     from tailor.eval.run import score_probabilities, zero_shot_on_rows
-    from tailor.models.classifier import ClassifierSpec, TextClassifier
+    from tailor.models.classifier import ClassifierSpec, TextClassifier, pooling_for
     from tailor.registry.service import open_registry
     from tailor.runtime import pick_device, setup_torch, supports_bf16
     from tailor.train.auto import plan_method
@@ -342,19 +344,15 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                              seed=cfg.seed)
     labels = model_labels or split.train.label_set
     test = _eval_rows(eval_raw, labels, reporter) if eval_raw is not None else split.test
-    pool = None
-    if unlabelled is not None:
-        from tailor.train.self_training import prepare_pool
-
-        pool = prepare_pool(unlabelled, train_sha256=raw.source.sha256 if raw.source else None,
-                            train_texts=cleaned.dataset.texts, test_texts=test.texts,
-                            max_rows=cfg.unlabeled_max_rows, seed=cfg.seed)
+    pool = _prepare_pool(unlabelled, raw, cleaned.dataset, test, cfg)
+    if pool is not None:
         reporter.message(pool.describe(), unlabeled=pool.source)
     device = pick_device(cfg.device)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and supports_bf16(device))
 
     plan = plan_method(cfg, base, tokenizer, split, labels, n_test=len(test), device=device, bf16=bf16,
-                       home=settings.home, started=t_start, trials=max(1, search), deadline=deadline)
+                       home=settings.home, started=t_start, trials=max(1, search), deadline=deadline,
+                       pool_texts=_usable_texts(pool))
     method, reason, estimate = plan.method, plan.reason, plan.estimate
     train_enc, val_enc = plan.train_enc, plan.val_enc
     reporter.message(f"method: {method} ({reason}; estimated {estimate.total_s:.0f}s in all)", method=method,
@@ -367,6 +365,8 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     run_dir = run_dir or settings.home / "runs" / run_id_for(sources, cfg.model_dump(), method, tenant, name)
     checkpointer = Checkpointer(run_dir, keyring=open_keyring(settings.registry_url, settings), tenant=tenant)
 
+    spec_pooling = parent.pooling if parent else pooling_for(method, base, cfg.full_pooling)
+
     def fit(trial_cfg: TrainConfig, with_checkpoints: bool = False, train_rows=None) -> tuple[object, FitOutcome]:
         from tailor.models.classifier import build_model
         from tailor.train.classify import fit_encoder, fit_head
@@ -375,7 +375,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
             model = parent.load(labels)
         else:
             model = build_model(method, base, labels, lora_r=trial_cfg.lora_r, lora_alpha=trial_cfg.lora_alpha,
-                                lora_dropout=trial_cfg.lora_dropout, seed=trial_cfg.seed)
+                                lora_dropout=trial_cfg.lora_dropout, seed=trial_cfg.seed, full_pooling=spec_pooling)
         common = dict(pad_id=tokenizer.pad_token_id, num_labels=len(labels), device=device, reporter=reporter)
         rows = train_enc if train_rows is None else train_rows
         if method == "head":
@@ -384,6 +384,11 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
             from tailor.train.contrastive import fit_contrastive
 
             return model, fit_contrastive(model, rows, val_enc, trial_cfg, bf16=bf16, deadline=deadline, **common)
+        if method == "full" and spec_pooling == "mean" and not parent:
+            # linear probing, then fine-tuning: the new head starts from the frozen encoder's best linear
+            # answer (and the logit scale fit_head folds in), not from random weights that would first pull
+            # the encoder's features toward them
+            fit_head(model, rows, val_enc, trial_cfg, **common)
         lr = trial_cfg.lora_lr if method == "lora" else trial_cfg.lr
         return model, fit_encoder(model, rows, val_enc, trial_cfg, lr=lr, bf16=bf16, deadline=deadline,
                                   checkpointer=checkpointer if with_checkpoints else None, resume=resume, **common)
@@ -400,7 +405,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     timings["train_s"] = round(time.monotonic() - t_fit, 2)
     reporter.message(f"training done: best epoch {outcome.best_epoch}, valid macro-F1 {outcome.best_valid_f1:.4f} "
                      f"({outcome.stop_reason})", stop_reason=outcome.stop_reason)
-    spec = ClassifierSpec(method, base.name, list(labels), cfg.max_length)
+    spec = ClassifierSpec(method, base.name, list(labels), cfg.max_length, spec_pooling)
     self_training = None
     if pool is not None and pool.skipped is None:
         t_self = time.monotonic()
@@ -431,6 +436,7 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                "label_counts": {label: split.train.label_counts().get(label, 0) for label in sorted(labels)},
                "data_report": report,
                "base_model": base.name, "base_reason": base_reason, "method": method, "method_reason": reason,
+               "pooling": spec.pooling,
                "tailor_version": tailor.__version__, "timings": timings, "stop_reason": outcome.stop_reason,
                "resumed_from_epoch": outcome.resumed_from, "device": device, "precision": "bf16" if bf16 else "fp32"}
     if parent:
@@ -468,6 +474,23 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     reporter.message(took_message(timings["total_s"], timings["estimated_s"]), timings=dict(timings))
     return TrainResult(version, metrics, baseline, report, method, reason, cfg.model_dump(), timings,
                        outcome.history, outcome.best_epoch, trials, self_training)
+
+
+def _prepare_pool(unlabelled, raw: TextDataset, cleaned: TextDataset, test: TextDataset, cfg: TrainConfig):
+    """The self-training pool from the unlabelled texts (:func:`tailor.train.self_training.prepare_pool`: the
+    training file itself, training and test rows left out), or None without unlabelled texts."""
+    if unlabelled is None:
+        return None
+    from tailor.train.self_training import prepare_pool
+
+    return prepare_pool(unlabelled, train_sha256=raw.source.sha256 if raw.source else None,
+                        train_texts=cleaned.texts, test_texts=test.texts, max_rows=cfg.unlabeled_max_rows,
+                        seed=cfg.seed)
+
+
+def _usable_texts(pool) -> list[str] | None:
+    """The pool's texts when self-training will use them, else None."""
+    return pool.texts if pool is not None and pool.skipped is None else None
 
 
 def _read_unlabelled(path, text_col: str | None, settings: Settings):
@@ -521,14 +544,16 @@ def _self_train(model, outcome: FitOutcome, pool, split, labels: list[str], cfg:
 
 def estimate_classification_job(data, *, eval_file=None, text_col: str | None = None, label_col: str | None = None,
                                 preset: str = "default", settings: Settings | None = None,
-                                redact_pii: bool = False, **overrides) -> dict:
+                                redact_pii: bool = False, unlabeled=None, unlabeled_text_col: str | None = None,
+                                **overrides) -> dict:
     """How long :func:`run_classification_job` would take on this machine with each method, and the method
     ``auto`` would choose, without training: the job's own reading, cleaning, split and estimate
     (:func:`tailor.train.auto.plan_method`). The base's speed is probed once (it loads the base: seconds) and
     cached in the storage root; later estimates at the same batch shape read the cache.
 
     Args:
-        data / eval_file / text_col / label_col / preset / overrides: as for :func:`run_classification_job`.
+        data / eval_file / text_col / label_col / preset / unlabeled / unlabeled_text_col / overrides: as for
+            :func:`run_classification_job` (with unlabelled texts, the estimates include self-training's rounds).
 
     Returns:
         ``{"task": "classification", "base_model", "base_reason", "method", "method_reason", "auto_method",
@@ -547,6 +572,7 @@ def estimate_classification_job(data, *, eval_file=None, text_col: str | None = 
     started = time.monotonic()
     cfg = load_preset(preset, **overrides)
     raw, eval_raw, cleaned = _read_and_clean(data, eval_file, text_col, label_col, settings, redact_pii)
+    unlabelled = _read_unlabelled(unlabeled, unlabeled_text_col, settings)
     setup_torch()
     from transformers import AutoTokenizer
 
@@ -561,7 +587,8 @@ def estimate_classification_job(data, *, eval_file=None, text_col: str | None = 
     plan = plan_method(cfg.with_overrides(method="auto"), base, tokenizer, split, split.train.label_set,
                        n_test=len(test), device=device, bf16=bf16, home=settings.home, started=started,
                        deadline=started + cfg.time_budget_s if cfg.time_budget_s else None,
-                       methods=("full", "lora", "head", "contrastive"))
+                       methods=("full", "lora", "head", "contrastive"),
+                       pool_texts=_usable_texts(_prepare_pool(unlabelled, raw, cleaned.dataset, test, cfg)))
     method, reason = (plan.method, plan.reason) if cfg.method == "auto" else (cfg.method, "chosen by the user")
     return {"task": "classification", "base_model": base.name, "base_reason": base_reason, "method": method,
             "method_reason": reason, "auto_method": plan.method, "auto_reason": plan.reason,

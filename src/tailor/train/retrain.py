@@ -75,7 +75,7 @@ def resolve_parent(registry, tenant: str, ref: str) -> tuple[ModelVersion, Paren
     directory = registry.artifact_dir(version)
     spec = ClassifierSpec.load(directory)
     return version, Parent(version.ref, directory, spec.method, spec.base_model, tuple(spec.labels),
-                           spec.max_length)
+                           spec.max_length, spec.pooling)
 
 
 def feedback_rows(feedback, tenant: str, name: str, since=None) -> TextDataset:

@@ -139,12 +139,19 @@ class ZeroShotResult:
                 "timings": self.timings}
 
 
-def _eval_rows(eval_file, labels, text_col, label_col, settings: Settings, reporter: Reporter):
-    """The eval file's rows the labels can be scored on, saying how many were left out and why."""
+def _eval_rows(eval_file, labels, text_col, label_col, settings: Settings, reporter: Reporter,
+               redact_pii: bool = False):
+    """The eval file's rows the labels can be scored on (personal data replaced by placeholders with
+    ``redact_pii``), saying how many were left out and why."""
+    from dataclasses import replace
+
     from tailor.data.ingest import read_dataset
+    from tailor.data.pii import redact_texts
     from tailor.eval.run import scorable_rows
 
     raw = read_dataset(eval_file, text_col, label_col, max_bytes=settings.max_file_bytes)
+    if redact_pii:  # scored, fingerprinted and quoted in the evaluation report: no personal data there
+        raw = replace(raw, texts=redact_texts(raw.texts)[0])
     rows, unknown = scorable_rows(raw, labels)
     if len(rows) < len(raw):
         reporter.message(f"eval file: {len(raw) - len(rows)} rows left out (empty, or a label not among the "
@@ -165,7 +172,8 @@ def _choose_base(base: str, eval_texts: list[str] | None, prompts: list[str]) ->
 def run_zero_shot_job(labels: Sequence[str], *, descriptions: dict[str, str] | None = None, name: str,
                       base: str = "auto", eval_file=None, text_col: str | None = None, label_col: str | None = None,
                       tenant: str = "default", settings: Settings | None = None, reporter: Reporter | None = None,
-                      actor: str | None = None, new_labels: bool = False) -> ZeroShotResult:
+                      actor: str | None = None, new_labels: bool = False,
+                      redact_pii: bool = False) -> ZeroShotResult:
     """Build the zero-shot classifier for ``labels`` and register it as a method-``head`` version.
 
     Nothing is trained. With ``eval_file`` the version is scored on its rows (test metrics beside the
@@ -184,6 +192,8 @@ def run_zero_shot_job(labels: Sequence[str], *, descriptions: dict[str, str] | N
             ``labels`` are left out and counted.
         actor: who registers the version (``lineage["actor"]``).
         new_labels: register even if the model's latest version has other labels.
+        redact_pii: replace e-mails, phones, card, ID and IBAN numbers in the eval texts by placeholders before
+            they are scored (a fine-tuning job's option, and its tenant's switch).
 
     Returns:
         A :class:`ZeroShotResult`.
@@ -212,7 +222,8 @@ def run_zero_shot_job(labels: Sequence[str], *, descriptions: dict[str, str] | N
     if not new_labels:
         check_same_labels(registry.store, tenant, name, labels)
     cfg = load_preset("default")
-    raw, rows = _eval_rows(eval_file, labels, text_col, label_col, settings, reporter) if eval_file else (None, None)
+    raw, rows = (_eval_rows(eval_file, labels, text_col, label_col, settings, reporter, redact_pii)
+                 if eval_file else (None, None))
     base_name, base_reason = _choose_base(base, rows.texts if rows is not None else None, prompts)
     reporter.message(f"base model: {base_name} ({base_reason})", base=base_name, reason=base_reason)
     resolved = resolve_base(base_name, progress=reporter)

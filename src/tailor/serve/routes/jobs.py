@@ -2,6 +2,8 @@
 
 A job's ``model`` is a base model of the catalog, or one of the tenant's fine-tuned classifiers (``ft:...``,
 ``name:N``, ``name@alias``): a retrain that continues that version's weights (:mod:`tailor.train.retrain`).
+A ``zero_shot`` job (``method.tailor.method``) builds a classifier from ``method.tailor.labels`` on a base encoder
+(:mod:`tailor.train.zero_shot`): no training file; a validation file scores it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from fastapi import APIRouter
 from tailor.catalog import CATALOG
 from tailor.data.files import CHAT as CHAT_FILE, TEXTS as TEXTS_FILE
 from tailor.errors import DataError, NotFoundError, TailorError
-from tailor.jobs.spec import CHAT, CLASSIFICATION, JobCreate, resolve_training
+from tailor.jobs.spec import CHAT, CLASSIFICATION, ZERO_SHOT, JobCreate, OptionError, resolve_training
 from tailor.jobs.store import RESUMABLE
 from tailor.serve.deps import Reader, ServicesDep, Trainer
 from tailor.serve.errors import ApiError
@@ -92,14 +94,38 @@ def _check_unlabeled_file(services, tenant: str, file_id: str) -> None:
                             "TSV or JSONL with a text column)", param=param, code="invalid_file")
 
 
+def _check_zero_shot(body: JobCreate) -> None:
+    """A zero_shot job's model is a catalog base and it has no training file."""
+    if body.model not in CATALOG:
+        raise ApiError(400, f"model {body.model!r}: a zero_shot job embeds its labels with a base model; base models "
+                            f"are: {', '.join(CATALOG)}", param="model", code="model_not_available")
+    if body.training_file is not None:
+        raise ApiError(400, "training_file: a zero_shot job trains nothing; leave it out, give the labels in "
+                            "method.tailor.labels and, to score the model, a validation_file", param="training_file")
+
+
+def _check_labels_scored(services, tenant: str, body: JobCreate) -> None:
+    """A zero_shot job's validation file must hold rows of its labels (the others are left out)."""
+    labels, _ = body.tailor_options().zero_shot_labels()
+    found = services.files.get(tenant, body.validation_file).summary.get("labels", {})
+    if not set(found) & set(labels):
+        raise ApiError(400, f"validation_file {body.validation_file} has no row of the job's labels "
+                            f"({', '.join(labels)}); its labels are: {', '.join(sorted(found))}",
+                       param="validation_file", code="invalid_file")
+
+
 @router.post("", response_model=JobObject, responses=errors(), summary="Create a fine-tuning job")
 def create_job(body: JobCreate, principal: Trainer, services: ServicesDep) -> dict:
     """Check the model and files, then queue the job; a worker picks it up in order. Refused with 429 while the
     tenant has its limit of jobs queued or running, or once its jobs used its training minutes of the day (UTC)."""
-    parent = _retrain_parent(services, principal.tenant, body)
-    task = CLASSIFICATION if parent else _task_of(body.model)
     options = body.tailor_options()
-    if body.training_file is None and not options.feedback:
+    if options.method == ZERO_SHOT:
+        _check_zero_shot(body)
+        parent = None
+    else:
+        parent = _retrain_parent(services, principal.tenant, body)
+    task = CLASSIFICATION if parent else _task_of(body.model)
+    if body.training_file is None and not options.feedback and options.method != ZERO_SHOT:
         raise ApiError(400, "training_file: required unless method.tailor.feedback is true (a retrain of a "
                             "fine-tuned classifier from its feedback alone)", param="training_file",
                        code="missing_required_parameter")
@@ -107,9 +133,14 @@ def create_job(body: JobCreate, principal: Trainer, services: ServicesDep) -> di
         _check_file(services, principal.tenant, body.training_file, "training_file", task)
     if body.validation_file:
         _check_file(services, principal.tenant, body.validation_file, "validation_file", task)
-    if options.unlabeled_file and task == CLASSIFICATION:
+        if options.method == ZERO_SHOT:
+            _check_labels_scored(services, principal.tenant, body)
+    if options.unlabeled_file and task == CLASSIFICATION and options.method != ZERO_SHOT:
         _check_unlabeled_file(services, principal.tenant, options.unlabeled_file)
-    hyperparameters, overrides = resolve_training(body, task, method=parent.method if parent else None)
+    try:
+        hyperparameters, overrides = resolve_training(body, task, method=parent.method if parent else None)
+    except OptionError as exc:
+        raise ApiError(400, str(exc), param=exc.param) from None
     request = {"hyperparameters": hyperparameters, "metadata": body.metadata, "overrides": overrides,
                "method": {"type": "supervised", "supervised": {"hyperparameters": hyperparameters},
                           "tailor": options.model_dump(exclude_none=True)}}
@@ -178,6 +209,9 @@ def estimate_job(body: JobCreate, principal: Trainer, services: ServicesDep) -> 
     """Take a job's body and answer its estimate without creating it: the job's own reading, split and
     estimate, at the base's speed on this machine. The first estimate for a base (at a batch shape) loads it
     to measure that speed (seconds); the speed is then cached in the storage root. Catalog bases only."""
+    if body.tailor_options().method == ZERO_SHOT:
+        raise ApiError(400, "method.tailor.method: a zero_shot job trains nothing, so there is nothing to estimate",
+                       param="method.tailor.method")
     if body.model not in CATALOG:
         raise ApiError(400, f"model {body.model!r}: estimates are for the catalog's base models "
                             f"({', '.join(CATALOG)})", param="model", code="model_not_available")
@@ -189,13 +223,19 @@ def estimate_job(body: JobCreate, principal: Trainer, services: ServicesDep) -> 
     if body.validation_file:
         _check_file(services, principal.tenant, body.validation_file, "validation_file", task)
     hyperparameters, overrides = resolve_training(body, task)
+    unlabeled_file = body.tailor_options().unlabeled_file
+    if unlabeled_file:
+        _check_unlabeled_file(services, principal.tenant, unlabeled_file)
     files = services.files
     seed = {"seed": body.seed} if body.seed is not None else {}
     with ExitStack() as plaintexts:  # sealed files: private plaintext copies, removed after the estimate
-        train_path = plaintexts.enter_context(files.plaintext(files.get(principal.tenant, body.training_file)))
-        eval_path = (plaintexts.enter_context(files.plaintext(files.get(principal.tenant, body.validation_file)))
-                     if body.validation_file else None)
-        return _estimate(body, task, train_path, eval_path, seed, services.settings, hyperparameters, overrides)
+        def plaintext(file_id):
+            return plaintexts.enter_context(files.plaintext(files.get(principal.tenant, file_id))) if file_id else None
+
+        if unlabeled_file:  # self-training's rounds join the estimate
+            overrides = {**overrides, "unlabeled": plaintext(unlabeled_file)}
+        return _estimate(body, task, plaintext(body.training_file), plaintext(body.validation_file), seed,
+                         services.settings, hyperparameters, overrides)
 
 
 def _estimate(body, task, train_path, eval_path, seed, settings, hyperparameters, overrides) -> dict:
