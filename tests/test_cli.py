@@ -305,6 +305,9 @@ def test_train_with_an_unlabelled_file(tmp_path, small_train_csv):
     assert (out.returncode, out.stderr.strip()) == (2, "error: --unlabeled applies to classification "
                                                        "(self-training); a chat model learns from its conversations "
                                                        "only")
+    out = run_cli("train", SAMPLE_TEST, "--task", "chat", "--full-pooling", "mean", home=home)
+    assert (out.returncode, out.stderr.strip()) == (2, "error: --full-pooling applies to classification (method "
+                                                       "full's head); a chat model has none")
     missing = tmp_path / "missing.txt"
     out = run_cli("train", small_train_csv, "--name", "tweets", "--unlabeled", missing, home=home)
     assert (out.returncode, out.stderr.strip()) == (2, f"error: unlabelled file missing.txt: file not found: {missing}")

@@ -88,6 +88,10 @@ def cmd_train(args) -> int:
 
             raise UsageError("--unlabeled applies to classification (self-training); a chat model learns from its "
                              "conversations only")
+        if args.full_pooling:
+            from tailor.errors import UsageError
+
+            raise UsageError("--full-pooling applies to classification (method full's head); a chat model has none")
         return cmd_train_chat(args)
     if args.strict:
         from tailor.errors import UsageError
@@ -96,7 +100,7 @@ def cmd_train(args) -> int:
                          "over-long rows and reports them")
     overrides = {"base": args.base, "method": args.method, "epochs": args.epochs, "lr": args.lr,
                  "batch_size": args.batch_size, "max_length": args.max_length, "seed": args.seed,
-                 "time_budget_s": args.time_budget, "device": args.device}
+                 "time_budget_s": args.time_budget, "device": args.device, "full_pooling": args.full_pooling}
     result = run_classification_job(
         args.file, eval_file=args.eval_file, text_col=args.text_col, label_col=args.label_col, name=args.name,
         tenant=args.tenant, preset=args.preset, search=args.search, resume=args.resume, new_labels=args.new_labels,
@@ -794,6 +798,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "default, fast)")
     train.add_argument("--epochs", type=int)
     train.add_argument("--lr", type=float, help="peak learning rate (full fine-tuning)")
+    train.add_argument("--full-pooling", choices=["auto", "pooler", "mean"],
+                       help="what method full's head reads: the [CLS] pooler, the mean-pooled embedding (head "
+                            "fitted first, then everything trains), or auto (the base's own: mean for me5-small)")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--max-length", type=int, help="tokens per text (--task chat: per conversation, default "
                                                       "1024 capped by the model's context; longer ones are "
