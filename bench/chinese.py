@@ -29,7 +29,7 @@ BASES = ("minilm-l6", "me5-small")
 TARGET_POINTS = 10.0
 # me5-small's macro-F1 with the previous default recipe (method full on the untrained [CLS] pooler, every
 # weight trained; commit 1ed3574), measured by this script at its defaults on 2026-12-01
-PREVIOUS_RECIPE = {"thucnews": 0.7668}
+PREVIOUS_RECIPE = {"thucnews": 0.7668, "medical": 0.8246}
 TARGET_RECIPE_POINTS = 3.0
 DATASETS = {  # name: (folder, train file, test file)
     "thucnews": ("thucnews_titles", "dev_small.csv", "test_small.csv"),
