@@ -142,7 +142,7 @@ class Parent:
     base_model: str
     labels: tuple[str, ...]
     max_length: int
-    pooling: str = "mean"
+    pooling: str
 
     def config_overrides(self, overrides: dict) -> dict:
         """``overrides`` with the parent's base model, method and token length where they are not given.
