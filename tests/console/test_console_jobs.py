@@ -337,6 +337,6 @@ def test_every_status_task_method_and_metric_has_words_in_both_languages(console
     keys = ([f"status.{s}" for s in jobs_page.STATUSES] + [f"jobs.task.{s}" for s in jobs_page.TASKS]
             + [f"jobs.method.{s}" for s in jobs_page.METHODS] + [f"jobs.metric.{s}" for s in jobs_page.METRICS]
             + [f"jobs.result.{s}" for s in jobs_page.RESULTS])
-    assert jobs_page.METHODS == ("auto", "full", "lora", "head", "contrastive")
+    assert jobs_page.METHODS == ("auto", "full", "lora", "head", "contrastive", "zero_shot")
     for key in keys:
         assert catalog().text("en", key) and catalog().text("zh", key)

@@ -11,14 +11,16 @@ from fastapi.responses import Response
 
 from tailor.catalog import CATALOG
 from tailor.data.files import CHAT as CHAT_FILE
-from tailor.jobs.spec import CHAT, CLASSIFICATION, JobCreate, TailorOptions, resolve_training
+from tailor.jobs.spec import CHAT, CLASSIFICATION, ZERO_SHOT, JobCreate, TailorOptions, resolve_training
 from tailor.serve.console.render import SignedIn, language_param
 from tailor.serve.routes import files as files_api
 
 router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(language_param)])
 PreselectedFile = Annotated[str | None, Query(max_length=64, description="preselected training file")]
-# a classifier's methods are the job spec's (so the form offers what the API accepts), a chat model's LoRA
-METHODS = {CLASSIFICATION: get_args(TailorOptions.model_fields["method"].annotation), CHAT: ("lora",)}
+# a classifier's methods are the job spec's that train on a file (so the form offers what the API accepts; a
+# zero_shot job has no training file and is made through the API), a chat model's LoRA
+METHODS = {CLASSIFICATION: tuple(m for m in get_args(TailorOptions.model_fields["method"].annotation)
+                                 if m != ZERO_SHOT), CHAT: ("lora",)}
 
 
 def task_of_file(kind: str) -> str:
