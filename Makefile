@@ -27,11 +27,16 @@ demo: install
 trust-demo: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/trust.sh
 
+# Two pytest-xdist workers, each test file on one of them (its module fixtures built once): on 2 cores the
+# suite's waits (servers starting, jobs polled, subprocesses importing PyTorch) overlap with the other's work.
+TEST_WORKERS ?= 2
+TEST_ARGS := -q -n $(TEST_WORKERS) --dist loadfile
+
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest $(TEST_ARGS)
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest $(TEST_ARGS) -m "not slow"
 
 bench: install
 	$(PY) bench/classify_vs_trainer.py

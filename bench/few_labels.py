@@ -4,7 +4,7 @@ For each data set, 8 and 32 labelled rows per class are drawn from the training 
 (several draws); the rest of the training file is the unlabelled pool. Per draw, each system trains on the
 same rows from the same base model and is scored on the same test file with the same code
 (:func:`tailor.eval.metrics.classification_metrics`): Tailor's ``head`` and ``contrastive`` methods, each
-with and without the pool (``unlabeled=``), and SetFit. Tailor's zero-shot classifier (label names only) and
+with and without the pool (``unlabeled=``), ``contrastive`` with augmented copies (``augment=``), and SetFit. Tailor's zero-shot classifier (label names only) and
 its default recipe on all the labels run once per data set. The script prints, per data set and size,
 macro-F1 mean ± spread over the draws and mean wall seconds, then the ratios and whether the issue's targets
 hold; the summary goes to ``bench/results/few_labels.json``.
@@ -12,7 +12,7 @@ hold; the summary goes to ``bench/results/few_labels.json``.
 Usage::
 
     .venv/bin/python bench/few_labels.py [--datasets twitter medical thucnews] [--sizes 8 32] [--draws 3]
-        [--systems head head+pool contrastive contrastive+pool zero-shot all-labels setfit]
+        [--systems head head+pool contrastive contrastive+pool contrastive+aug zero-shot all-labels setfit]
         [--max-pool 2000] [--max-test N] [--max-train 2000] [--data-dir DIR] [--keep-going]
         [--setfit-max-steps N] [--setfit-num-iterations N]   # departures from SetFit's defaults
 """
@@ -62,12 +62,14 @@ DATASETS = {
 }
 DEFAULT_DATASETS = ("twitter", "medical", "thucnews")
 
-# Tailor's few-shot recipes: (method, uses the pool). Each trains on the drawn rows.
+# Tailor's few-shot recipes: (method, uses the pool, augmented copies per row). Each trains on the drawn rows.
+AUGMENT_COPIES = 4
 FEW_SHOT_RECIPES = {
-    "head": ("head", False),
-    "head+pool": ("head", True),
-    "contrastive": ("contrastive", False),
-    "contrastive+pool": ("contrastive", True),
+    "head": ("head", False, 0),
+    "head+pool": ("head", True, 0),
+    "contrastive": ("contrastive", False, 0),
+    "contrastive+pool": ("contrastive", True, 0),
+    "contrastive+aug": ("contrastive", False, AUGMENT_COPIES),
 }
 PER_DATASET_SYSTEMS = ("zero-shot", "all-labels")  # run once per data set, not per draw
 SYSTEMS = (*FEW_SHOT_RECIPES, *PER_DATASET_SYSTEMS, "setfit")
@@ -187,11 +189,14 @@ def call_tailor(function, *args, **kwargs) -> dict:
 
 def run_few_shot_recipe(recipe: str, draw_csv: Path, pool_csv: Path, test_csv: Path, name: str, base: str,
                         seed: int) -> dict:
-    """``tailor.fine_tune`` on the drawn rows with the recipe's method, and the pool when it uses one."""
+    """``tailor.fine_tune`` on the drawn rows with the recipe's method, the pool when it uses one, and its
+    augmented copies."""
     import tailor
 
-    method, uses_pool = FEW_SHOT_RECIPES[recipe]
+    method, uses_pool, augment = FEW_SHOT_RECIPES[recipe]
     extra = {"unlabeled": str(pool_csv)} if uses_pool else {}
+    if augment:
+        extra["augment"] = augment
     return call_tailor(tailor.fine_tune, str(draw_csv), eval_file=str(test_csv), name=name, method=method,
                        base=base, seed=seed, **extra)
 
@@ -340,7 +345,7 @@ def points(a: float, b: float) -> float:
 def compare_size(datasets: dict, size: str) -> dict:
     """At one size, over the data sets that ran both: each recipe's mean macro-F1 gap to SetFit and its time
     ratio (SetFit's summed mean wall seconds / the recipe's), the best recipe (highest mean gap), and the
-    pool gains (recipe+pool - recipe)."""
+    gains of the pool and of augmentation (:func:`add_on_gains`)."""
     recipes = {}
     for recipe in FEW_SHOT_RECIPES:
         pairs = [(d["sizes"][size][recipe], d["sizes"][size]["setfit"]) for d in datasets.values()
@@ -353,14 +358,22 @@ def compare_size(datasets: dict, size: str) -> dict:
                 "time_ratio_setfit_over_tailor": round(sum(s["wall_s_mean"] for _, s in pairs)
                                                        / sum(r["wall_s_mean"] for r, _ in pairs), 2),
             }
-    pool_gains = {}
-    for recipe in ("head", "contrastive"):
-        gains = [points(d["sizes"][size][f"{recipe}+pool"]["macro_f1_mean"], d["sizes"][size][recipe]["macro_f1_mean"])
-                 for d in datasets.values() if {recipe, f"{recipe}+pool"} <= d["sizes"].get(size, {}).keys()]
-        if gains:
-            pool_gains[recipe] = {"data_sets": len(gains), "gain_points_mean": round(statistics.fmean(gains), 2)}
     best = max(recipes, key=lambda r: recipes[r]["delta_points_mean"], default=None)
-    return {"recipes": recipes, "best_recipe": best, "pool_gains": pool_gains}
+    return {"recipes": recipes, "best_recipe": best, "pool_gains": add_on_gains(datasets, size, "pool"),
+            "augmentation_gains": add_on_gains(datasets, size, "aug")}
+
+
+def add_on_gains(datasets: dict, size: str, add_on: str) -> dict:
+    """``{family: {"data_sets", "gain_points_mean"}}``: what ``<family>+<add_on>`` gains over ``<family>`` at one
+    size, mean over the data sets that ran both."""
+    found = {}
+    for family in ("head", "contrastive"):
+        recipe = f"{family}+{add_on}"
+        gains = [points(d["sizes"][size][recipe]["macro_f1_mean"], d["sizes"][size][family]["macro_f1_mean"])
+                 for d in datasets.values() if {family, recipe} <= d["sizes"].get(size, {}).keys()]
+        if gains:
+            found[family] = {"data_sets": len(gains), "gain_points_mean": round(statistics.fmean(gains), 2)}
+    return found
 
 
 def judge_targets(comparisons: dict) -> dict:
@@ -414,8 +427,9 @@ def format_comparisons(comparisons: dict, targets: dict) -> str:
             ratio = row["time_ratio_setfit_over_tailor"]
             lines.append(f"{size:>3} per class  {recipe:<18} - setfit: {row['delta_points_mean']:+6.2f} points "
                          f"(mean of {row['data_sets']}), time ratio setfit/tailor {ratio:.2f}x")
-        for recipe, row in comparison["pool_gains"].items():
-            lines.append(f"{size:>3} per class  pool gain {recipe}: {row['gain_points_mean']:+.2f} points")
+        for add_on in ("pool", "augmentation"):
+            for recipe, row in comparison.get(f"{add_on}_gains", {}).items():
+                lines.append(f"{size:>3} per class  {add_on} gain {recipe}: {row['gain_points_mean']:+.2f} points")
     for size, row in targets["few_shot_vs_setfit"].items():
         lines.append(f"target: best recipe at {size} per class ({row['recipe']}) >= +{TARGET_FEW_SHOT_POINTS:g} "
                      f"points over SetFit in less time: {row['points']:+.2f}, {row['time_ratio']:.2f}x "

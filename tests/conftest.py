@@ -3,7 +3,8 @@ versions.
 
 Database tests run on SQLite always and on PostgreSQL when ``TAILOR_TEST_POSTGRES_URL`` is set (``.ci/run``
 starts a server), e.g. ``postgresql+psycopg://postgres@127.0.0.1:55432/postgres``; its public schema is
-emptied before and after each such test.
+emptied before and after each such test. Under pytest-xdist (``make test`` runs ``-n 2``) each worker gets a
+database of its own on that server (``<database>_gw0``, ...), so two workers never empty each other's.
 """
 
 from __future__ import annotations
@@ -16,7 +17,28 @@ import pytest
 from api_helpers import SMALL_CSV, Tenant
 from samples import SAMPLE_TEST, sample_rows, write_csv
 
-POSTGRES_URL = os.environ.get("TAILOR_TEST_POSTGRES_URL")
+
+
+def _worker_database(url: str | None) -> str | None:
+    """``url`` itself, or under an xdist worker the URL of that worker's database on the same server (created
+    when missing)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not url or not worker:
+        return url
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url)
+    name = f"{base.database or 'postgres'}_{worker}"
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        if not conn.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).first():
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+POSTGRES_URL = _worker_database(os.environ.get("TAILOR_TEST_POSTGRES_URL"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

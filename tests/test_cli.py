@@ -308,6 +308,10 @@ def test_train_with_an_unlabelled_file(tmp_path, small_train_csv):
     out = run_cli("train", SAMPLE_TEST, "--task", "chat", "--full-pooling", "mean", home=home)
     assert (out.returncode, out.stderr.strip()) == (2, "error: --full-pooling applies to classification (method "
                                                        "full's head); a chat model has none")
+    out = run_cli("train", SAMPLE_TEST, "--task", "chat", "--augment", "2", home=home)
+    assert (out.returncode, out.stderr.strip()) == (2, "error: --augment applies to classification (edited copies of "
+                                                       "labelled texts); a chat model learns from its conversations "
+                                                       "as written")
     missing = tmp_path / "missing.txt"
     out = run_cli("train", small_train_csv, "--name", "tweets", "--unlabeled", missing, home=home)
     assert (out.returncode, out.stderr.strip()) == (2, f"error: unlabelled file missing.txt: file not found: {missing}")

@@ -92,6 +92,11 @@ def cmd_train(args) -> int:
             from tailor.errors import UsageError
 
             raise UsageError("--full-pooling applies to classification (method full's head); a chat model has none")
+        if args.augment:
+            from tailor.errors import UsageError
+
+            raise UsageError("--augment applies to classification (edited copies of labelled texts); a chat model "
+                             "learns from its conversations as written")
         return cmd_train_chat(args)
     if args.strict:
         from tailor.errors import UsageError
@@ -100,7 +105,8 @@ def cmd_train(args) -> int:
                          "over-long rows and reports them")
     overrides = {"base": args.base, "method": args.method, "epochs": args.epochs, "lr": args.lr,
                  "batch_size": args.batch_size, "max_length": args.max_length, "seed": args.seed,
-                 "time_budget_s": args.time_budget, "device": args.device, "full_pooling": args.full_pooling}
+                 "time_budget_s": args.time_budget, "device": args.device, "full_pooling": args.full_pooling,
+                 "augment": args.augment}
     result = run_classification_job(
         args.file, eval_file=args.eval_file, text_col=args.text_col, label_col=args.label_col, name=args.name,
         tenant=args.tenant, preset=args.preset, search=args.search, resume=args.resume, new_labels=args.new_labels,
@@ -801,6 +807,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--full-pooling", choices=["auto", "pooler", "mean"],
                        help="what method full's head reads: the [CLS] pooler, the mean-pooled embedding (head "
                             "fitted first, then everything trains), or auto (the base's own: mean for me5-small)")
+    train.add_argument("--augment", type=int, metavar="N", help="add N edited copies of each labelled row (words "
+                                                                "swapped, deleted, repeated or cut); default 0")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--max-length", type=int, help="tokens per text (--task chat: per conversation, default "
                                                       "1024 capped by the model's context; longer ones are "

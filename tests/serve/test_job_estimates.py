@@ -138,3 +138,18 @@ def test_an_unlabeled_file_adds_self_training_s_rounds_to_the_estimate(client, a
     error = error_of(estimate(client, acme, model="minilm-l6", training_file=file_id,
                               method={"tailor": {"unlabeled_file": chat_id}}), 400)
     assert error["param"] == "method.tailor.unlabeled_file"
+
+
+def test_augmented_copies_join_the_training_work_but_not_the_rows_or_auto_s_judgement(client, acme, file_id):
+    plain = estimate(client, acme, model="minilm-l6", training_file=file_id, seed=3)
+    augmented = estimate(client, acme, model="minilm-l6", training_file=file_id, seed=3,
+                         method={"tailor": {"augment": 2}})
+    assert plain.status_code == augmented.status_code == 200, augmented.text
+    before, after = plain.json(), augmented.json()
+    assert after["rows"] == before["rows"] == {"train": 30, "validation": 3, "test": 3}
+    assert after["auto_method"] == before["auto_method"] == "contrastive"
+    for method in ("full", "head", "contrastive"):
+        assert after["estimates"][method]["stages"]["train"] > before["estimates"][method]["stages"]["train"]
+    error = error_of(estimate(client, acme, model="minilm-l6", training_file=file_id,
+                              method={"tailor": {"augment": 21}}), 400)
+    assert error["param"] == "method.tailor.augment"

@@ -13,8 +13,8 @@ from tailor.models.classifier import (ClassifierSpec, TextClassifier, build_mode
 from tailor.train.batching import encode
 from tailor.train.classify import fit_head
 from tailor.train.config import load_preset
-from tailor.train.contrastive import (balanced_batches, build_pairs, contrastive_batches, fit_contrastive,
-                                      supervised_contrastive_loss)
+from tailor.train.contrastive import (balanced_batches, build_pairs, contrastive_batches, contrastive_steps,
+                                      fit_contrastive, supervised_contrastive_loss)
 from tailor.train.evaluate import macro_f1
 from tailor.train.progress import RecordingReporter
 
@@ -85,6 +85,13 @@ def test_the_supervised_contrastive_loss_has_its_closed_form():
     row1 = s[1, 0] - np.log(np.exp(s[1, 0]) + np.exp(s[1, 2]))
     expected = -(row0 + row1) / 2
     assert float(supervised_contrastive_loss(embeddings, labels, t)) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("rows, batch, steps", [(21, 16, 21), (10, 16, 20), (87, 16, 87), (145, 16, 145),
+                                                (290, 16, 160), (87, 32, 44)])
+def test_the_contrastive_steps_see_each_row_16_times_within_20_to_160(rows, batch, steps):
+    assert contrastive_steps(rows, load_preset("default", contrastive_batch_size=batch)) == steps
+    assert contrastive_steps(rows, load_preset("default", contrastive_steps=7)) == 7
 
 
 def test_pairs_mode_batches_hold_the_rows_of_its_pairs():

@@ -38,7 +38,7 @@ def gbk_news_csv(tmp_path_factory) -> Path:
 def test_gbk_file_trains_on_me5_small_and_beats_the_baseline(fresh_home, gbk_news_csv):
     assert tailor.load_dataset(gbk_news_csv, text_col="标题", label_col="类别").source.encoding == "gb18030"
     result = tailor.fine_tune(gbk_news_csv, text_col="标题", label_col="类别", name="news-zh", seed=0,
-                              test_size=0.2)
+                              test_size=0.2, contrastive_steps=20)
     assert result.version.base_model == "me5-small"
     assert result.version.lineage["base_reason"].startswith("95% of letters are CJK: ")
     assert result.method == "contrastive"

@@ -74,11 +74,20 @@ def test_predictions_are_probabilities_in_input_order(trained):
         assert p.score == max(p.scores.values())
 
 
-def test_auto_chooses_contrastive_for_few_rows_per_class(fresh_home, small_train_csv):
-    result = tailor.fine_tune(small_train_csv, name="auto-small", seed=0)
-    assert result.method == "contrastive"
+def test_auto_chooses_contrastive_for_few_rows_per_class_and_trains_on_augmented_copies(fresh_home,
+                                                                                          small_train_csv):
+    from tailor.train.progress import RecordingReporter
+
+    reporter = RecordingReporter()
+    result = tailor.fine_tune(small_train_csv, name="auto-small", seed=0, augment=2, contrastive_steps=20,
+                              reporter=reporter)
+    assert result.method == "contrastive"  # judged by the user's 16 rows per class, not the 48 with copies
     assert result.method_reason.startswith("few examples per class")
-    assert result.version.lineage["rows"] == {"train": 48, "valid": 6, "test": 6}
+    lineage = result.version.lineage
+    assert lineage["rows"] == {"train": 48, "valid": 6, "test": 6}
+    added = lineage["augmentation"]["rows_added"]
+    assert 80 <= added <= 96 and lineage["augmentation"]["copies"] == 2
+    assert f"contrastive stage: 20 steps over {48 + added} labelled rows (supcon)" in [m for m, _ in reporter.messages]
 
 
 def test_search_runs_trials_and_keeps_the_best(fresh_home, small_train_csv):

@@ -115,6 +115,9 @@ class TailorOptions(_Strict):
                                        description="classification: id of an uploaded file of unlabelled texts "
                                                    "(kind texts, or text-label with its labels ignored) to learn "
                                                    "from by self-training")
+    augment: int | None = Field(None, ge=0, le=20, description="classification: edited copies of each labelled "
+                                                              "training row (words swapped, deleted, repeated or "
+                                                              "cut; see tailor.data.augment); default 0, off")
     redact_pii: bool | None = Field(None, description="replace e-mails, phones, card, ID and IBAN numbers in the "
                                                       "training and validation texts by [EMAIL], [PHONE], [CARD], "
                                                       "[ID], [IBAN] before training (always on for a tenant whose "
@@ -224,6 +227,9 @@ def resolve_training(body: JobCreate, task: str, method: str | None = None) -> t
         if options.unlabeled_file:
             raise UsageError("unlabeled_file is for classification jobs (self-training on unlabelled texts); a chat "
                              "model learns from its conversations only")
+        if options.augment:
+            raise UsageError("augment is for classification jobs (edited copies of labelled texts); a chat model "
+                             "learns from its conversations as written")
         preset, lr_field, overrides = load_chat_preset(options.preset), "lr", {"strict": options.strict or None}
     else:
         from tailor.train.config import load_preset
@@ -232,7 +238,8 @@ def resolve_training(body: JobCreate, task: str, method: str | None = None) -> t
         lr_field = {"lora": "lora_lr", "contrastive": "contrastive_lr"}.get(options.method, "lr")
         if options.strict:
             raise UsageError("strict checking of token lengths is for chat jobs; classification truncates long texts")
-        overrides = {"method": options.method, "text_col": options.text_column, "label_col": options.label_column}
+        overrides = {"method": options.method, "text_col": options.text_column, "label_col": options.label_column,
+                     "augment": options.augment}
     multiplier = 1.0 if chosen.learning_rate_multiplier == "auto" else chosen.learning_rate_multiplier
     epochs = preset.epochs if chosen.n_epochs == "auto" else chosen.n_epochs
     if task == CHAT:
@@ -251,7 +258,8 @@ def resolve_training(body: JobCreate, task: str, method: str | None = None) -> t
 
 
 # Tailor's options that only training (or a retrain) reads: a zero_shot job refuses them rather than ignoring them
-_TRAINING_ONLY = ("preset", "time_budget_s", "unlabeled_file", "strict", "feedback", "replay", "new_labels")
+_TRAINING_ONLY = ("preset", "time_budget_s", "unlabeled_file", "augment", "strict", "feedback", "replay",
+                  "new_labels")
 
 
 def _resolve_zero_shot(body: JobCreate, task: str) -> tuple[dict, dict]:

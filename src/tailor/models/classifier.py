@@ -122,6 +122,9 @@ def build_pooled_head_model(encoder, num_labels: int, *, frozen: bool = True):
             for p in self.encoder.parameters():
                 p.requires_grad_(not frozen)
 
+        def get_input_embeddings(self):
+            return self.encoder.get_input_embeddings()
+
         def embed(self, input_ids, attention_mask):
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
             return torch.nn.functional.normalize(mean_pool(hidden, attention_mask), dim=-1)
@@ -149,24 +152,22 @@ def build_model(method: str, base: ResolvedBase, labels: Sequence[str], *, lora_
 
     if pooling_for(method, base, full_pooling) == "mean":
         model = build_pooled_head_model(AutoModel.from_pretrained(base.path), len(labels), frozen=method == "head")
-        if method == "full" and base.frozen_word_embeddings:
-            model.encoder.get_input_embeddings().requires_grad_(False)
-        return model
-    # ignore_mismatched_sizes: a base that is itself a fine-tuned classifier gets a fresh head for these labels
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base.path, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True)
-    if method == "full":
-        if base.frozen_word_embeddings:
-            model.get_input_embeddings().requires_grad_(False)
-        return model
+    elif method in ("full", "lora"):
+        # ignore_mismatched_sizes: a base that is itself a fine-tuned classifier gets a fresh head for these labels
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base.path, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)}, ignore_mismatched_sizes=True)
+    else:
+        raise ValueError(f"unknown method {method!r}")
     if method == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
 
         config = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                             target_modules=LORA_TARGETS)
         return get_peft_model(model, config)
-    raise ValueError(f"unknown method {method!r}")
+    if method == "full" and base.frozen_word_embeddings:
+        model.get_input_embeddings().requires_grad_(False)
+    return model
 
 
 def embed_all(model, encoded, pad_id: int, device: str, batch_size: int = 64) -> "np.ndarray":
@@ -280,14 +281,9 @@ def load_trainable(directory: Path, labels: Sequence[str]):
         model = attach_head(AutoModel.from_pretrained(source), directory, spec)
         if spec.weights_dir:  # its encoder trains again, from its fine-tuned weights
             model.encoder.requires_grad_(True)
-            if spec.method == "full" and _frozen_word_embeddings(spec):
-                model.encoder.get_input_embeddings().requires_grad_(False)
         model.classifier = _grown_linear(model.classifier, len(added))
-        return spec, model.train()
-    if spec.method == "full":
+    elif spec.method == "full":
         model = AutoModelForSequenceClassification.from_pretrained(directory / "model")
-        if _frozen_word_embeddings(spec):
-            model.get_input_embeddings().requires_grad_(False)
         if added:
             model.classifier = _grown_linear(_linear_head(model), len(added))
             _relabel(model, list(labels))
@@ -308,6 +304,8 @@ def load_trainable(directory: Path, labels: Sequence[str]):
             _relabel(backbone, list(labels))
     else:
         raise TailorError(f"{directory}: unknown method {spec.method!r} in {SPEC_FILE}")
+    if spec.method == "full" and _frozen_word_embeddings(spec):
+        model.get_input_embeddings().requires_grad_(False)
     return spec, model.train()
 
 

@@ -79,13 +79,17 @@ def choose_method(label_counts: dict[str, int], estimates: dict[str, Estimate],
 @dataclass(frozen=True)
 class MethodPlan:
     """What a classification job will train, before it trains: the method, why, every method's estimate
-    (each cut to the time budget), and the encoded training and validation rows the estimate counted."""
+    (each cut to the time budget), and the encoded training and validation rows the estimate counted;
+    ``train_rows`` are the training rows with any augmented copies (``augmentation`` summarises them, None when
+    ``augment`` is off)."""
 
     method: str
     reason: str
     estimates: dict[str, Estimate]
     train_enc: object
     val_enc: object
+    train_rows: object = None
+    augmentation: dict | None = None
 
     @property
     def estimate(self) -> Estimate:
@@ -103,7 +107,9 @@ def plan_method(cfg, base, tokenizer, split, labels: list[str], *, n_test: int, 
     Args:
         cfg: the job's :class:`~tailor.train.config.TrainConfig` (its ``method`` may be ``auto``).
         base / tokenizer: the resolved base model and its tokenizer.
-        split: the stratified split of the cleaned rows; ``labels``: the model's labels, in order.
+        split: the stratified split of the cleaned rows; ``labels``: the model's labels, in order. With
+            ``cfg.augment``, edited copies of the training rows join them (:func:`tailor.data.augment.
+            augment_dataset`); ``auto`` still judges by the user's own rows per class.
         n_test: the test rows the job will score.
         started: the job's ``time.monotonic()`` start (the estimate's data stage counts from it).
         deadline: the ``time.monotonic()`` the time budget ends at, or None.
@@ -113,12 +119,14 @@ def plan_method(cfg, base, tokenizer, split, labels: list[str], *, n_test: int, 
     """
     import time
 
+    from tailor.data.augment import augment_dataset
     from tailor.train.batching import encode
     from tailor.train.estimate import classification_estimates
 
     methods = methods or (("full", "head", "contrastive") if cfg.method == "auto" else (cfg.method,))
     label_id = {label: i for i, label in enumerate(labels)}
-    train_enc = encode(tokenizer, split.train.texts, cfg.max_length, [label_id[y] for y in split.train.labels])
+    train_rows, augmentation = augment_dataset(split.train, cfg.augment, rate=cfg.augment_rate, seed=cfg.seed)
+    train_enc = encode(tokenizer, train_rows.texts, cfg.max_length, [label_id[y] for y in train_rows.labels])
     val_enc = encode(tokenizer, split.val.texts, cfg.max_length, [label_id[y] for y in split.val.labels])
     pool_lengths = [len(r) for r in encode(tokenizer, pool_texts, cfg.max_length).input_ids] if pool_texts else None
     estimates = classification_estimates(methods, base, train_enc, val_enc, n_test=n_test, num_labels=len(labels),
@@ -129,4 +137,5 @@ def plan_method(cfg, base, tokenizer, split, labels: list[str], *, n_test: int, 
     if method == "auto":
         choice = choose_method(split.train.label_counts(), estimates, budget_left)
         method, reason = choice.method, choice.reason
-    return MethodPlan(method, reason, {m: e.within(budget_left) for m, e in estimates.items()}, train_enc, val_enc)
+    return MethodPlan(method, reason, {m: e.within(budget_left) for m, e in estimates.items()}, train_enc, val_enc,
+                      train_rows, augmentation if cfg.augment else None)

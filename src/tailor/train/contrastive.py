@@ -15,6 +15,7 @@ forward passes each, so the same pairs are seen for a fraction of the encoder's 
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from typing import Sequence
@@ -22,7 +23,7 @@ from typing import Sequence
 from tailor.runtime import autocast
 from tailor.train.batching import Encoded, collate
 from tailor.train.classify import FitOutcome, fit_head, linear_schedule, seed_everything
-from tailor.train.config import TrainConfig
+from tailor.train.config import CONTRASTIVE_MAX_STEPS, CONTRASTIVE_PASSES, CONTRASTIVE_STEPS, TrainConfig
 from tailor.train.progress import Reporter
 
 LOG_EVERY = 10  # contrastive steps per history row
@@ -144,14 +145,25 @@ def contrastive_batches(train: Encoded, cfg: TrainConfig) -> list[list[int]]:
         pairs = build_pairs(train.targets, cfg.contrastive_pairs_per_row, cfg.seed)
         per_batch = max(1, cfg.contrastive_batch_size // 2)
         return [[k for pair in pairs[s:s + per_batch] for k in pair[:2]] for s in range(0, len(pairs), per_batch)]
-    return balanced_batches(train.targets, cfg.contrastive_batch_size, cfg.contrastive_steps, cfg.seed)
+    return balanced_batches(train.targets, cfg.contrastive_batch_size, contrastive_steps(len(train), cfg), cfg.seed)
+
+
+def contrastive_steps(rows: int, cfg: TrainConfig) -> int:
+    """Stage 1's steps (objective ``supcon``): ``cfg.contrastive_steps`` when set, else enough batches of
+    ``contrastive_batch_size`` rows for each of ``rows`` to be seen ``CONTRASTIVE_PASSES`` times, within
+    ``[CONTRASTIVE_STEPS, CONTRASTIVE_MAX_STEPS]`` (a fixed 20 steps under-trained 32 rows per class; see
+    :mod:`tailor.train.config`)."""
+    if cfg.contrastive_steps:
+        return cfg.contrastive_steps
+    wanted = math.ceil(CONTRASTIVE_PASSES * rows / cfg.contrastive_batch_size)
+    return min(CONTRASTIVE_MAX_STEPS, max(CONTRASTIVE_STEPS, wanted))
 
 
 def contrastive_parameters(model) -> list:
     """The encoder parameters stage 1 trains: all but the word embeddings. A few dozen labelled rows touch
     few of their rows, and AdamW over them (11.7M of MiniLM's 22.7M parameters) was half of each step's
     optimizer time while its weight decay only shrank rows no text had used."""
-    frozen = {id(p) for p in model.encoder.get_input_embeddings().parameters()}
+    frozen = {id(p) for p in model.get_input_embeddings().parameters()}
     return [p for p in model.encoder.parameters() if p.requires_grad and id(p) not in frozen]
 
 
@@ -162,7 +174,7 @@ def fit_contrastive(model, train: Encoded, val: Encoded, cfg: TrainConfig, *, pa
     ``model`` is :func:`tailor.models.classifier.build_pooled_head_model`'s (built by ``build_model
     ("contrastive", ...)``, or a contrastive version's ``load_trainable``), its encoder trainable.
 
-    Stage 1: ``contrastive_steps`` AdamW steps at peak ``contrastive_lr`` (linear warm-up over the first
+    Stage 1: :func:`contrastive_steps` AdamW steps at peak ``contrastive_lr`` (linear warm-up over the first
     tenth, then linear decay) over :func:`contrastive_parameters`, gradients clipped at ``grad_clip``, each
     on a batch from :func:`contrastive_batches`; the encoder is frozen afterwards. Stage 2: :func:`fit_head`.
 

@@ -355,6 +355,10 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
                        pool_texts=_usable_texts(pool))
     method, reason, estimate = plan.method, plan.reason, plan.estimate
     train_enc, val_enc = plan.train_enc, plan.val_enc
+    augmentation = plan.augmentation
+    if augmentation:
+        reporter.message(f"augmentation: {augmentation['rows_added']} edited copies of {len(split.train)} training "
+                         f"rows (up to {cfg.augment} each)", augmentation=augmentation)
     reporter.message(f"method: {method} ({reason}; estimated {estimate.total_s:.0f}s in all)", method=method,
                      reason=reason)
     reporter.message(f"estimate: {estimate.describe()}", estimate=estimate.as_dict())
@@ -409,8 +413,9 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     self_training = None
     if pool is not None and pool.skipped is None:
         t_self = time.monotonic()
-        model, outcome, self_training = _self_train(model, outcome, pool, split, labels, cfg, tokenizer, spec,
-                                                    device, reporter, refit=lambda rows: fit(cfg, train_rows=rows))
+        model, outcome, self_training = _self_train(model, outcome, pool, replace(split, train=plan.train_rows),
+                                                    labels, cfg, tokenizer, spec, device, reporter,
+                                                    refit=lambda rows: fit(cfg, train_rows=rows))
         timings["self_training_s"] = round(time.monotonic() - t_self, 2)
     elif pool is not None:
         self_training = {"pool": {**pool.source, "used": 0, "left_out": pool.left_out}, "skipped": pool.skipped}
@@ -445,6 +450,8 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
         lineage["actor"] = actor
     if self_training:
         lineage["self_training"] = self_training
+    if augmentation:
+        lineage["augmentation"] = augmentation
     from tailor.eval.abstain import ABSTAIN_FILE, describe_abstain, labelled_probabilities, suggest_threshold
     from tailor.eval.calibration import calibrate, describe_calibration
     from tailor.data.fingerprint import FINGERPRINT_FILE, fingerprint
