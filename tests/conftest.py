@@ -3,7 +3,7 @@ versions.
 
 Database tests run on SQLite always and on PostgreSQL when ``TAILOR_TEST_POSTGRES_URL`` is set (``.ci/run``
 starts a server), e.g. ``postgresql+psycopg://postgres@127.0.0.1:55432/postgres``; its public schema is
-emptied before and after each such test. Under pytest-xdist (``make test`` runs ``-n 2``) each worker gets a
+emptied before and after each such test. Under pytest-xdist (``make test TEST_WORKERS=2``) each worker gets a
 database of its own on that server (``<database>_gw0``, ...), so two workers never empty each other's.
 """
 

@@ -41,8 +41,8 @@ def test_an_estimate_gives_every_method_and_auto_s_choice_and_caches_the_base_s_
         "labels": 3, "hyperparameters": {"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 1.0}}
     assert body["auto_reason"] == body["method_reason"]
     assert re.fullmatch(r"few examples per class \(median 10 < 30\): the encoder tuned contrastively on pairs of the "
-                        r"labels, then a linear head \(estimated \d+s of training here; \+2\.6 to \+3\.5 macro-F1 "
-                        r"over a frozen encoder's head at 8 per class\)", body["auto_reason"])
+                        r"labels, then a linear head \(estimated (\d+m)?\d+s of training here; \+2\.6 to \+3\.5 "
+                        r"macro-F1 over a frozen encoder's head at 8 per class\)", body["auto_reason"])
     assert list(body["estimates"]) == ["full", "lora", "head", "contrastive"]
     for method, found in body["estimates"].items():
         assert found["method"] == method and found["trials"] == 1
