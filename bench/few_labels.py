@@ -4,8 +4,9 @@ For each data set, 8 and 32 labelled rows per class are drawn from the training 
 (several draws); the rest of the training file is the unlabelled pool. Per draw, each system trains on the
 same rows from the same base model and is scored on the same test file with the same code
 (:func:`tailor.eval.metrics.classification_metrics`): Tailor's ``head`` and ``contrastive`` methods, each
-with and without the pool (``unlabeled=``), ``contrastive`` with augmented copies (``augment=``), and SetFit. Tailor's zero-shot classifier (label names only) and
-its default recipe on all the labels run once per data set. The script prints, per data set and size,
+with and without the pool (``unlabeled=``), ``contrastive`` with augmented copies (``augment=``), and SetFit.
+Tailor's zero-shot classifier (label names only) and its default recipe on all the labels run once per data
+set. The script prints, per data set and size,
 macro-F1 mean ± spread over the draws and mean wall seconds, then the ratios and whether the issue's targets
 hold; the summary goes to ``bench/results/few_labels.json``.
 

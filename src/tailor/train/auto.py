@@ -88,8 +88,8 @@ class MethodPlan:
     estimates: dict[str, Estimate]
     train_enc: object
     val_enc: object
-    train_rows: object = None
-    augmentation: dict | None = None
+    train_rows: object
+    augmentation: dict | None
 
     @property
     def estimate(self) -> Estimate:
