@@ -27,11 +27,9 @@ demo: install
 trust-demo: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/trust.sh
 
-# TEST_WORKERS=2 runs two pytest-xdist workers, each test file on one of them (its module fixtures built once):
-# on 2 cores the suite's waits overlap with the other worker's work (58 min serially here, 92% done in 33 min).
-# Off by default: each worker holds its own session's models, and on a 23 GB machine the kernel's OOM killer
-# took a worker at 11.5 GB near the end.
-TEST_WORKERS ?= 0
+# Two pytest-xdist workers, each test file on one of them (its module fixtures built once): on 2 cores one
+# worker's waits (servers starting, subprocesses, I/O) overlap with the other's work. TEST_WORKERS=0 runs serially.
+TEST_WORKERS ?= 2
 TEST_ARGS := -q -n $(TEST_WORKERS) --dist loadfile
 
 test: install

@@ -3,7 +3,7 @@ versions.
 
 Database tests run on SQLite always and on PostgreSQL when ``TAILOR_TEST_POSTGRES_URL`` is set (``.ci/run``
 starts a server), e.g. ``postgresql+psycopg://postgres@127.0.0.1:55432/postgres``; its public schema is
-emptied before and after each such test. Under pytest-xdist (``make test TEST_WORKERS=2``) each worker gets a
+emptied before and after each such test. Under pytest-xdist (``make test`` runs two workers) each worker gets a
 database of its own on that server (``<database>_gw0``, ...), so two workers never empty each other's.
 """
 
@@ -50,6 +50,25 @@ def session_home(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TAILOR_HOME", str(home))
         yield home
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_memory_after_module():
+    """After each test file, drop the shared base encoders of its storage roots, collect its models and hand
+    the freed heap back to the OS (glibc keeps it otherwise), so that a worker's memory does not grow with every
+    file it has run (two xdist workers share this 23 GB machine)."""
+    yield
+    import ctypes
+    import gc
+
+    from tailor.models.runtimes import forget_default_bases
+
+    forget_default_bases()
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _empty_postgres(url: str) -> None:

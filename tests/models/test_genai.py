@@ -25,18 +25,18 @@ ENGINE_FILES = ["TAILOR_CONVERTED.json", "chat_template.jinja", "engine.json", "
                 "model.onnx.data", "tokenizer.json", "tokenizer_config.json"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def engine_settings(tmp_path_factory) -> Settings:
     return Settings(home=tmp_path_factory.mktemp("genai-home"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fast_chat(engine_settings) -> EngineChatModel:
-    """SmolLM2 on the default (int8) engine, built once per session."""
+    """SmolLM2 on the default (int8) engine, built once for this file."""
     return load_fast_chat_model(BASE, settings=engine_settings)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def torch_chat() -> ChatModel:
     return load_chat_model(BASE)
 

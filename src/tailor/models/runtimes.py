@@ -277,6 +277,13 @@ def default_bases(home: Path | None = None) -> SharedBases:
         return _DEFAULT_BASES[cache_dir]
 
 
+def forget_default_bases() -> None:
+    """Drop this process's :func:`default_bases` (their encoders are freed once no version uses them), for a
+    process that moves between storage roots, such as the test suite (one root per test)."""
+    with _DEFAULT_LOCK:
+        _DEFAULT_BASES.clear()
+
+
 def read_record(artifact_dir: Path) -> dict | None:
     """The version's gate record (``serving.json``), or None for a version published before it existed."""
     path = Path(artifact_dir) / RECORD_FILE

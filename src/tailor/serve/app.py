@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.staticfiles import StaticFiles
@@ -156,9 +156,11 @@ def _add_offline_docs(app: FastAPI) -> None:
     static = Path(fastapi_offline.__file__).parent / "static"
     app.mount("/docs-static", StaticFiles(directory=static), name="docs-static")
 
+    # the endpoint reads the app from the request: a closure over ``app`` would keep every app a process builds
+    # alive in FastAPI's module-level cache of endpoint callables (tests build hundreds, each with its models)
     @app.get("/docs", include_in_schema=False)
-    def docs():
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title="Tailor API",
+    def docs(request: Request):
+        return get_swagger_ui_html(openapi_url=request.app.openapi_url, title="Tailor API",
                                    swagger_js_url="/docs-static/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-static/swagger-ui.css",
                                    swagger_favicon_url="/docs-static/favicon.png")
