@@ -4,7 +4,8 @@ For each data set, 8 and 32 labelled rows per class are drawn from the training 
 (several draws); the rest of the training file is the unlabelled pool. Per draw, each system trains on the
 same rows from the same base model and is scored on the same test file with the same code
 (:func:`tailor.eval.metrics.classification_metrics`): Tailor's ``head`` and ``contrastive`` methods, each
-with and without the pool (``unlabeled=``), ``contrastive`` with augmented copies (``augment=``), and SetFit.
+with and without the pool (``unlabeled=``) and the label-name prior (``label_prior=0``), ``contrastive`` with
+augmented copies (``augment=``), and SetFit.
 Tailor's zero-shot classifier (label names only) and its default recipe on all the labels run once per data
 set. The script prints, per data set and size,
 macro-F1 mean ± spread over the draws and mean wall seconds, then the ratios and whether the issue's targets
@@ -13,7 +14,8 @@ hold; the summary goes to ``bench/results/few_labels.json``.
 Usage::
 
     .venv/bin/python bench/few_labels.py [--datasets twitter medical thucnews] [--sizes 8 32] [--draws 3]
-        [--systems head head+pool contrastive contrastive+pool contrastive+aug zero-shot all-labels setfit]
+        [--systems head head-no-prior head+pool contrastive contrastive-no-prior contrastive+pool
+                   contrastive+aug zero-shot all-labels setfit]
         [--max-pool 2000] [--max-test N] [--max-train 2000] [--data-dir DIR] [--keep-going]
         [--setfit-max-steps N] [--setfit-num-iterations N]   # departures from SetFit's defaults
 """
@@ -63,15 +65,20 @@ DATASETS = {
 }
 DEFAULT_DATASETS = ("twitter", "medical", "thucnews")
 
-# Tailor's few-shot recipes: (method, uses the pool, augmented copies per row). Each trains on the drawn rows.
+# Tailor's few-shot recipes: (method, uses the pool, augmented copies per row, label_prior: None for the
+# default). Each trains on the drawn rows; the -no-prior ones start their head from zero, not the label names.
 AUGMENT_COPIES = 4
 FEW_SHOT_RECIPES = {
-    "head": ("head", False, 0),
-    "head+pool": ("head", True, 0),
-    "contrastive": ("contrastive", False, 0),
-    "contrastive+pool": ("contrastive", True, 0),
-    "contrastive+aug": ("contrastive", False, AUGMENT_COPIES),
+    "head": ("head", False, 0, None),
+    "head-no-prior": ("head", False, 0, 0.0),
+    "head+pool": ("head", True, 0, None),
+    "contrastive": ("contrastive", False, 0, None),
+    "contrastive-no-prior": ("contrastive", False, 0, 0.0),
+    "contrastive+pool": ("contrastive", True, 0, None),
+    "contrastive+aug": ("contrastive", False, AUGMENT_COPIES, None),
 }
+# what each add-on's gain compares: (recipe with it, recipe without it), per method family
+ADD_ONS = {"pool": ("{}+pool", "{}"), "aug": ("{}+aug", "{}"), "prior": ("{}", "{}-no-prior")}
 PER_DATASET_SYSTEMS = ("zero-shot", "all-labels")  # run once per data set, not per draw
 SYSTEMS = (*FEW_SHOT_RECIPES, *PER_DATASET_SYSTEMS, "setfit")
 
@@ -194,10 +201,12 @@ def run_few_shot_recipe(recipe: str, draw_csv: Path, pool_csv: Path, test_csv: P
     augmented copies."""
     import tailor
 
-    method, uses_pool, augment = FEW_SHOT_RECIPES[recipe]
+    method, uses_pool, augment, label_prior = FEW_SHOT_RECIPES[recipe]
     extra = {"unlabeled": str(pool_csv)} if uses_pool else {}
     if augment:
         extra["augment"] = augment
+    if label_prior is not None:
+        extra["label_prior"] = label_prior
     return call_tailor(tailor.fine_tune, str(draw_csv), eval_file=str(test_csv), name=name, method=method,
                        base=base, seed=seed, **extra)
 
@@ -361,17 +370,19 @@ def compare_size(datasets: dict, size: str) -> dict:
             }
     best = max(recipes, key=lambda r: recipes[r]["delta_points_mean"], default=None)
     return {"recipes": recipes, "best_recipe": best, "pool_gains": add_on_gains(datasets, size, "pool"),
-            "augmentation_gains": add_on_gains(datasets, size, "aug")}
+            "augmentation_gains": add_on_gains(datasets, size, "aug"),
+            "prior_gains": add_on_gains(datasets, size, "prior")}
 
 
 def add_on_gains(datasets: dict, size: str, add_on: str) -> dict:
-    """``{family: {"data_sets", "gain_points_mean"}}``: what ``<family>+<add_on>`` gains over ``<family>`` at one
-    size, mean over the data sets that ran both."""
+    """``{family: {"data_sets", "gain_points_mean"}}``: what the add-on (:data:`ADD_ONS`: ``<family>+pool``
+    over ``<family>``, ``<family>`` over ``<family>-no-prior``...) gains at one size, mean over the data sets
+    that ran both."""
     found = {}
     for family in ("head", "contrastive"):
-        recipe = f"{family}+{add_on}"
-        gains = [points(d["sizes"][size][recipe]["macro_f1_mean"], d["sizes"][size][family]["macro_f1_mean"])
-                 for d in datasets.values() if {family, recipe} <= d["sizes"].get(size, {}).keys()]
+        recipe, without = (pattern.format(family) for pattern in ADD_ONS[add_on])
+        gains = [points(d["sizes"][size][recipe]["macro_f1_mean"], d["sizes"][size][without]["macro_f1_mean"])
+                 for d in datasets.values() if {without, recipe} <= d["sizes"].get(size, {}).keys()]
         if gains:
             found[family] = {"data_sets": len(gains), "gain_points_mean": round(statistics.fmean(gains), 2)}
     return found
@@ -428,7 +439,7 @@ def format_comparisons(comparisons: dict, targets: dict) -> str:
             ratio = row["time_ratio_setfit_over_tailor"]
             lines.append(f"{size:>3} per class  {recipe:<18} - setfit: {row['delta_points_mean']:+6.2f} points "
                          f"(mean of {row['data_sets']}), time ratio setfit/tailor {ratio:.2f}x")
-        for add_on in ("pool", "augmentation"):
+        for add_on in ("pool", "augmentation", "prior"):
             for recipe, row in comparison.get(f"{add_on}_gains", {}).items():
                 lines.append(f"{size:>3} per class  {add_on} gain {recipe}: {row['gain_points_mean']:+.2f} points")
     for size, row in targets["few_shot_vs_setfit"].items():

@@ -312,6 +312,9 @@ def test_train_with_an_unlabelled_file(tmp_path, small_train_csv):
     assert (out.returncode, out.stderr.strip()) == (2, "error: --augment applies to classification (edited copies of "
                                                        "labelled texts); a chat model learns from its conversations "
                                                        "as written")
+    out = run_cli("train", SAMPLE_TEST, "--task", "chat", "--label-prior", "4", home=home)
+    assert (out.returncode, out.stderr.strip()) == (2, "error: --label-prior applies to classification (a new head "
+                                                       "starts from the label names); a chat model has no labels")
     missing = tmp_path / "missing.txt"
     out = run_cli("train", small_train_csv, "--name", "tweets", "--unlabeled", missing, home=home)
     assert (out.returncode, out.stderr.strip()) == (2, f"error: unlabelled file missing.txt: file not found: {missing}")
@@ -323,6 +326,10 @@ def test_train_with_an_unlabelled_file(tmp_path, small_train_csv):
             "are not in the training file") in out.stdout
     shown = json.loads(run_cli("models", "show", "tweets:1", "--json", home=home).stdout)
     assert shown["lineage"]["self_training"]["skipped"].startswith("it is the training file itself")
+    # measured: "bearish", "bullish" and "neutral" answer these 30 tweets with a skill of 0.219, just over 0.2
+    assert shown["lineage"]["label_prior"] == {"strength": 2.0, "skill": pytest.approx(0.219, abs=0.01), "used": True}
+    assert ("the head starts as the zero-shot classifier of the label names (skill 0.22 on the training rows), "
+            "pulled toward it with strength 2") in " ".join(out.stderr.split())  # as wrapped for the terminal
 
 
 def test_models_catalog_lists_the_tenants_adapted_bases(fresh_home, tmp_path, capsys):

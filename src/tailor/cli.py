@@ -97,6 +97,11 @@ def cmd_train(args) -> int:
 
             raise UsageError("--augment applies to classification (edited copies of labelled texts); a chat model "
                              "learns from its conversations as written")
+        if args.label_prior is not None:
+            from tailor.errors import UsageError
+
+            raise UsageError("--label-prior applies to classification (a new head starts from the label names); a "
+                             "chat model has no labels")
         return cmd_train_chat(args)
     if args.strict:
         from tailor.errors import UsageError
@@ -106,7 +111,7 @@ def cmd_train(args) -> int:
     overrides = {"base": args.base, "method": args.method, "epochs": args.epochs, "lr": args.lr,
                  "batch_size": args.batch_size, "max_length": args.max_length, "seed": args.seed,
                  "time_budget_s": args.time_budget, "device": args.device, "full_pooling": args.full_pooling,
-                 "augment": args.augment}
+                 "augment": args.augment, "label_prior": args.label_prior}
     result = run_classification_job(
         args.file, eval_file=args.eval_file, text_col=args.text_col, label_col=args.label_col, name=args.name,
         tenant=args.tenant, preset=args.preset, search=args.search, resume=args.resume, new_labels=args.new_labels,
@@ -809,6 +814,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "fitted first, then everything trains), or auto (the base's own: mean for me5-small)")
     train.add_argument("--augment", type=int, metavar="N", help="add N edited copies of each labelled row (words "
                                                                 "swapped, deleted, repeated or cut); default 0")
+    train.add_argument("--label-prior", type=float, metavar="C",
+                       help="strength of the label-name prior on a new head (it starts as the zero-shot classifier "
+                            "of the label names, pulled toward it by C / rows); default 2, 0 off")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--max-length", type=int, help="tokens per text (--task chat: per conversation, default "
                                                       "1024 capped by the model's context; longer ones are "

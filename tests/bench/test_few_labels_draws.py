@@ -73,12 +73,14 @@ def test_targets_are_judged_on_the_best_recipe_and_its_pool_family(few_labels):
 
     datasets = {
         "x": {"sizes": {"8": {"head": row(0.50, 10), "head+pool": row(0.55, 20), "setfit": row(0.50, 60),
-                              "contrastive": row(0.52, 30), "contrastive+aug": row(0.51, 40)}}},
+                              "contrastive": row(0.52, 30), "contrastive+aug": row(0.51, 40),
+                              "head-no-prior": row(0.46, 10)}}},
         "y": {"sizes": {"8": {"head": row(0.70, 10), "head+pool": row(0.72, 20), "setfit": row(0.71, 60)}}},
     }
     comparison = few_labels.compare_size(datasets, "8")
     assert comparison == {
         "recipes": {"head": {"data_sets": 2, "delta_points_mean": -0.5, "time_ratio_setfit_over_tailor": 6.0},
+                    "head-no-prior": {"data_sets": 1, "delta_points_mean": -4.0, "time_ratio_setfit_over_tailor": 6.0},
                     "head+pool": {"data_sets": 2, "delta_points_mean": 3.0, "time_ratio_setfit_over_tailor": 3.0},
                     "contrastive": {"data_sets": 1, "delta_points_mean": 2.0, "time_ratio_setfit_over_tailor": 2.0},
                     "contrastive+aug": {"data_sets": 1, "delta_points_mean": 1.0,
@@ -86,6 +88,7 @@ def test_targets_are_judged_on_the_best_recipe_and_its_pool_family(few_labels):
         "best_recipe": "head+pool",
         "pool_gains": {"head": {"data_sets": 2, "gain_points_mean": 3.5}},
         "augmentation_gains": {"contrastive": {"data_sets": 1, "gain_points_mean": -1.0}},
+        "prior_gains": {"head": {"data_sets": 1, "gain_points_mean": 4.0}},
     }
     assert few_labels.judge_targets({"8": comparison}) == {
         "few_shot_vs_setfit": {"8": {"recipe": "head+pool", "points": 3.0, "time_ratio": 3.0, "holds": True}},

@@ -222,6 +222,13 @@ def test_unlabeled_file_of_a_job_is_checked(client, acme, file_id):
                                method={"tailor": {"unlabeled_file": texts_id}}), 400)
     assert chat_job["message"] == ("unlabeled_file is for classification jobs (self-training on unlabelled texts); a "
                                    "chat model learns from its conversations only")
+    chat_prior = error_of(create(client, acme, model="smollm2-135m-instruct", training_file=chat_id,
+                                 method={"tailor": {"label_prior": 4}}), 400)
+    assert chat_prior["message"] == ("label_prior is for classification jobs (a new head starts from the label "
+                                     "names); a chat model has no labels")
+    negative = error_of(create(client, acme, model="minilm-l6", training_file=file_id,
+                               method={"tailor": {"label_prior": -1}}), 400)
+    assert negative["param"] == "method.tailor.label_prior"
     assert client.get(JOBS, headers=acme.headers).json()["data"] == []
     job = create(client, acme, model="minilm-l6", training_file=file_id, method={"tailor": {"unlabeled_file":
                                                                                              texts_id}}).json()
@@ -287,6 +294,8 @@ def test_create_zero_shot_job(client, acme):
      "method.tailor.preset: a zero_shot job trains nothing; leave it out", "method.tailor.preset"),
     ({"method": zero_shot(["billing", "refund"], feedback=True)},
      "method.tailor.feedback: a zero_shot job trains nothing; leave it out", "method.tailor.feedback"),
+    ({"method": zero_shot(["billing", "refund"], label_prior=4)},
+     "method.tailor.label_prior: a zero_shot job trains nothing; leave it out", "method.tailor.label_prior"),
 ])
 def test_zero_shot_job_validation(client, acme, body, message, param):
     error = error_of(create(client, acme, **{"model": "minilm-l6", **body}), 400)

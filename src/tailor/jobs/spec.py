@@ -118,6 +118,10 @@ class TailorOptions(_Strict):
     augment: int | None = Field(None, ge=0, le=20, description="classification: edited copies of each labelled "
                                                               "training row (words swapped, deleted, repeated or "
                                                               "cut; see tailor.data.augment); default 0, off")
+    label_prior: float | None = Field(None, ge=0, le=1000,
+                                      description="classification: strength of the label-name prior on a new head "
+                                                  "(it starts as the zero-shot classifier of the label names, "
+                                                  "pulled toward it by label_prior / rows); default 2, 0 off")
     redact_pii: bool | None = Field(None, description="replace e-mails, phones, card, ID and IBAN numbers in the "
                                                       "training and validation texts by [EMAIL], [PHONE], [CARD], "
                                                       "[ID], [IBAN] before training (always on for a tenant whose "
@@ -230,6 +234,9 @@ def resolve_training(body: JobCreate, task: str, method: str | None = None) -> t
         if options.augment:
             raise UsageError("augment is for classification jobs (edited copies of labelled texts); a chat model "
                              "learns from its conversations as written")
+        if options.label_prior is not None:
+            raise UsageError("label_prior is for classification jobs (a new head starts from the label names); a "
+                             "chat model has no labels")
         preset, lr_field, overrides = load_chat_preset(options.preset), "lr", {"strict": options.strict or None}
     else:
         from tailor.train.config import load_preset
@@ -239,7 +246,7 @@ def resolve_training(body: JobCreate, task: str, method: str | None = None) -> t
         if options.strict:
             raise UsageError("strict checking of token lengths is for chat jobs; classification truncates long texts")
         overrides = {"method": options.method, "text_col": options.text_column, "label_col": options.label_column,
-                     "augment": options.augment}
+                     "augment": options.augment, "label_prior": options.label_prior}
     multiplier = 1.0 if chosen.learning_rate_multiplier == "auto" else chosen.learning_rate_multiplier
     epochs = preset.epochs if chosen.n_epochs == "auto" else chosen.n_epochs
     if task == CHAT:
@@ -258,8 +265,8 @@ def resolve_training(body: JobCreate, task: str, method: str | None = None) -> t
 
 
 # Tailor's options that only training (or a retrain) reads: a zero_shot job refuses them rather than ignoring them
-_TRAINING_ONLY = ("preset", "time_budget_s", "unlabeled_file", "augment", "strict", "feedback", "replay",
-                  "new_labels")
+_TRAINING_ONLY = ("preset", "time_budget_s", "unlabeled_file", "augment", "label_prior", "strict", "feedback",
+                  "replay", "new_labels")
 
 
 def _resolve_zero_shot(body: JobCreate, task: str) -> tuple[dict, dict]:

@@ -28,6 +28,12 @@ HEAD_EVAL_EVERY = 10
 HEAD_PATIENCE_STEPS = 50
 # Normalized embeddings have unit norm: a fixed temperature lets the head's logits reach useful scales.
 HEAD_TEMPERATURE = 10.0
+# The label-name prior is used when the label names alone answer the training rows with at least this skill
+# (zero_shot_skill: 0 chance, 1 all right). Measured on 3 seeded draws at 8 and 32 rows per class: medical
+# abstracts 0.38-0.59 and THUCNews titles 0.35-0.44, where the prior raised a head's macro-F1 by 1.7-6.7 points,
+# against finance tweets' -0.06-0.09 ("bearish", "bullish", "neutral"), where it moved a head by -0.8 to +1.7.
+# A high skill is no promise: 3 rows of each of 22 shipped bank intents (skill 0.84) lost 4 points with it.
+PRIOR_MIN_SKILL = 0.2
 
 
 @dataclass
@@ -41,6 +47,7 @@ class FitOutcome:
         best_valid_f1: its validation macro-F1.
         stop_reason: ``completed``, ``early_stopping`` or ``time_budget``.
         resumed_from: the epoch a resumed run started after (0 when it started fresh).
+        label_prior: :func:`fit_head`'s label-name prior, ``{"strength", "skill", "used"}`` (None without one).
     """
 
     history: list[dict] = field(default_factory=list)
@@ -49,6 +56,7 @@ class FitOutcome:
     stop_reason: str = "completed"
     steps: int = 0
     resumed_from: int = 0
+    label_prior: dict | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -206,12 +214,21 @@ def unfold_head_temperature(head) -> None:
 
 
 def fit_head(model, train: Encoded, val: Encoded, cfg: TrainConfig, *, pad_id: int, num_labels: int,
-             device: str, reporter: Reporter) -> FitOutcome:
+             device: str, reporter: Reporter, prior: Encoded | None = None) -> FitOutcome:
     """Train only ``model.classifier`` on embeddings that the frozen encoder computes once.
 
     Full-batch Adam for ``cfg.head_epochs`` steps on the training embeddings, validating every
     ``HEAD_EVAL_EVERY`` steps and keeping the head with the best validation macro-F1; stops after
     ``HEAD_PATIENCE_STEPS * cfg.patience`` steps without a gain.
+
+    Args:
+        prior: the label prompts (:func:`label_prior_rows`), one row per class in class order. When the
+            zero-shot classifier they make (:mod:`tailor.models.zero_shot`: each class's row is its prompt's
+            embedding by the current encoder, bias 0) answers the training rows with a skill of at least
+            :data:`PRIOR_MIN_SKILL` (:func:`zero_shot_skill`), the head starts as that classifier and
+            ``cfg.label_prior / len(train)`` times the squared distance of its weights from it is added to
+            the loss, in place of weight decay toward zero. Otherwise, or without prompts, the head starts
+            from the model's own weights. ``outcome.label_prior`` records the decision.
     """
     import torch
 
@@ -227,11 +244,16 @@ def fit_head(model, train: Encoded, val: Encoded, cfg: TrainConfig, *, pad_id: i
     head.train()
     weights = class_weights(train.targets, num_labels, cfg.class_weighting)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
-    optimizer = torch.optim.Adam(head.parameters(), lr=cfg.head_lr, weight_decay=cfg.weight_decay * 1e-2)
-    outcome, best_state, since_best = FitOutcome(), None, 0
+    anchor, prior_record = _prior_anchor(model, prior, x_train, train.targets, pad_id, device, cfg, reporter)
+    pull = cfg.label_prior / len(train)
+    optimizer = torch.optim.Adam(head.parameters(), lr=cfg.head_lr,
+                                 weight_decay=0.0 if anchor is not None else cfg.weight_decay * 1e-2)
+    outcome, best_state, since_best = FitOutcome(label_prior=prior_record), None, 0
     reporter.start("linear head", cfg.head_epochs)
     for step in range(1, cfg.head_epochs + 1):
         loss = loss_fn(head(x_train) * HEAD_TEMPERATURE, y_train)
+        if anchor is not None:
+            loss = loss + pull * (head.weight - anchor).square().sum()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -263,3 +285,74 @@ def fit_head(model, train: Encoded, val: Encoded, cfg: TrainConfig, *, pad_id: i
         head.weight.mul_(HEAD_TEMPERATURE)
         head.bias.mul_(HEAD_TEMPERATURE)
     return outcome
+
+
+def label_prior_rows(tokenizer, labels: list[str], cfg: TrainConfig) -> tuple[Encoded | None, str | None]:
+    """The encoded label prompts :func:`fit_head` may start a new head from.
+
+    Returns:
+        ``(rows, None)``, or ``(None, why not)`` when ``cfg.label_prior`` is 0 or the labels are not named
+        in words (a label without a letter, such as ``0`` or ``4.5``, says nothing about its texts; labels
+        whose prompts collide, such as ``a_b`` and ``a-b``, cannot both be prompts).
+    """
+    from tailor.errors import UsageError
+    from tailor.models.zero_shot import label_prompts
+    from tailor.train.batching import encode
+
+    if not cfg.label_prior:
+        return None, "label-name prior off (label_prior 0): the head starts from zero"
+    unnamed = [label for label in labels if not any(ch.isalpha() for ch in label)]
+    if unnamed:
+        return None, (f"no label-name prior: label {unnamed[0]!r} is not named in words, so the head starts from "
+                      "zero")
+    try:
+        prompts = label_prompts(labels)
+    except UsageError as exc:
+        return None, f"no label-name prior ({exc}): the head starts from zero"
+    return encode(tokenizer, prompts, cfg.max_length, range(len(labels))), None
+
+
+def zero_shot_skill(targets, predictions, num_labels: int) -> float:
+    """How much better than chance the label names answer labelled rows: balanced accuracy (the mean recall
+    over the labels present) rescaled so that chance (1 / labels) is 0 and every row right is 1; below chance
+    is negative."""
+    targets, predictions = np.asarray(targets), np.asarray(predictions)
+    recalls = [float((predictions[targets == k] == k).mean()) for k in np.unique(targets)]
+    chance = 1.0 / num_labels
+    return (float(np.mean(recalls)) - chance) / (1.0 - chance)
+
+
+def _prior_anchor(model, prior: Encoded | None, x_train, targets, pad_id: int, device: str, cfg: TrainConfig,
+                  reporter: Reporter):
+    """The zero-shot head of the prompts ``prior`` (embedded by the model's current encoder, rows scaled so
+    that with :data:`HEAD_TEMPERATURE` the logits are :data:`~tailor.models.zero_shot.ZERO_SHOT_SCALE` times
+    the cosine similarities), set as ``model.classifier``'s weights when its skill on the training
+    embeddings ``x_train`` reaches :data:`PRIOR_MIN_SKILL`.
+
+    Returns:
+        ``(anchor or None, record)``: the weights the head is pulled toward (None: no prior), and
+        ``{"strength", "skill", "used"}`` (None without prompts).
+    """
+    import torch
+
+    from tailor.models.zero_shot import ZERO_SHOT_SCALE
+
+    if prior is None:
+        return None, None
+    vectors = torch.from_numpy(embed_all(model, prior, pad_id, device)).to(device)
+    anchor = torch.nn.functional.normalize(vectors, dim=-1) * (ZERO_SHOT_SCALE / HEAD_TEMPERATURE)
+    with torch.no_grad():
+        answers = (x_train @ anchor.T).argmax(1).cpu().numpy()
+    skill = round(zero_shot_skill(targets, answers, len(prior)), 4)
+    record = {"strength": cfg.label_prior, "skill": skill, "used": skill >= PRIOR_MIN_SKILL}
+    if not record["used"]:
+        reporter.message(f"label-name prior not used: the label names alone answer the training rows with skill "
+                         f"{skill:.2f} (0 is chance, 1 all right; it takes {PRIOR_MIN_SKILL:g}), so the head "
+                         "starts from zero", label_prior=record)
+        return None, record
+    reporter.message(f"the head starts as the zero-shot classifier of the label names (skill {skill:.2f} on the "
+                     f"training rows), pulled toward it with strength {cfg.label_prior:g}", label_prior=record)
+    with torch.no_grad():
+        model.classifier.weight.copy_(anchor)
+        model.classifier.bias.zero_()
+    return anchor, record

@@ -168,7 +168,8 @@ def contrastive_parameters(model) -> list:
 
 
 def fit_contrastive(model, train: Encoded, val: Encoded, cfg: TrainConfig, *, pad_id: int, num_labels: int,
-                    device: str, bf16: bool, reporter: Reporter, deadline: float | None = None) -> FitOutcome:
+                    device: str, bf16: bool, reporter: Reporter, deadline: float | None = None,
+                    prior: Encoded | None = None) -> FitOutcome:
     """Fine-tune ``model.encoder`` contrastively on the labelled rows, then fit ``model.classifier``.
 
     ``model`` is :func:`tailor.models.classifier.build_pooled_head_model`'s (built by ``build_model
@@ -180,6 +181,8 @@ def fit_contrastive(model, train: Encoded, val: Encoded, cfg: TrainConfig, *, pa
 
     Args:
         deadline: ``time.monotonic()`` after which stage 1 stops early (the head, seconds, is still fitted).
+        prior: the label prompts stage 2 may start the head from (see :func:`fit_head`), embedded by the tuned
+            encoder.
 
     Returns:
         The head's :class:`FitOutcome`, its ``history`` preceded by stage 1's rows (``stage``
@@ -221,7 +224,7 @@ def fit_contrastive(model, train: Encoded, val: Encoded, cfg: TrainConfig, *, pa
     reporter.finish()
     model.encoder.requires_grad_(False)
     outcome = fit_head(model, train, val, cfg, pad_id=pad_id, num_labels=num_labels, device=device,
-                       reporter=reporter)
+                       reporter=reporter, prior=prior)
     outcome.history = rows + [{"stage": "head", **row} for row in outcome.history]
     outcome.steps += rows[-1]["step"] if rows else 0
     if stopped:

@@ -18,7 +18,7 @@ from tailor.cores import holding_cores
 from tailor.data.dataset import TextDataset
 from tailor.registry.entities import ModelVersion
 from tailor.settings import Settings, get_settings
-from tailor.train.classify import FitOutcome
+from tailor.train.classify import FitOutcome, label_prior_rows
 from tailor.train.config import TrainConfig, load_preset
 from tailor.train.progress import RecordingReporter, Reporter
 
@@ -370,6 +370,11 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
     checkpointer = Checkpointer(run_dir, keyring=open_keyring(settings.registry_url, settings), tenant=tenant)
 
     spec_pooling = parent.pooling if parent else pooling_for(method, base, cfg.full_pooling)
+    # a new head fitted by fit_head starts from the label names (a retrain's continues from its parent's)
+    fits_new_head = not parent and (method in ("head", "contrastive") or (method == "full" and spec_pooling == "mean"))
+    prior, no_prior = label_prior_rows(tokenizer, labels, cfg) if fits_new_head else (None, None)
+    if no_prior:
+        reporter.message(no_prior)
 
     def fit(trial_cfg: TrainConfig, with_checkpoints: bool = False, train_rows=None) -> tuple[object, FitOutcome]:
         from tailor.models.classifier import build_model
@@ -383,19 +388,21 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
         common = dict(pad_id=tokenizer.pad_token_id, num_labels=len(labels), device=device, reporter=reporter)
         rows = train_enc if train_rows is None else train_rows
         if method == "head":
-            return model, fit_head(model, rows, val_enc, trial_cfg, **common)
+            return model, fit_head(model, rows, val_enc, trial_cfg, prior=prior, **common)
         if method == "contrastive":
             from tailor.train.contrastive import fit_contrastive
 
-            return model, fit_contrastive(model, rows, val_enc, trial_cfg, bf16=bf16, deadline=deadline, **common)
-        if method == "full" and spec_pooling == "mean" and not parent:
-            # linear probing, then fine-tuning: the new head starts from the frozen encoder's best linear
-            # answer (and the logit scale fit_head folds in), not from random weights that would first pull
-            # the encoder's features toward them
-            fit_head(model, rows, val_enc, trial_cfg, **common)
+            return model, fit_contrastive(model, rows, val_enc, trial_cfg, bf16=bf16, deadline=deadline,
+                                          prior=prior, **common)
+        # linear probing, then fine-tuning: the new head starts from the frozen encoder's best linear answer
+        # (and the logit scale fit_head folds in), not from random weights that would first pull the encoder's
+        # features toward them
+        probed = fit_head(model, rows, val_enc, trial_cfg, prior=prior, **common) if fits_new_head else None
         lr = trial_cfg.lora_lr if method == "lora" else trial_cfg.lr
-        return model, fit_encoder(model, rows, val_enc, trial_cfg, lr=lr, bf16=bf16, deadline=deadline,
-                                  checkpointer=checkpointer if with_checkpoints else None, resume=resume, **common)
+        outcome = fit_encoder(model, rows, val_enc, trial_cfg, lr=lr, bf16=bf16, deadline=deadline,
+                              checkpointer=checkpointer if with_checkpoints else None, resume=resume, **common)
+        outcome.label_prior = probed.label_prior if probed else None
+        return model, outcome
 
     t_fit = time.monotonic()
     trials: list[dict] = []
@@ -448,6 +455,9 @@ def run_classification_job(data, *, eval_file=None, text_col: str | None = None,
         lineage.update(parent=parent.ref, retrain=retrain or {})
     if actor:
         lineage["actor"] = actor
+    if fits_new_head:
+        lineage["label_prior"] = outcome.label_prior or {"strength": cfg.label_prior, "used": False,
+                                                          "reason": no_prior}
     if self_training:
         lineage["self_training"] = self_training
     if augmentation:
