@@ -50,9 +50,11 @@ step "0. A fresh TAILOR_HOME ($TAILOR_HOME) and a master key: encryption at rest
 tailor keys new-master --out "$WORK/master-1.key"
 export TAILOR_MASTER_KEY_FILE=$WORK/master-1.key
 
+# Both versions train without the label-name prior (--label-prior 0): with it, the intents' names alone
+# carry the pilot's credit-card intents (largest slice gap 0.025), and the walk would have no weak version.
 step "1. Train bank-intents:1 on the pilot file (only 2 questions per credit-card intent), method head"
 tailor train "$DATA/bank_intents_pilot.csv" --eval-file "$DATA/bank_intents_test.csv" --name bank-intents \
-  --method head >"$WORK/train-1.log" 2>&1 || { tail -n 20 "$WORK/train-1.log"; exit 1; }
+  --method head --label-prior 0 >"$WORK/train-1.log" 2>&1 || { tail -n 20 "$WORK/train-1.log"; exit 1; }
 grep -E "^› test:|^registered" "$WORK/train-1.log"
 
 step "2. Explain a prediction: each word's weight and its characters in the text"
@@ -91,7 +93,7 @@ fi
 
 step "7. The fix: version 2 trained on the full file (10 questions per intent), its bias report"
 tailor train "$DATA/bank_intents_train.csv" --eval-file "$DATA/bank_intents_test.csv" --name bank-intents \
-  --method head >"$WORK/train-2.log" 2>&1 || { tail -n 20 "$WORK/train-2.log"; exit 1; }
+  --method head --label-prior 0 >"$WORK/train-2.log" 2>&1 || { tail -n 20 "$WORK/train-2.log"; exit 1; }
 grep -E "^› test:|^registered" "$WORK/train-2.log"
 tailor eval bank-intents:2 "$DATA/bank_intents_test.csv" --slice-col domain --counterfactual \
   --terms "$WORK/terms.json" >"$WORK/bias-2.txt"
