@@ -66,7 +66,7 @@ DATASETS = {
 DEFAULT_DATASETS = ("twitter", "medical", "thucnews")
 
 # Tailor's few-shot recipes: (method, uses the pool, augmented copies per row, label_prior: None for the
-# default). Each trains on the drawn rows; the -no-prior ones start their head from zero, not the label names.
+# default). Each trains on the drawn rows; the -no-prior ones start their head from random weights.
 AUGMENT_COPIES = 4
 FEW_SHOT_RECIPES = {
     "head": ("head", False, 0, None),

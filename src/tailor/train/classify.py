@@ -228,7 +228,7 @@ def fit_head(model, train: Encoded, val: Encoded, cfg: TrainConfig, *, pad_id: i
             :data:`PRIOR_MIN_SKILL` (:func:`zero_shot_skill`), the head starts as that classifier and
             ``cfg.label_prior / len(train)`` times the squared distance of its weights from it is added to
             the loss, in place of weight decay toward zero. Otherwise, or without prompts, the head starts
-            from the model's own weights. ``outcome.label_prior`` records the decision.
+            from the model's own (seeded random) weights. ``outcome.label_prior`` records the decision.
     """
     import torch
 
@@ -300,15 +300,15 @@ def label_prior_rows(tokenizer, labels: list[str], cfg: TrainConfig) -> tuple[En
     from tailor.train.batching import encode
 
     if not cfg.label_prior:
-        return None, "label-name prior off (label_prior 0): the head starts from zero"
+        return None, "label-name prior off (label_prior 0): the head starts from random weights"
     unnamed = [label for label in labels if not any(ch.isalpha() for ch in label)]
     if unnamed:
         return None, (f"no label-name prior: label {unnamed[0]!r} is not named in words, so the head starts from "
-                      "zero")
+                      "random weights")
     try:
         prompts = label_prompts(labels)
     except UsageError as exc:
-        return None, f"no label-name prior ({exc}): the head starts from zero"
+        return None, f"no label-name prior ({exc}): the head starts from random weights"
     return encode(tokenizer, prompts, cfg.max_length, range(len(labels))), None
 
 
@@ -348,7 +348,7 @@ def _prior_anchor(model, prior: Encoded | None, x_train, targets, pad_id: int, d
     if not record["used"]:
         reporter.message(f"label-name prior not used: the label names alone answer the training rows with skill "
                          f"{skill:.2f} (0 is chance, 1 all right; it takes {PRIOR_MIN_SKILL:g}), so the head "
-                         "starts from zero", label_prior=record)
+                         "starts from random weights", label_prior=record)
         return None, record
     reporter.message(f"the head starts as the zero-shot classifier of the label names (skill {skill:.2f} on the "
                      f"training rows), pulled toward it with strength {cfg.label_prior:g}", label_prior=record)

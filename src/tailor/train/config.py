@@ -86,7 +86,7 @@ class TrainConfig(LoraTrainingConfig):
                     "the head fitted before full fine-tuning with mean pooling): the head starts as the zero-shot "
                     "classifier of the label names and c/n times the squared distance of its weights from it is "
                     "added to the loss (n training rows), so a few rows adjust the label names' answer and many "
-                    "outweigh it; 0 starts from zero weights (see tailor.train.classify.fit_head)")
+                    "outweigh it; 0 starts from random weights (see tailor.train.classify.fit_head)")
     contrastive_lr: float = Field(CONTRASTIVE_LR, gt=0, lt=1,
                                   description="peak learning rate of the encoder's contrastive stage (method "
                                               "contrastive)")
