@@ -14,6 +14,7 @@ hold; the summary goes to ``bench/results/few_labels.json``.
 Usage::
 
     .venv/bin/python bench/few_labels.py [--datasets twitter medical thucnews] [--sizes 8 32] [--draws 3]
+        [--first-draw 0] [--merge]   # add cells to the summary on disk, judged over the whole table
         [--systems head head-no-prior head+pool contrastive contrastive-no-prior contrastive+pool
                    contrastive+aug zero-shot all-labels setfit]
         [--max-pool 2000] [--max-test N] [--max-train 2000] [--data-dir DIR] [--keep-going]
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import platform
 import random
@@ -92,6 +94,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=list(DEFAULT_DATASETS))
     parser.add_argument("--sizes", nargs="+", type=int, default=[8, 32], help="labelled rows per class")
     parser.add_argument("--draws", type=int, default=3, help="seeded draws per size (mean and spread)")
+    parser.add_argument("--first-draw", type=int, default=0,
+                        help="index of the first draw (seed 42 + index), to add draws to a --merge'd table")
+    parser.add_argument("--merge", action="store_true",
+                        help="add this run's cells to bench/results/few_labels.json (a cell run again is "
+                             "replaced draw by draw) and judge the targets over the whole table")
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     parser.add_argument("--max-pool", type=int, default=2000,
                         help="stratified, seeded cap on the unlabelled pool (0: no cap)")
@@ -109,8 +116,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         default=Path(os.environ.get("TAILOR_DATASETS", REPO_ROOT.parent / "shared" / "datasets")),
                         help="folder holding the datasets (default: $TAILOR_DATASETS or ../shared/datasets)")
     args = parser.parse_args(argv)
-    if min(args.sizes) < 1 or args.draws < 1:
-        parser.error("--sizes and --draws must be at least 1")
+    if min(args.sizes) < 1 or args.draws < 1 or args.first_draw < 0:
+        parser.error("--sizes and --draws must be at least 1, --first-draw at least 0")
     return args
 
 
@@ -284,13 +291,13 @@ def run_size(name: str, spec: FewLabelDataset, per_class: int, data: dict, args,
     """Every per-draw system at one size, over ``args.draws`` seeded draws; ``{system: summary}``."""
     texts, labels = data["texts"], data["labels"]
     per_system: dict[str, list[dict]] = {}
-    for draw in range(args.draws):
+    for draw in range(args.first_draw, args.first_draw + args.draws):
         seed = FIRST_SEED + draw
         drawn = draw_per_class(labels, per_class, seed)
         pool = pool_rows(texts, labels, drawn, data["test_texts"], args.max_pool or None, seed)
         draw_csv = write_rows(workdir / f"{name}-{per_class}-{seed}-labelled.csv", texts, labels, drawn)
         pool_csv = write_rows(workdir / f"{name}-{per_class}-{seed}-pool.csv", texts, None, pool)
-        print(f"-- {name}: {per_class} per class, draw {draw + 1}/{args.draws} (seed {seed}): "
+        print(f"-- {name}: {per_class} per class, draw {draw + 1}/{args.first_draw + args.draws} (seed {seed}): "
               f"{len(drawn)} labelled, {len(pool)} in the pool", flush=True)
         for recipe in FEW_SHOT_RECIPES:
             outcome = runner.run(recipe, run_few_shot_recipe, recipe, draw_csv, pool_csv, data["test_csv"],
@@ -338,11 +345,41 @@ def run_dataset(name: str, args, runner: Runner, workdir: Path) -> dict:
         if outcome:
             once["all-labels"] = {**outcome, "train_rows": len(read_texts_labels(train_csv)[0])}
     sizes = {str(k): run_size(name, spec, k, data, args, runner, workdir) for k in args.sizes}
-    result = {"base": spec.base, "train_file": spec.train_file, "test_file": spec.test_file,
-              "train_rows": len(data["texts"]), "test_rows": data["test_rows"], "classes": len(label_set),
-              "pool_rows": data.get("pool_rows"), "once": once, "sizes": sizes}
-    print(format_dataset(name, result), flush=True)
-    return result
+    return {"base": spec.base, "train_file": spec.train_file, "test_file": spec.test_file,
+            "train_rows": len(data["texts"]), "test_rows": data["test_rows"], "classes": len(label_set),
+            "pool_rows": data.get("pool_rows"), "once": once, "sizes": sizes,
+            "runs": [{"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                      "load_average_1m": round(os.getloadavg()[0], 2), "sizes": [str(k) for k in args.sizes],
+                      "draws": [FIRST_SEED + args.first_draw + i for i in range(args.draws)],
+                      "systems": list(args.systems)}]}
+
+
+# the settings a data set's cells must share to be merged into one table
+SAME_TABLE_KEYS = ("base", "train_file", "test_file", "test_rows", "pool_rows", "classes")
+
+
+def merge_dataset(previous: dict | None, new: dict) -> dict:
+    """A data set's cells from an earlier run (``previous``) with this run's (``new``): a system run again at a
+    size keeps its earlier draws of other seeds and takes this run's draws of the same seeds, and its mean and
+    spread are recomputed over them; ``once`` systems run again are replaced. A previous table measured with
+    other settings (:data:`SAME_TABLE_KEYS`, e.g. another ``--max-test`` or ``--max-pool``) is dropped."""
+    if previous is None:
+        return new
+    changed = [key for key in SAME_TABLE_KEYS  # a run without draws has no pool_rows
+               if None not in (previous.get(key), new.get(key)) and previous[key] != new[key]]
+    if changed:
+        print(f"(the earlier table was measured with another {', '.join(changed)}: replaced, not merged)")
+        return new
+    sizes = {size: dict(systems) for size, systems in previous["sizes"].items()}
+    for size, systems in new["sizes"].items():
+        for system, cell in systems.items():
+            earlier = sizes.setdefault(size, {}).get(system, {"draws": []})["draws"]
+            seeds = {draw["seed"] for draw in cell["draws"]}
+            draws = sorted([d for d in earlier if d["seed"] not in seeds] + cell["draws"], key=lambda d: d["seed"])
+            sizes[size][system] = summarise(draws)
+    return {**new, "pool_rows": new.get("pool_rows") or previous.get("pool_rows"),
+            "once": {**previous["once"], **new["once"]}, "sizes": sizes,
+            "runs": previous.get("runs", []) + new["runs"]}
 
 
 # ---- comparisons -----------------------------------------------------------------------------------------
@@ -368,7 +405,9 @@ def compare_size(datasets: dict, size: str) -> dict:
                 "time_ratio_setfit_over_tailor": round(sum(s["wall_s_mean"] for _, s in pairs)
                                                        / sum(r["wall_s_mean"] for r, _ in pairs), 2),
             }
-    best = max(recipes, key=lambda r: recipes[r]["delta_points_mean"], default=None)
+    widest = max((row["data_sets"] for row in recipes.values()), default=0)
+    best = max((r for r in recipes if recipes[r]["data_sets"] == widest),  # judged on every data set that ran
+               key=lambda r: recipes[r]["delta_points_mean"], default=None)
     return {"recipes": recipes, "best_recipe": best, "pool_gains": add_on_gains(datasets, size, "pool"),
             "augmentation_gains": add_on_gains(datasets, size, "aug"),
             "prior_gains": add_on_gains(datasets, size, "prior")}
@@ -460,17 +499,27 @@ def main(argv: list[str] | None = None) -> dict:
                            "platform": platform.platform()},
                "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                "datasets": {}}
+    if args.merge and RESULTS_PATH.is_file():
+        summary["datasets"] = json.loads(RESULTS_PATH.read_text())["datasets"]
     runner = Runner(args.systems, args.keep_going)
     with tempfile.TemporaryDirectory(prefix="tailor-bench-few-") as tmp:
         os.environ["TAILOR_HOME"] = str(Path(tmp) / "home")
         for name in args.datasets:
-            summary["datasets"][name] = run_dataset(name, args, runner, Path(tmp))
-    comparisons = {str(k): compare_size(summary["datasets"], str(k)) for k in args.sizes}
-    summary["comparisons"] = comparisons
-    summary["targets"] = judge_targets(comparisons)
+            result = merge_dataset(summary["datasets"].get(name), run_dataset(name, args, runner, Path(tmp)))
+            summary["datasets"][name] = result
+            print(format_dataset(name, result), flush=True)
+            judge(summary, runner)
+            write_summary(summary, RESULTS_PATH)  # after every data set: a stopped run keeps the finished ones
+    print(format_comparisons(summary["comparisons"], summary["targets"]))
+    return summary
+
+
+def judge(summary: dict, runner: Runner) -> None:
+    """The comparisons and targets over every size in the table, into ``summary``."""
+    sizes = sorted({size for result in summary["datasets"].values() for size in result["sizes"]}, key=int)
+    summary["comparisons"] = {size: compare_size(summary["datasets"], size) for size in sizes}
+    summary["targets"] = judge_targets(summary["comparisons"])
     summary["skipped"] = runner.unavailable
-    print(format_comparisons(comparisons, summary["targets"]))
-    return write_summary(summary, RESULTS_PATH)
 
 
 if __name__ == "__main__":

@@ -95,3 +95,48 @@ def test_targets_are_judged_on_the_best_recipe_and_its_pool_family(few_labels):
         "few_shot_holds": True,
         "pool": {"family": "head", "gain_points": 3.5, "holds": True},
     }
+
+
+def _cell(few_labels, *scores):
+    """A system's cell from ``(seed, macro_f1, wall_s)`` draws."""
+    return few_labels.summarise([{"seed": seed, "macro_f1": f1, "wall_s": wall} for seed, f1, wall in scores])
+
+
+def _table(few_labels, sizes, once=None, pool_rows=2000, runs=("run",)):
+    return {"base": "minilm-l6", "train_file": "train.csv", "test_file": "test.csv", "test_rows": 580,
+            "pool_rows": pool_rows, "classes": 5, "once": once or {}, "sizes": sizes, "runs": list(runs)}
+
+
+def test_a_merged_run_adds_draws_and_systems_and_replaces_the_seeds_it_ran_again(few_labels):
+    earlier = _table(few_labels, {"8": {"head": _cell(few_labels, (42, 0.50, 10), (43, 0.40, 12)),
+                                        "setfit": _cell(few_labels, (42, 0.45, 90))}},
+                     once={"zero-shot": {"macro_f1": 0.3}}, runs=["first"])
+    later = _table(few_labels, {"8": {"head": _cell(few_labels, (43, 0.60, 14), (44, 0.70, 12))},
+                                "32": {"head": _cell(few_labels, (42, 0.8, 30))}},
+                   once={"all-labels": {"macro_f1": 0.9}}, pool_rows=None, runs=["second"])
+    merged = few_labels.merge_dataset(earlier, later)
+    head = merged["sizes"]["8"]["head"]
+    assert [(d["seed"], d["macro_f1"]) for d in head["draws"]] == [(42, 0.50), (43, 0.60), (44, 0.70)]
+    assert (head["macro_f1_mean"], head["macro_f1_std"], head["wall_s_mean"]) == pytest.approx((0.6, 0.1, 12.0))
+    assert merged["sizes"]["8"]["setfit"] == earlier["sizes"]["8"]["setfit"]
+    assert merged["sizes"]["32"] == later["sizes"]["32"]
+    assert merged["once"] == {"zero-shot": {"macro_f1": 0.3}, "all-labels": {"macro_f1": 0.9}}
+    assert (merged["pool_rows"], merged["runs"]) == (2000, ["first", "second"])
+
+
+def test_a_table_measured_on_other_rows_is_replaced_not_merged(few_labels, capsys):
+    earlier = _table(few_labels, {"8": {"head": _cell(few_labels, (42, 0.5, 10))}})
+    later = {**_table(few_labels, {"8": {"setfit": _cell(few_labels, (42, 0.4, 90))}}), "test_rows": 1000}
+    assert few_labels.merge_dataset(earlier, later) is later
+    assert capsys.readouterr().out.strip() == "(the earlier table was measured with another test_rows: replaced, not merged)"
+
+
+def test_the_best_recipe_is_judged_on_every_data_set_that_ran_setfit(few_labels):
+    def row(f1):
+        return {"macro_f1_mean": f1, "wall_s_mean": 10}
+
+    datasets = {"x": {"sizes": {"8": {"head": row(0.50), "contrastive": row(0.60), "setfit": row(0.50)}}},
+                "y": {"sizes": {"8": {"head": row(0.70), "setfit": row(0.69)}}}}
+    comparison = few_labels.compare_size(datasets, "8")
+    assert comparison["recipes"]["contrastive"]["delta_points_mean"] == 10.0  # one data set only
+    assert comparison["best_recipe"] == "head"
