@@ -389,14 +389,23 @@ def points(a: float, b: float) -> float:
     return round(100 * (a - b), 2)
 
 
+def paired(cell: dict, other: dict) -> tuple[dict, dict] | None:
+    """Two systems' cells restricted to the draws (seeds) both ran, re-summarised, so that a cell merged from
+    more runs is compared on the same draws; None when they share none."""
+    seeds = {d["seed"] for d in cell["draws"]} & {d["seed"] for d in other["draws"]}
+    if not seeds:
+        return None
+    return tuple(summarise([d for d in c["draws"] if d["seed"] in seeds]) for c in (cell, other))
+
+
 def compare_size(datasets: dict, size: str) -> dict:
-    """At one size, over the data sets that ran both: each recipe's mean macro-F1 gap to SetFit and its time
-    ratio (SetFit's summed mean wall seconds / the recipe's), the best recipe (highest mean gap), and the
-    gains of the pool and of augmentation (:func:`add_on_gains`)."""
+    """At one size, over the data sets that ran both (on the draws both ran, :func:`paired`): each recipe's
+    mean macro-F1 gap to SetFit and its time ratio (SetFit's summed mean wall seconds / the recipe's), the best
+    recipe (highest mean gap), and the gains of the pool and of augmentation (:func:`add_on_gains`)."""
     recipes = {}
     for recipe in FEW_SHOT_RECIPES:
-        pairs = [(d["sizes"][size][recipe], d["sizes"][size]["setfit"]) for d in datasets.values()
-                 if {recipe, "setfit"} <= d["sizes"].get(size, {}).keys()]
+        pairs = [both for d in datasets.values() if {recipe, "setfit"} <= d["sizes"].get(size, {}).keys()
+                 and (both := paired(d["sizes"][size][recipe], d["sizes"][size]["setfit"]))]
         if pairs:
             recipes[recipe] = {
                 "data_sets": len(pairs),
@@ -420,8 +429,9 @@ def add_on_gains(datasets: dict, size: str, add_on: str) -> dict:
     found = {}
     for family in ("head", "contrastive"):
         recipe, without = (pattern.format(family) for pattern in ADD_ONS[add_on])
-        gains = [points(d["sizes"][size][recipe]["macro_f1_mean"], d["sizes"][size][without]["macro_f1_mean"])
-                 for d in datasets.values() if {without, recipe} <= d["sizes"].get(size, {}).keys()]
+        gains = [points(both[0]["macro_f1_mean"], both[1]["macro_f1_mean"]) for d in datasets.values()
+                 if {without, recipe} <= d["sizes"].get(size, {}).keys()
+                 and (both := paired(d["sizes"][size][recipe], d["sizes"][size][without]))]
         if gains:
             found[family] = {"data_sets": len(gains), "gain_points_mean": round(statistics.fmean(gains), 2)}
     return found

@@ -69,7 +69,7 @@ def test_rows_are_written_with_or_without_labels(few_labels, tmp_path):
 
 def test_targets_are_judged_on_the_best_recipe_and_its_pool_family(few_labels):
     def row(f1, wall):
-        return {"macro_f1_mean": f1, "wall_s_mean": wall}
+        return {"macro_f1_mean": f1, "wall_s_mean": wall, "draws": [{"seed": 42, "macro_f1": f1, "wall_s": wall}]}
 
     datasets = {
         "x": {"sizes": {"8": {"head": row(0.50, 10), "head+pool": row(0.55, 20), "setfit": row(0.50, 60),
@@ -133,10 +133,21 @@ def test_a_table_measured_on_other_rows_is_replaced_not_merged(few_labels, capsy
 
 def test_the_best_recipe_is_judged_on_every_data_set_that_ran_setfit(few_labels):
     def row(f1):
-        return {"macro_f1_mean": f1, "wall_s_mean": 10}
+        return _cell(few_labels, (42, f1, 10))
 
     datasets = {"x": {"sizes": {"8": {"head": row(0.50), "contrastive": row(0.60), "setfit": row(0.50)}}},
                 "y": {"sizes": {"8": {"head": row(0.70), "setfit": row(0.69)}}}}
     comparison = few_labels.compare_size(datasets, "8")
     assert comparison["recipes"]["contrastive"]["delta_points_mean"] == 10.0  # one data set only
     assert comparison["best_recipe"] == "head"
+
+
+def test_cells_merged_from_several_runs_are_compared_on_the_draws_both_ran(few_labels):
+    sizes = {"8": {"head": _cell(few_labels, (42, 0.50, 10), (43, 0.30, 30)),
+                   "head-no-prior": _cell(few_labels, (42, 0.45, 10)),
+                   "setfit": _cell(few_labels, (42, 0.40, 100), (43, 0.40, 200), (44, 0.9, 300))}}
+    comparison = few_labels.compare_size({"x": {"sizes": sizes}}, "8")
+    assert comparison["recipes"]["head"] == {"data_sets": 1, "delta_points_mean": 0.0,  # seeds 42 and 43
+                                             "time_ratio_setfit_over_tailor": 7.5}
+    assert comparison["recipes"]["head-no-prior"]["delta_points_mean"] == 5.0  # seed 42 alone
+    assert comparison["prior_gains"] == {"head": {"data_sets": 1, "gain_points_mean": 5.0}}
