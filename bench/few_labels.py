@@ -286,18 +286,22 @@ def summarise(draws: list[dict]) -> dict:
             "wall_s_mean": round(statistics.fmean(d["wall_s"] for d in draws), 1), "draws": draws}
 
 
+def draw_seeds(args) -> list[int]:
+    """The seeds of this run's draws: draw i (from ``--first-draw``) uses seed FIRST_SEED + i."""
+    return [FIRST_SEED + draw for draw in range(args.first_draw, args.first_draw + args.draws)]
+
+
 def run_size(name: str, spec: FewLabelDataset, per_class: int, data: dict, args, runner: Runner,
              workdir: Path) -> dict:
     """Every per-draw system at one size, over ``args.draws`` seeded draws; ``{system: summary}``."""
     texts, labels = data["texts"], data["labels"]
     per_system: dict[str, list[dict]] = {}
-    for draw in range(args.first_draw, args.first_draw + args.draws):
-        seed = FIRST_SEED + draw
+    for seed in draw_seeds(args):
         drawn = draw_per_class(labels, per_class, seed)
         pool = pool_rows(texts, labels, drawn, data["test_texts"], args.max_pool or None, seed)
         draw_csv = write_rows(workdir / f"{name}-{per_class}-{seed}-labelled.csv", texts, labels, drawn)
         pool_csv = write_rows(workdir / f"{name}-{per_class}-{seed}-pool.csv", texts, None, pool)
-        print(f"-- {name}: {per_class} per class, draw {draw + 1}/{args.first_draw + args.draws} (seed {seed}): "
+        print(f"-- {name}: {per_class} per class, draw {seed - FIRST_SEED + 1}/{args.first_draw + args.draws} (seed {seed}): "
               f"{len(drawn)} labelled, {len(pool)} in the pool", flush=True)
         for recipe in FEW_SHOT_RECIPES:
             outcome = runner.run(recipe, run_few_shot_recipe, recipe, draw_csv, pool_csv, data["test_csv"],
@@ -350,7 +354,7 @@ def run_dataset(name: str, args, runner: Runner, workdir: Path) -> dict:
             "pool_rows": data.get("pool_rows"), "once": once, "sizes": sizes,
             "runs": [{"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                       "load_average_1m": round(os.getloadavg()[0], 2), "sizes": [str(k) for k in args.sizes],
-                      "draws": [FIRST_SEED + args.first_draw + i for i in range(args.draws)],
+                      "draws": draw_seeds(args),
                       "systems": list(args.systems)}]}
 
 
