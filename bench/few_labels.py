@@ -301,8 +301,8 @@ def run_size(name: str, spec: FewLabelDataset, per_class: int, data: dict, args,
         pool = pool_rows(texts, labels, drawn, data["test_texts"], args.max_pool or None, seed)
         draw_csv = write_rows(workdir / f"{name}-{per_class}-{seed}-labelled.csv", texts, labels, drawn)
         pool_csv = write_rows(workdir / f"{name}-{per_class}-{seed}-pool.csv", texts, None, pool)
-        print(f"-- {name}: {per_class} per class, draw {seed - FIRST_SEED + 1}/{args.first_draw + args.draws} (seed {seed}): "
-              f"{len(drawn)} labelled, {len(pool)} in the pool", flush=True)
+        print(f"-- {name}: {per_class} per class, draw {seed - FIRST_SEED + 1}/{args.first_draw + args.draws} "
+              f"(seed {seed}): {len(drawn)} labelled, {len(pool)} in the pool", flush=True)
         for recipe in FEW_SHOT_RECIPES:
             outcome = runner.run(recipe, run_few_shot_recipe, recipe, draw_csv, pool_csv, data["test_csv"],
                                  f"fl-{name}-{recipe.replace('+', '-')}-{per_class}", spec.base, seed)

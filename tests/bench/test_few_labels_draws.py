@@ -128,7 +128,8 @@ def test_a_table_measured_on_other_rows_is_replaced_not_merged(few_labels, capsy
     earlier = _table(few_labels, {"8": {"head": _cell(few_labels, (42, 0.5, 10))}})
     later = {**_table(few_labels, {"8": {"setfit": _cell(few_labels, (42, 0.4, 90))}}), "test_rows": 1000}
     assert few_labels.merge_dataset(earlier, later) is later
-    assert capsys.readouterr().out.strip() == "(the earlier table was measured with another test_rows: replaced, not merged)"
+    assert capsys.readouterr().out.strip() == ("(the earlier table was measured with another test_rows: replaced, "
+                                               "not merged)")
 
 
 def test_the_best_recipe_is_judged_on_every_data_set_that_ran_setfit(few_labels):
